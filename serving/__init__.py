@@ -1,0 +1,1 @@
+"""ONNX export and checks, ONNX Runtime sessions, quantisation and the BentoML service."""

@@ -1,0 +1,44 @@
+"""Family builders: one module per family turns a genotype into a ``torch.nn.Module``.
+
+Each family module defines ``build(genotype) -> nn.Module`` and ``divisor(genotype) -> int``
+(the input height and width must be multiples of it). Shared concerns (attaching the genotype,
+weights, size checks) live in :mod:`zoo.registry`, not in the families.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from zoo._version import __version__
+from zoo.errors import BuildError
+from zoo.families import cellnet, smp, unet
+from zoo.genotype import Genotype
+
+
+@dataclass(frozen=True)
+class Family:
+    """How to build and size-check the nets of one family."""
+
+    build: Callable[[Genotype], nn.Module]
+    divisor: Callable[[Genotype], int]
+
+
+FAMILY_BUILDERS: dict[str, Family] = {
+    "cellnet": Family(cellnet.build, cellnet.divisor),
+    "unet": Family(unet.build, unet.divisor),
+    "smp": Family(smp.build, smp.divisor),
+}
+
+
+def get_family(name: str) -> Family:
+    """The builder of family ``name``; a clear error for families this version cannot build yet."""
+    try:
+        return FAMILY_BUILDERS[name]
+    except KeyError:
+        raise BuildError(
+            f"family {name!r} is a valid genotype family, but nasseg {__version__} has no builder for it yet "
+            f"(buildable: {', '.join(FAMILY_BUILDERS)})"
+        ) from None

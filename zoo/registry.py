@@ -1,0 +1,126 @@
+"""Model registry and factory, in the manner of timm's ``_registry`` / ``_factory``.
+
+Registered names are the stems of ``genotypes/*.json`` shipped with the package, plus those in
+``$NASSEG_HOME/genotypes`` (shipped names win). ``create_model`` takes a name, a path to a
+genotype JSON, or a :class:`Genotype`, builds it with its family builder, attaches the genotype
+and the input divisor, and loads weights on request.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from zoo.errors import GenotypeError, InputSizeError, ModelNotFoundError
+from zoo.families import get_family
+from zoo.genotype import Genotype, Task
+from zoo.weights import load_weights, nasseg_home
+
+ModelSpec = str | Path | Genotype
+
+
+def genotype_dirs() -> list[Path]:
+    """Directories scanned for registered genotypes, shipped first."""
+    shipped = Path(str(resources.files("genotypes")))
+    return [shipped, nasseg_home() / "genotypes"]
+
+
+def _registered() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for directory in genotype_dirs():
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.glob("*.json")):
+            if path.name != "schema.json":
+                found.setdefault(path.stem, path)
+    return found
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Sorted registered model names matching a shell-style ``pattern`` (e.g. ``"smp-*"``)."""
+    return sorted(name for name in _registered() if fnmatch.fnmatchcase(name, pattern))
+
+
+def get_genotype(name: str) -> Genotype:
+    """The genotype registered under ``name``; unknown names suggest close ones."""
+    registered = _registered()
+    if name not in registered:
+        close = difflib.get_close_matches(name, list(registered), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `nasseg list` shows the registered models"
+        raise ModelNotFoundError(f"unknown model {name!r}{hint}")
+    genotype = Genotype.from_json(registered[name])
+    if genotype.name != name:
+        raise GenotypeError(f"{registered[name]}: name {genotype.name!r} differs from the file stem {name!r}")
+    return genotype
+
+
+def resolve_genotype(spec: ModelSpec) -> Genotype:
+    """A :class:`Genotype` from a genotype, a ``.json`` path, or a registered name."""
+    if isinstance(spec, Genotype):
+        return spec
+    text = str(spec)
+    if isinstance(spec, Path) or text.endswith(".json") or Path(text).is_file():
+        return Genotype.from_json(Path(text))
+    return get_genotype(text)
+
+
+def apply_overrides(genotype: Genotype, overrides: dict[str, Any]) -> Genotype:
+    """Replace task fields (``num_classes=3``) or arch fields (``init_channels=16``) by keyword."""
+    if not overrides:
+        return genotype
+    task, arch = genotype.task.model_dump(mode="json"), genotype.arch.model_dump(mode="json")
+    arch_fields = type(genotype.arch).model_fields
+    for key, value in overrides.items():
+        if key in Task.model_fields:
+            task[key] = value
+        elif key in arch_fields:
+            arch[key] = value
+        else:
+            known = ", ".join(sorted([*Task.model_fields, *arch_fields]))
+            raise GenotypeError(f"model {genotype.name!r}: unknown override {key!r} (known: {known})")
+    return genotype.replace(task=task, arch=arch)
+
+
+def input_divisor(genotype: Genotype) -> int:
+    """Input height and width must be multiples of this for the net to take them."""
+    return get_family(genotype.family).divisor(genotype)
+
+
+def check_input_size(model_or_genotype: nn.Module | Genotype, size: tuple[int, int]) -> None:
+    """Raise :class:`InputSizeError` if the net cannot take an ``(H, W)`` input."""
+    genotype = model_or_genotype if isinstance(model_or_genotype, Genotype) else model_or_genotype.genotype
+    divisor = input_divisor(genotype)
+    height, width = size
+    if height < 1 or width < 1 or height % divisor or width % divisor:
+        raise InputSizeError(
+            f"model {genotype.name!r} needs height and width that are positive multiples of {divisor}; "
+            f"got {height}x{width}"
+        )
+
+
+def build_model(genotype: Genotype) -> nn.Module:
+    """Build the net of a genotype (random initialisation) and attach ``genotype`` and ``divisor``."""
+    family = get_family(genotype.family)
+    model = family.build(genotype)
+    model.genotype = genotype
+    model.divisor = family.divisor(genotype)
+    return model
+
+
+def create_model(spec: ModelSpec, pretrained: bool = False, **overrides: Any) -> nn.Module:
+    """Build a registered model by name, a genotype JSON path, or a :class:`Genotype`.
+
+    ``pretrained=True`` loads the genotype's safetensors weights (refused if they belong to
+    another architecture). Keyword overrides replace task or arch fields before building.
+    """
+    genotype = apply_overrides(resolve_genotype(spec), overrides)
+    model = build_model(genotype)
+    if pretrained:
+        load_weights(model, genotype)
+    model.pretrained = pretrained
+    return model

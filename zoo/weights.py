@@ -1,0 +1,94 @@
+"""Weight files: safetensors that record the architecture hash they were trained for.
+
+A weight file named in a genotype's ``weights.file`` is looked up next to the genotype file,
+then in ``$NASSEG_HOME/weights`` and ``$NASSEG_HOME`` (default ``~/.cache/nasseg``). A file
+whose recorded ``arch_hash`` differs from the genotype's is refused: loading it would silently
+give a broken net.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from safetensors import safe_open
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from zoo._version import __version__
+from zoo.errors import WeightsError
+from zoo.genotype import Genotype, Weights
+from zoo.io import sha256_file
+
+ARCH_HASH_KEY = "nasseg.arch_hash"
+GENOTYPE_KEY = "nasseg.genotype"
+
+
+def nasseg_home() -> Path:
+    """The user directory for weights and genotypes: ``$NASSEG_HOME`` or ``~/.cache/nasseg``."""
+    return Path(os.environ.get("NASSEG_HOME", "~/.cache/nasseg")).expanduser()
+
+
+def save_weights(model: nn.Module, genotype: Genotype, path: str | Path) -> Weights:
+    """Write ``model``'s weights atomically with the genotype and its hash in the metadata.
+
+    Returns the ``weights`` entry to put into the genotype (file name, sha256, arch hash).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {ARCH_HASH_KEY: genotype.arch_hash, GENOTYPE_KEY: genotype.to_json(), "nasseg.version": __version__}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_model(model, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return Weights(file=path.name, sha256=sha256_file(path), arch_hash=genotype.arch_hash)
+
+
+def find_weights(genotype: Genotype) -> Path:
+    """Where the genotype's weight file is; :class:`WeightsError` listing the places searched."""
+    if genotype.weights is None:
+        raise WeightsError(f"model {genotype.name!r} has no weights (its genotype names no weights file)")
+    name = Path(genotype.weights.file)
+    candidates = [name] if name.is_absolute() else []
+    if genotype.source is not None and not name.is_absolute():
+        candidates.append(genotype.source.parent / name)
+    candidates += [nasseg_home() / "weights" / name, nasseg_home() / name]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    searched = ", ".join(str(c) for c in candidates)
+    raise WeightsError(f"model {genotype.name!r}: weight file {str(name)!r} not found (searched {searched})")
+
+
+def read_arch_hash(path: str | Path) -> str | None:
+    """The architecture hash recorded in a weight file, or None if it records none."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return (handle.metadata() or {}).get(ARCH_HASH_KEY)
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def load_weights(model: nn.Module, genotype: Genotype, path: str | Path | None = None) -> Path:
+    """Load the genotype's weights into ``model`` after checking checksum and architecture hash."""
+    path = Path(path) if path is not None else find_weights(genotype)
+    if path is None or not path.is_file():
+        raise WeightsError(f"model {genotype.name!r}: weight file {path} not found")
+    if genotype.weights is not None and genotype.weights.sha256 and sha256_file(path) != genotype.weights.sha256:
+        raise WeightsError(f"{path}: sha256 differs from the genotype's weights.sha256 (file changed or corrupt)")
+    recorded = read_arch_hash(path)
+    if recorded != genotype.arch_hash:
+        raise WeightsError(
+            f"{path}: weights are for architecture {recorded or 'unknown'}, but model {genotype.name!r} "
+            f"is architecture {genotype.arch_hash}; refusing to load weights of another architecture"
+        )
+    try:
+        load_model(model, str(path), strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise WeightsError(f"{path}: tensors do not fit model {genotype.name!r}: {first}") from None
+    return path
