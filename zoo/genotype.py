@@ -394,6 +394,13 @@ class Genotype(_Strict):
 
     # -- identity -------------------------------------------------------------------------------
 
+    def __eq__(self, other: object) -> bool:
+        """Equal documents (the file a genotype was read from does not matter)."""
+        return isinstance(other, Genotype) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(canonical_json(self.to_dict()))
+
     @property
     def arch_hash(self) -> str:
         """16 hex digits of SHA-256 over what fixes the modules: family, task (input size only

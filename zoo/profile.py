@@ -38,10 +38,12 @@ CONVENTION = (
     "is counted separately in elementwise_ops."
 )
 
-_CONV = {"convolution", "_convolution", "convolution_overrideable", "_slow_conv2d_forward", "cudnn_convolution",
-         "mkldnn_convolution", "miopen_convolution", "miopen_depthwise_convolution", "_conv_depthwise2d",
-         "slow_conv3d_forward", "slow_conv_dilated2d", "slow_conv_dilated3d", "cudnn_convolution_transpose",
-         "miopen_convolution_transpose", "slow_conv_transpose2d", "slow_conv_transpose3d"}
+_CONV = set(
+    "convolution _convolution convolution_overrideable _slow_conv2d_forward cudnn_convolution "
+    "mkldnn_convolution miopen_convolution miopen_depthwise_convolution _conv_depthwise2d slow_conv3d_forward"
+    " slow_conv_dilated2d slow_conv_dilated3d cudnn_convolution_transpose miopen_convolution_transpose"
+    " slow_conv_transpose2d slow_conv_transpose3d".split()
+)
 _TRANSPOSED_FLAG = {"convolution", "_convolution", "convolution_overrideable"}  # args[6] says transposed
 # matmul-like op -> index of its (first) matrix argument; MACs = output elements * its last dim
 _MATMUL = {"mm": 0, "bmm": 0, "mv": 0, "dot": 0, "vdot": 0, "addmm": 1, "baddbmm": 1, "addmv": 1}
@@ -103,14 +105,9 @@ class ModelProfile:
 
 
 def _human(n: float, suffix: str = "") -> str:
-    """1234567 -> '1.23 M' (with ``suffix`` appended: 'MB')."""
-    if abs(n) < 1000:
-        return f"{n:.0f} {suffix}".rstrip()
-    for unit in ("K", "M", "G", "T"):
-        n /= 1000
-        if abs(n) < 1000 or unit == "T":
-            break
-    return f"{n:.2f} {unit}{suffix}"
+    """1234567 -> '1.23 M' (``suffix`` appended: '1.23 MB')."""
+    exp = min(int(math.log10(abs(n))) // 3, 4) if abs(n) >= 1000 else 0
+    return f"{n:.0f} {suffix}".rstrip() if exp == 0 else f"{n / 1000**exp:.2f} {'KMGT'[exp - 1]}{suffix}"
 
 
 def _op_cost(func: Any, args: tuple, out: Any) -> tuple[int, int]:
@@ -135,7 +132,7 @@ def _op_cost(func: Any, args: tuple, out: Any) -> tuple[int, int]:
             or name.startswith(("upsample", "_upsample", "grid_sampler"))):
         return 0, first
     if "pool" in name or name in _REDUCE:
-        return 0, args[0].numel() if isinstance(args[0], torch.Tensor) else 0
+        return 0, args[0].numel() if args and isinstance(args[0], torch.Tensor) else 0
     return 0, 0
 
 

@@ -71,6 +71,7 @@ MODELS = {"stack": (stack, (2, 3, 8, 8)), "grouped": (grouped, (1, 8, 6, 6)), "a
           "functional": (Functional, (2, 4, 8)), "tuple": (TupleOut, (1, 3, 4, 4))}
 
 
+# attention is left out here: FlopCounterMode does not count the CPU flash-attention kernel
 def reference_flops(model: nn.Module, size: tuple[int, ...]) -> int:
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
@@ -191,6 +192,8 @@ def test_too_small_input_raises_input_size_error() -> None:
         profile(model, (1, 3, 3, 3))
     assert model.training
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    with pytest.raises(InputSizeError, match="more than 1 spatial element"):  # a ValueError from torch
+        profile(nn.InstanceNorm2d(3), (1, 3, 1, 1))
 
 
 def test_other_errors_propagate() -> None:

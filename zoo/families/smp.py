@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import segmentation_models_pytorch as smp_lib
 from torch import nn
 
 from zoo.errors import BuildError
@@ -13,6 +12,8 @@ _TAKES_DECODER_CHANNELS = ("Unet", "UnetPlusPlus", "MAnet")
 
 def build(genotype: Genotype) -> nn.Module:
     """Build ``smp.create_model(arch, encoder, encoder_weights=None, ...)``; weights come from files."""
+    import segmentation_models_pytorch as smp_lib  # slow to import (timm, hub clients): only when needed
+
     arch, task = genotype.arch, genotype.task
     kwargs = {"encoder_depth": arch.encoder_depth}
     if arch.decoder_channels is not None:

@@ -1,0 +1,227 @@
+"""The ``nasseg`` command line: list, info, report and validate models of the zoo.
+
+Every user error (a malformed genotype, an unknown name, weights of another architecture, an
+input size a net cannot take) prints one line ``error: ...`` to stderr and exits with code 2;
+``nasseg --debug ...`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+import typer.core
+from rich.console import Console
+from rich.table import Table
+
+import zoo
+from zoo.genotype import Genotype
+
+# Wide tables when piped (CI logs, files); the terminal's width otherwise.
+console = Console(width=None if sys.stdout.isatty() else 150)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
+
+
+class _State:
+    debug = False
+
+
+class _ErrorHandlingGroup(typer.core.TyperGroup):
+    """Turns :class:`zoo.NassegError` into a one-line message and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except zoo.NassegError as exc:
+            if _State.debug:
+                raise
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            raise click.exceptions.Exit(2) from None
+
+
+app = typer.Typer(
+    cls=_ErrorHandlingGroup,
+    help="Searched segmentation networks: zoo, reports, export and serving.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"nasseg {zoo.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    _State.debug = debug
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _has_weights(genotype: Genotype) -> bool:
+    try:
+        zoo.weights.find_weights(genotype)
+    except zoo.WeightsError:
+        return False
+    return True
+
+
+@app.command("list")
+def list_command(
+    pattern: Annotated[str, typer.Argument(help="Shell-style pattern, e.g. 'smp-*'.")] = "*",
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the registered models."""
+    rows = []
+    for name in zoo.list_models(pattern):
+        genotype = zoo.get_genotype(name)
+        task = genotype.task
+        rows.append({
+            "name": name,
+            "family": genotype.family,
+            "task": task.kind,
+            "in_channels": task.in_channels,
+            "num_classes": task.num_classes,
+            "input_size": list(task.input_size),
+            "weights": _has_weights(genotype),
+            "searcher": genotype.provenance.searcher or "",
+            "source": genotype.provenance.source or "",
+        })
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title=f"nasseg models ({len(rows)})")
+    table.add_column("name", no_wrap=True)
+    for column in ("family", "task", "input", "classes", "weights", "searcher"):
+        table.add_column(column)
+    for row in rows:
+        size = "x".join(map(str, row["input_size"]))
+        table.add_row(row["name"], row["family"], row["task"], f"{row['in_channels']}x{size}",
+                      str(row["num_classes"]), "yes" if row["weights"] else "-", row["searcher"] or "-")
+    console.print(table)
+
+
+@app.command()
+def info(
+    name: Annotated[str, typer.Argument(help="Registered name or path to a genotype .json.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the canonical genotype JSON.")] = False,
+) -> None:
+    """Show a model's genotype: task, architecture hash, cells, weights and provenance."""
+    genotype = zoo.resolve_genotype(name)
+    if as_json:
+        sys.stdout.write(genotype.to_json())
+        return
+    model = zoo.build_model(genotype)
+    params = sum(p.numel() for p in model.parameters())
+    table = Table(show_header=False, title=f"{genotype.name}")
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    task = genotype.task
+    table.add_row("family", genotype.family)
+    table.add_row("task", f"{task.kind}, {task.in_channels} -> {task.num_classes}, "
+                          f"input {task.input_size[0]}x{task.input_size[1]}")
+    table.add_row("arch hash", genotype.arch_hash)
+    table.add_row("parameters", f"{params:,}")
+    table.add_row("input divisor", str(model.divisor))
+    table.add_row("weights", "available" if _has_weights(genotype) else ("missing" if genotype.weights else "none"))
+    if genotype.cells():
+        table.add_row("DARTS format", genotype.to_darts() if genotype.family in ("cellnet", "iac-unet") else "-")
+    provenance = genotype.provenance
+    for key in ("searcher", "dataset", "seed", "source"):
+        value = getattr(provenance, key)
+        if value is not None:
+            table.add_row(key, str(value))
+    if genotype.source is not None:
+        table.add_row("file", str(genotype.source))
+    console.print(table)
+
+
+def _human(value: float, unit: str = "") -> str:
+    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3f} {suffix}{unit}"
+    return f"{value:.0f} {unit}".strip()
+
+
+def _bytes(value: float) -> str:
+    return f"{value / 2**20:.2f} MiB"
+
+
+@app.command()
+def report(
+    name: Annotated[str, typer.Argument(help="Registered name or path to a genotype .json.")],
+    input_size: Annotated[
+        tuple[int, int] | None, typer.Option("--input-size", help="Input height and width (default: the genotype's).")
+    ] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Batch size of the profiled forward pass.")] = 1,
+    layers: Annotated[int, typer.Option(help="Rows of the per-layer table, by MACs (0: none, -1: all).")] = 12,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Parameters, MACs, FLOPs, elementwise work and peak activation memory of one forward pass."""
+    genotype = zoo.resolve_genotype(name)
+    height, width = input_size if input_size is not None else genotype.task.input_size
+    zoo.check_input_size(genotype, (height, width))
+    model = zoo.build_model(genotype)
+    shape = (batch, genotype.task.in_channels, height, width)
+    with err_console.status(f"profiling {genotype.name} at {shape} ...", spinner="dots"):
+        result = zoo.profile(model, shape)
+    if as_json:
+        _print_json({"model": genotype.name, "arch_hash": genotype.arch_hash, **result.to_dict()})
+        return
+    summary = Table(title=f"{genotype.name}  (arch {genotype.arch_hash})", show_header=False)
+    summary.add_column("figure", style="bold")
+    summary.add_column("value", justify="right")
+    summary.add_row("input", "x".join(map(str, shape)))
+    summary.add_row("parameters", f"{result.params_total:,}")
+    summary.add_row("  trainable", f"{result.params_trainable:,}")
+    if result.params_auxiliary:
+        summary.add_row("  auxiliary head (training only)", f"{result.params_auxiliary:,}")
+    summary.add_row("parameter memory", _bytes(result.param_bytes))
+    summary.add_row("MACs", f"{result.macs:,}  ({_human(result.macs)})")
+    summary.add_row("FLOPs (2 x MACs)", _human(result.flops))
+    summary.add_row("elementwise ops", _human(result.elementwise_ops))
+    summary.add_row("peak activation memory", _bytes(result.peak_activation_bytes))
+    summary.add_row("outputs", ", ".join("x".join(map(str, s)) for s in result.output_shapes))
+    console.print(summary)
+    console.print(f"[dim]{result.convention}[/]")
+    if layers:
+        rows = sorted(result.layers, key=lambda row: -row.macs)
+        rows = rows if layers < 0 else rows[:layers]
+        table = Table(title=f"layers by MACs ({len(rows)} of {len(result.layers)})")
+        for column in ("layer", "type", "output", "params", "MACs", "elementwise"):
+            table.add_column(column, justify="left" if column in ("layer", "type") else "right", overflow="fold")
+        for row in rows:
+            table.add_row(row.name, row.type, "x".join(map(str, row.output_shape)), f"{row.params:,}",
+                          f"{row.macs:,}", f"{row.elementwise_ops:,}")
+        console.print(table)
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Genotype .json files to check.")],
+) -> None:
+    """Check genotype files against the contract; build each to be sure it constructs."""
+    for path in files:
+        genotype = Genotype.from_json(path)
+        zoo.build_model(genotype)
+        console.print(f"[green]ok[/] {path}: {genotype.name} ({genotype.family}), arch {genotype.arch_hash}",
+                      highlight=False)
+
+
+def main() -> None:
+    """Entry point of the ``nasseg`` script."""
+    app()

@@ -1,0 +1,70 @@
+"""The op table: every op at stride 1 and 2, channel matching, odd sizes, NASNet conventions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from zoo.ops import AUTOSEGNET_OPS, DARTS_OPS, NAS_ASDET_OPS, OP_NAMES, OPS, RENAS_OPS, create_op
+
+
+@pytest.mark.parametrize("name", OP_NAMES)
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize(("c_in", "c_out"), [(8, 8), (6, 10)])
+def test_every_op_shapes_and_gradients(name: str, stride: int, c_in: int, c_out: int) -> None:
+    op = create_op(name, c_in, c_out, stride, affine=True)
+    for height, width in ((9, 12), (16, 16)):
+        x = torch.randn(2, c_in, height, width, requires_grad=True)
+        y = op(x)
+        assert y.shape == (2, c_out, math.ceil(height / stride), math.ceil(width / stride))
+        y.square().mean().backward()
+        if name != "none":
+            assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_parameter_free_ops_have_no_parameters_at_equal_channels() -> None:
+    for name, spec in OPS.items():
+        params = sum(p.numel() for p in create_op(name, 8, 8, 1, affine=True).parameters())
+        assert (params == 0) == spec.parameter_free, name
+
+
+def test_nasnet_conventions() -> None:
+    sep = create_op("sep_conv_3x3", 8, 8, 2)
+    modules = list(sep.modules())
+    depthwise = [m for m in modules if isinstance(m, nn.Conv2d) and m.groups == 8]
+    assert len(depthwise) == 2, "a separable conv is applied twice"
+    assert depthwise[0].stride == (2, 2) and depthwise[1].stride == (1, 1)
+    assert isinstance(sep[0][0], nn.ReLU) and isinstance(sep[0][-1], nn.BatchNorm2d), "ReLU-conv-BN order"
+    dil = create_op("dil_conv_5x5", 8, 8, 1)
+    assert [m.dilation for m in dil.modules() if isinstance(m, nn.Conv2d) and m.groups == 8] == [(2, 2)]
+    hdc = create_op("hdc_3x3", 8, 8, 1)
+    assert sorted(m.dilation[0] for m in hdc.modules() if isinstance(m, nn.Conv2d) and m.groups == 8) == [1, 2, 3]
+    reduce = create_op("skip_connect", 8, 8, 2)
+    assert type(reduce).__name__ == "FactorizedReduce"
+    assert isinstance(create_op("skip_connect", 8, 8, 1), nn.Identity)
+
+
+def test_paper_op_subsets_are_in_the_table() -> None:
+    assert len(NAS_ASDET_OPS) == 11 and len(DARTS_OPS) == 8 and len(RENAS_OPS) == 6 and len(AUTOSEGNET_OPS) == 4
+    for subset in (DARTS_OPS, NAS_ASDET_OPS, RENAS_OPS, AUTOSEGNET_OPS):
+        assert set(subset) <= set(OP_NAMES)
+
+
+def test_bad_op_requests() -> None:
+    with pytest.raises(KeyError, match="unknown op"):
+        create_op("conv_9x9", 4, 4)
+    with pytest.raises(ValueError, match="stride"):
+        create_op("sep_conv_3x3", 4, 4, stride=3)
+
+
+def test_attention_ops_gate_their_input() -> None:
+    x = torch.randn(1, 8, 10, 10)
+    for name in ("channel_att", "spatial_att"):
+        op = create_op(name, 8, 8, 1).eval()
+        y = op(x)
+        assert y.shape == x.shape
+        ratio = y / x  # a gate in (0, 1): the output keeps the sign of the input and shrinks it
+        assert (ratio > 0).all() and (ratio < 1).all()
