@@ -40,7 +40,7 @@ class _ErrorHandlingGroup(typer.core.TyperGroup):
             if _State.debug:
                 raise
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
-            raise click.exceptions.Exit(2) from None
+            sys.exit(2)
 
 
 app = typer.Typer(
@@ -90,17 +90,19 @@ def list_command(
     for name in zoo.list_models(pattern):
         genotype = zoo.get_genotype(name)
         task = genotype.task
-        rows.append({
-            "name": name,
-            "family": genotype.family,
-            "task": task.kind,
-            "in_channels": task.in_channels,
-            "num_classes": task.num_classes,
-            "input_size": list(task.input_size),
-            "weights": _has_weights(genotype),
-            "searcher": genotype.provenance.searcher or "",
-            "source": genotype.provenance.source or "",
-        })
+        rows.append(
+            {
+                "name": name,
+                "family": genotype.family,
+                "task": task.kind,
+                "in_channels": task.in_channels,
+                "num_classes": task.num_classes,
+                "input_size": list(task.input_size),
+                "weights": _has_weights(genotype),
+                "searcher": genotype.provenance.searcher or "",
+                "source": genotype.provenance.source or "",
+            }
+        )
     if as_json:
         _print_json(rows)
         return
@@ -110,8 +112,15 @@ def list_command(
         table.add_column(column)
     for row in rows:
         size = "x".join(map(str, row["input_size"]))
-        table.add_row(row["name"], row["family"], row["task"], f"{row['in_channels']}x{size}",
-                      str(row["num_classes"]), "yes" if row["weights"] else "-", row["searcher"] or "-")
+        table.add_row(
+            row["name"],
+            row["family"],
+            row["task"],
+            f"{row['in_channels']}x{size}",
+            str(row["num_classes"]),
+            "yes" if row["weights"] else "-",
+            row["searcher"] or "-",
+        )
     console.print(table)
 
 
@@ -132,8 +141,10 @@ def info(
     table.add_column("value", overflow="fold")
     task = genotype.task
     table.add_row("family", genotype.family)
-    table.add_row("task", f"{task.kind}, {task.in_channels} -> {task.num_classes}, "
-                          f"input {task.input_size[0]}x{task.input_size[1]}")
+    table.add_row(
+        "task",
+        f"{task.kind}, {task.in_channels} -> {task.num_classes}, input {task.input_size[0]}x{task.input_size[1]}",
+    )
     table.add_row("arch hash", genotype.arch_hash)
     table.add_row("parameters", f"{params:,}")
     table.add_row("input divisor", str(model.divisor))
@@ -165,7 +176,8 @@ def _bytes(value: float) -> str:
 def report(
     name: Annotated[str, typer.Argument(help="Registered name or path to a genotype .json.")],
     input_size: Annotated[
-        tuple[int, int] | None, typer.Option("--input-size", help="Input height and width (default: the genotype's).")
+        tuple[int, int] | None,
+        typer.Option("--input-size", help="Input height and width (default: the genotype's)."),
     ] = None,
     batch: Annotated[int, typer.Option(min=1, help="Batch size of the profiled forward pass.")] = 1,
     layers: Annotated[int, typer.Option(help="Rows of the per-layer table, by MACs (0: none, -1: all).")] = 12,
@@ -205,8 +217,14 @@ def report(
         for column in ("layer", "type", "output", "params", "MACs", "elementwise"):
             table.add_column(column, justify="left" if column in ("layer", "type") else "right", overflow="fold")
         for row in rows:
-            table.add_row(row.name, row.type, "x".join(map(str, row.output_shape)), f"{row.params:,}",
-                          f"{row.macs:,}", f"{row.elementwise_ops:,}")
+            table.add_row(
+                row.name,
+                row.type,
+                "x".join(map(str, row.output_shape)),
+                f"{row.params:,}",
+                f"{row.macs:,}",
+                f"{row.elementwise_ops:,}",
+            )
         console.print(table)
 
 
@@ -218,8 +236,10 @@ def validate(
     for path in files:
         genotype = Genotype.from_json(path)
         zoo.build_model(genotype)
-        console.print(f"[green]ok[/] {path}: {genotype.name} ({genotype.family}), arch {genotype.arch_hash}",
-                      highlight=False)
+        console.print(
+            f"[green]ok[/] {path}: {genotype.name} ({genotype.family}), arch {genotype.arch_hash}",
+            highlight=False,
+        )
 
 
 def main() -> None:

@@ -31,30 +31,69 @@ SEG_TASK = {"kind": "segmentation", "in_channels": 3, "num_classes": 1, "input_s
 
 def genotypes() -> list[Genotype]:
     out = [
-        Genotype.from_darts(DARTS_V2, name="darts-v2-cifar", task=CIFAR_TASK, init_channels=36, layers=20,
-                            head={"type": "classifier", "auxiliary": True}).replace(
-            provenance={"searcher": "darts", "dataset": "cifar10",
-                        "source": "Liu et al., DARTS (ICLR 2019), cnn/genotypes.py DARTS_V2; 3.3M params reported"}),
-        Genotype.from_darts(PC_DARTS_CIFAR, name="pc-darts-cifar", task=CIFAR_TASK, init_channels=36, layers=20,
-                            head={"type": "classifier", "auxiliary": True}).replace(
-            provenance={"searcher": "pc-darts", "dataset": "cifar10",
-                        "source": "Xu et al., PC-DARTS (ICLR 2020), genotypes.py PC_DARTS_cifar; 3.6M params reported"}),
-        Genotype.from_dict({
-            "name": "unet-pix2pix-256", "family": "unet",
-            "task": {"kind": "translation", "in_channels": 3, "num_classes": 3, "input_size": [256, 256]},
-            "arch": {"channels": [64, 128, 256, 512, 512, 512, 512, 512], "skips": [True] * 7, "norm": "batch",
-                     "dropout": 0.5, "dropout_layers": 3},
-            "provenance": {"source": "Isola et al., pix2pix (CVPR 2017), unet_256 generator (ngf=64, batch norm, "
-                                     "dropout); the 'original' of the U-Net translator GA, seed 002"},
-        }),
+        Genotype.from_darts(
+            DARTS_V2,
+            name="darts-v2-cifar",
+            task=CIFAR_TASK,
+            init_channels=36,
+            layers=20,
+            head={"type": "classifier", "auxiliary": True},
+        ).replace(
+            provenance={
+                "searcher": "darts",
+                "dataset": "cifar10",
+                "source": "Liu et al., DARTS (ICLR 2019), cnn/genotypes.py DARTS_V2; 3.3M params reported",
+            }
+        ),
+        Genotype.from_darts(
+            PC_DARTS_CIFAR,
+            name="pc-darts-cifar",
+            task=CIFAR_TASK,
+            init_channels=36,
+            layers=20,
+            head={"type": "classifier", "auxiliary": True},
+        ).replace(
+            provenance={
+                "searcher": "pc-darts",
+                "dataset": "cifar10",
+                "source": "Xu et al., PC-DARTS (ICLR 2020), genotypes.py PC_DARTS_cifar; 3.6M params reported",
+            }
+        ),
+        Genotype.from_dict(
+            {
+                "name": "unet-pix2pix-256",
+                "family": "unet",
+                "task": {"kind": "translation", "in_channels": 3, "num_classes": 3, "input_size": [256, 256]},
+                "arch": {
+                    "channels": [64, 128, 256, 512, 512, 512, 512, 512],
+                    "skips": [True] * 7,
+                    "norm": "batch",
+                    "dropout": 0.5,
+                    "dropout_layers": 3,
+                },
+                "provenance": {
+                    "source": "Isola et al., pix2pix (CVPR 2017), unet_256 generator (ngf=64, batch norm, "
+                    "dropout); the 'original' of the U-Net translator GA, seed 002"
+                },
+            }
+        ),
     ]
     for arch in ("Unet", "FPN"):
         for encoder in ("resnet18", "resnet34", "mobilenet_v2", "efficientnet-b0"):
             name = f"smp-{arch.lower()}-{encoder}"
-            out.append(Genotype.from_dict({
-                "name": name, "family": "smp", "task": SEG_TASK, "arch": {"arch": arch, "encoder": encoder},
-                "provenance": {"source": f"segmentation-models-pytorch {arch} with a {encoder} encoder (baseline)"},
-            }))
+            out.append(
+                Genotype.from_dict(
+                    {
+                        "name": name,
+                        "family": "smp",
+                        "task": SEG_TASK,
+                        "arch": {"arch": arch, "encoder": encoder},
+                        "provenance": {
+                            "source": f"segmentation-models-pytorch {arch} with a {encoder} encoder (baseline)"
+                        },
+                    }
+                )
+            )
     return out
 
 

@@ -2,7 +2,14 @@
 weights and model reports. ``zoo`` imports neither ``searchers`` nor ``serving``."""
 
 from zoo._version import __version__
-from zoo.errors import BuildError, GenotypeError, InputSizeError, ModelNotFoundError, NassegError, WeightsError
+from zoo.errors import (
+    BuildError,
+    GenotypeError,
+    InputSizeError,
+    ModelNotFoundError,
+    NassegError,
+    WeightsError,
+)
 from zoo.genotype import Cell, Genotype, Task
 from zoo.profile import LayerRow, ModelProfile, profile
 from zoo.registry import (

@@ -91,6 +91,4 @@ def _cell(edges: Any, concat: Any, field: str) -> dict[str, Any]:
 
 
 def _is_edge(edge: Any) -> bool:
-    return (
-        isinstance(edge, list | tuple) and len(edge) == 2 and isinstance(edge[0], str) and isinstance(edge[1], int)
-    )
+    return isinstance(edge, list | tuple) and len(edge) == 2 and isinstance(edge[0], str) and isinstance(edge[1], int)

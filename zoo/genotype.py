@@ -16,7 +16,16 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from zoo.errors import GenotypeError
 from zoo.ops import OP_NAMES
@@ -96,8 +105,11 @@ class Cell(_Strict):
 
     def canonical(self) -> dict[str, Any]:
         """The cell with ``concat`` resolved: two cells that build the same modules compare equal."""
-        return {"nodes": [[list(e) for e in edges] for edges in self.nodes], "concat": self.output_nodes(),
-                "residual": self.residual}
+        return {
+            "nodes": [[list(e) for e in edges] for edges in self.nodes],
+            "concat": self.output_nodes(),
+            "residual": self.residual,
+        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,7 +311,9 @@ class Genotype(_Strict):
             raise GenotypeError(f"{source}: a genotype must be a JSON object, got {type(data).__name__}")
         schema = data.get("schema", SCHEMA_VERSION)
         if schema != SCHEMA_VERSION:
-            raise GenotypeError(f"{source}: schema: unknown schema version {schema!r} (this nasseg reads {SCHEMA_VERSION!r})")
+            raise GenotypeError(
+                f"{source}: schema: unknown schema version {schema!r} (this nasseg reads {SCHEMA_VERSION!r})"
+            )
         family = data.get("family")
         if family not in FAMILIES:
             close = difflib.get_close_matches(str(family), FAMILIES, n=1)
@@ -335,8 +349,14 @@ class Genotype(_Strict):
         return genotype
 
     @classmethod
-    def from_darts(cls, text: str, family: str = "cellnet", name: str = "darts-import",
-                   task: Task | dict | None = None, **arch: Any) -> Genotype:
+    def from_darts(
+        cls,
+        text: str,
+        family: str = "cellnet",
+        name: str = "darts-import",
+        task: Task | dict | None = None,
+        **arch: Any,
+    ) -> Genotype:
         """Import a published DARTS-format ``Genotype(normal=..., normal_concat=..., ...)`` text.
 
         ``family="cellnet"`` takes normal and reduce cells; ``family="iac-unet"`` takes the
@@ -346,7 +366,10 @@ class Genotype(_Strict):
 
         cells = parse_darts(text)
         if family == "cellnet":
-            arch_data = {"normal": cells["normal"], **({"reduce": cells["reduce"]} if "reduce" in cells else {})}
+            arch_data = {
+                "normal": cells["normal"],
+                **({"reduce": cells["reduce"]} if "reduce" in cells else {}),
+            }
         elif family == "iac-unet":
             arch_data = {"cell": cells["normal"]}
         else:
@@ -477,8 +500,9 @@ def _pretty(value: Any, indent: int, level: int, width: int = 96) -> str:
         return inline
     pad, inner = " " * (indent * level), " " * (indent * (level + 1))
     if isinstance(value, dict):
-        items = [f"{inner}{json.dumps(k, ensure_ascii=False)}: {_pretty(value[k], indent, level + 1)}"
-                 for k in sorted(value)]
+        items = [
+            f"{inner}{json.dumps(k, ensure_ascii=False)}: {_pretty(value[k], indent, level + 1)}" for k in sorted(value)
+        ]
         return "{\n" + ",\n".join(items) + f"\n{pad}}}"
     items = [f"{inner}{_pretty(v, indent, level + 1)}" for v in value]
     return "[\n" + ",\n".join(items) + f"\n{pad}]"

@@ -56,7 +56,14 @@ class DilConv(nn.Sequential):
     """ReLU -> depthwise (dilated) conv -> pointwise conv -> BN: one separable conv."""
 
     def __init__(
-        self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int, dilation: int, affine: bool = True
+        self,
+        C_in: int,
+        C_out: int,
+        kernel_size: int,
+        stride: int,
+        padding: int,
+        dilation: int,
+        affine: bool = True,
     ):
         super().__init__(
             nn.ReLU(inplace=False),
@@ -230,9 +237,15 @@ OPS: dict[str, OpSpec] = {
         is_pool=True,
         parameter_free=True,
     ),
-    "hdc_3x3": OpSpec(lambda C_in, C_out, stride, affine: HybridDilatedConv(C_in, C_out, stride, affine), ("autosegnet",)),
-    "channel_att": OpSpec(lambda C_in, C_out, stride, affine: ChannelAttention(C_in, C_out, stride, affine), ("nas-asdet",)),
-    "spatial_att": OpSpec(lambda C_in, C_out, stride, affine: SpatialAttention(C_in, C_out, stride, affine), ("nas-asdet",)),
+    "hdc_3x3": OpSpec(
+        lambda C_in, C_out, stride, affine: HybridDilatedConv(C_in, C_out, stride, affine), ("autosegnet",)
+    ),
+    "channel_att": OpSpec(
+        lambda C_in, C_out, stride, affine: ChannelAttention(C_in, C_out, stride, affine), ("nas-asdet",)
+    ),
+    "spatial_att": OpSpec(
+        lambda C_in, C_out, stride, affine: SpatialAttention(C_in, C_out, stride, affine), ("nas-asdet",)
+    ),
 }
 
 OP_NAMES: tuple[str, ...] = tuple(OPS)

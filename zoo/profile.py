@@ -48,8 +48,24 @@ _TRANSPOSED_FLAG = {"convolution", "_convolution", "convolution_overrideable"}  
 # matmul-like op -> index of its (first) matrix argument; MACs = output elements * its last dim
 _MATMUL = {"mm": 0, "bmm": 0, "mv": 0, "dot": 0, "vdot": 0, "addmm": 1, "baddbmm": 1, "addmv": 1}
 _NORMS = ("batch_norm", "group_norm", "layer_norm", "instance_norm", "rms_norm")
-_REDUCE = {"mean", "sum", "amax", "amin", "max", "min", "prod", "var", "std", "var_mean", "std_mean",
-           "logsumexp", "linalg_vector_norm", "norm", "argmax", "argmin"}
+_REDUCE = {
+    "mean",
+    "sum",
+    "amax",
+    "amin",
+    "max",
+    "min",
+    "prod",
+    "var",
+    "std",
+    "var_mean",
+    "std_mean",
+    "logsumexp",
+    "linalg_vector_norm",
+    "norm",
+    "argmax",
+    "argmin",
+}
 _NOT_WORK = {"clone", "positive"}  # tagged pointwise but pure data movement
 _SIZE_ERROR = re.compile(r"size|shape|more than 1 value|spatial element", re.IGNORECASE)
 
@@ -94,14 +110,15 @@ class ModelProfile:
 
     def summary(self) -> str:
         """A few lines of human-readable totals."""
-        return "\n".join([
-            f"input {self.input_size} -> outputs {', '.join(str(s) for s in self.output_shapes)}",
-            f"params {self.params_total:,} (trainable {self.params_trainable:,}, auxiliary "
-            f"{self.params_auxiliary:,}), {_human(self.param_bytes, 'B')}",
-            f"MACs {_human(self.macs)}, FLOPs {_human(self.flops)}, "
-            f"elementwise ops {_human(self.elementwise_ops)}",
-            f"peak activations {_human(self.peak_activation_bytes, 'B')} over {len(self.layers)} layer rows",
-        ])
+        return "\n".join(
+            [
+                f"input {self.input_size} -> outputs {', '.join(str(s) for s in self.output_shapes)}",
+                f"params {self.params_total:,} (trainable {self.params_trainable:,}, auxiliary "
+                f"{self.params_auxiliary:,}), {_human(self.param_bytes, 'B')}",
+                f"MACs {_human(self.macs)}, FLOPs {_human(self.flops)}, elementwise ops {_human(self.elementwise_ops)}",
+                f"peak activations {_human(self.peak_activation_bytes, 'B')} over {len(self.layers)} layer rows",
+            ]
+        )
 
 
 def _human(n: float, suffix: str = "") -> str:
@@ -128,8 +145,12 @@ def _op_cost(func: Any, args: tuple, out: Any) -> tuple[int, int]:
         return math.prod(q.shape[:-1]) * k.shape[-2] * (q.shape[-1] + v.shape[-1]), 0
     if name in _NOT_WORK:
         return 0, 0
-    if (torch.Tag.pointwise in func.tags or any(n in name for n in _NORMS) or "softmax" in name
-            or name.startswith(("upsample", "_upsample", "grid_sampler"))):
+    if (
+        torch.Tag.pointwise in func.tags
+        or any(n in name for n in _NORMS)
+        or "softmax" in name
+        or name.startswith(("upsample", "_upsample", "grid_sampler"))
+    ):
         return 0, first
     if "pool" in name or name in _REDUCE:
         return 0, args[0].numel() if args and isinstance(args[0], torch.Tensor) else 0
@@ -184,8 +205,13 @@ class _Counter(TorchDispatchMode):
         return out
 
 
-def profile(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 224, 224), *,
-            device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> ModelProfile:
+def profile(
+    model: nn.Module,
+    input_size: tuple[int, ...] = (1, 3, 224, 224),
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> ModelProfile:
     """Profile one ``torch.no_grad()`` eval-mode forward of ``model`` on ``torch.randn(input_size)``.
 
     The model must already live on ``device`` in ``dtype`` (it is not moved).  Its per-module
@@ -197,6 +223,10 @@ def profile(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 224, 224), *,
     Raises :class:`~zoo.errors.InputSizeError` when the net cannot take ``input_size``.
     """
     input_size = tuple(int(s) for s in input_size)
+    if getattr(model, "genotype", None) is not None and len(input_size) == 4:
+        from zoo.registry import check_input_size  # zoo nets know their divisor: say so before torch fails
+
+        check_input_size(model, input_size[2:])
     names = {m: n for n, m in model.named_modules()}
     params = list(model.parameters())
     owned = params + list(model.buffers())

@@ -91,8 +91,9 @@ class MixedCell(DagCell):
         partial_channels: int = 1,
     ):
         node_inputs = [list(range(node + 2)) for node in range(steps)]
-        super().__init__(node_inputs, list(range(2, steps + 2)), C_pp, C_p, C, reduction, reduction_prev,
-                         residual, affine)
+        super().__init__(
+            node_inputs, list(range(2, steps + 2)), C_pp, C_p, C, reduction, reduction_prev, residual, affine
+        )
         choose = ops if callable(ops) else (lambda node, source: ops)
         self.edges = nn.ModuleList(
             nn.ModuleList(

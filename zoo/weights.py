@@ -37,7 +37,11 @@ def save_weights(model: nn.Module, genotype: Genotype, path: str | Path) -> Weig
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {ARCH_HASH_KEY: genotype.arch_hash, GENOTYPE_KEY: genotype.to_json(), "nasseg.version": __version__}
+    metadata = {
+        ARCH_HASH_KEY: genotype.arch_hash,
+        GENOTYPE_KEY: genotype.to_json(),
+        "nasseg.version": __version__,
+    }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:

@@ -11,8 +11,11 @@ from zoo.ops import DARTS_OPS, NAS_ASDET_OPS
 from zoo.supernet import ArchitectureWeights, MixedCell, MixedOp, derive_cell, full_dag_edges
 
 NORMAL = CellGenotype(
-    nodes=[[("sep_conv_3x3", 0), ("sep_conv_3x3", 1)], [("skip_connect", 0), ("dil_conv_3x3", 2)],
-           [("channel_att", 3), ("max_pool_3x3", 1)]],
+    nodes=[
+        [("sep_conv_3x3", 0), ("sep_conv_3x3", 1)],
+        [("skip_connect", 0), ("dil_conv_3x3", 2)],
+        [("channel_att", 3), ("max_pool_3x3", 1)],
+    ],
     concat=[2, 3, 4],
 )
 
@@ -71,8 +74,10 @@ def test_edge_weights_normalise_per_node() -> None:
 def test_one_hot_mixed_cell_equals_final_cell() -> None:
     """A supernet with one-hot alphas and the chosen edges only computes exactly the final cell."""
     torch.manual_seed(0)
-    genotype = CellGenotype(nodes=[[("sep_conv_3x3", 0), ("dil_conv_3x3", 1)], [("sep_conv_5x5", 2), ("skip_connect", 0)]],
-                            concat=[2, 3])
+    genotype = CellGenotype(
+        nodes=[[("sep_conv_3x3", 0), ("dil_conv_3x3", 1)], [("sep_conv_5x5", 2), ("skip_connect", 0)]],
+        concat=[2, 3],
+    )
     ops = ["sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "skip_connect"]
     mixed = MixedCell(2, 8, 8, 8, False, False, ops, affine=True).eval()
     final = Cell(genotype, 8, 8, 8, False, False).eval()
@@ -88,7 +93,7 @@ def test_one_hot_mixed_cell_equals_final_cell() -> None:
             prefix = f"edges.{node}.{source}.ops.{ops.index(op)}."
             for key, value in mixed.state_dict().items():
                 if key.startswith(prefix):
-                    state[f"edges.{node}.{index}." + key[len(prefix):]] = value
+                    state[f"edges.{node}.{index}." + key[len(prefix) :]] = value
     final.load_state_dict(state)
     s0, s1 = torch.randn(1, 8, 10, 10), torch.randn(1, 8, 10, 10)
     torch.testing.assert_close(mixed(s0, s1, weights=weights, edge_weights=edge_weights), final(s0, s1))
@@ -98,7 +103,11 @@ def test_per_edge_op_subsets_for_progressive_pruning() -> None:
     keep = {(0, 0): ["sep_conv_3x3", "channel_att"], (0, 1): ["spatial_att"]}
     cell = MixedCell(1, 8, 8, 8, False, False, lambda node, source: keep[(node, source)])
     assert cell.edge_op_names() == [("sep_conv_3x3", "channel_att"), ("spatial_att",)]
-    out = cell(torch.randn(1, 8, 6, 6), torch.randn(1, 8, 6, 6), weights=[torch.tensor([0.5, 0.5]), torch.tensor([1.0])])
+    out = cell(
+        torch.randn(1, 8, 6, 6),
+        torch.randn(1, 8, 6, 6),
+        weights=[torch.tensor([0.5, 0.5]), torch.tensor([1.0])],
+    )
     assert out.shape == (1, 8, 6, 6)
 
 
@@ -112,7 +121,10 @@ def test_derive_cell_follows_darts() -> None:
     weights[3, ops.index("spatial_att")] = 4.0  # node 3 <- 1
     weights[4, ops.index("skip_connect")] = 5.0  # node 3 <- 2
     cell = derive_cell(weights, ops, steps=2, k=2, residual=True)
-    assert cell.nodes == [[("sep_conv_3x3", 0), ("channel_att", 1)], [("skip_connect", 2), ("spatial_att", 1)]]
+    assert cell.nodes == [
+        [("sep_conv_3x3", 0), ("channel_att", 1)],
+        [("skip_connect", 2), ("spatial_att", 1)],
+    ]
     assert cell.concat == [2, 3] and cell.residual
     # edge weights (PC-DARTS beta) re-rank edges
     scaled = derive_cell(weights, ops, steps=2, edge_weights=[1, 1, 100, 1, 1])

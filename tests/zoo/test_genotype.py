@@ -28,8 +28,13 @@ def cellnet_dict(**arch) -> dict:
         "family": "cellnet",
         "task": {"kind": "classification", "num_classes": 10, "input_size": [32, 32]},
         "arch": {
-            "normal": {"nodes": [[["sep_conv_3x3", 0], ["skip_connect", 1]], [["dil_conv_3x3", 2], ["max_pool_3x3", 0]]],
-                       "concat": [2, 3]},
+            "normal": {
+                "nodes": [
+                    [["sep_conv_3x3", 0], ["skip_connect", 1]],
+                    [["dil_conv_3x3", 2], ["max_pool_3x3", 0]],
+                ],
+                "concat": [2, 3],
+            },
             "init_channels": 8,
             "layers": 3,
         },
@@ -153,7 +158,12 @@ def test_unknown_schema_version_and_family() -> None:
 
 
 def test_unet_skip_count_and_missing_fields() -> None:
-    data = {"name": "u", "family": "unet", "task": {"kind": "translation"}, "arch": {"channels": [8, 16, 32], "skips": [True]}}
+    data = {
+        "name": "u",
+        "family": "unet",
+        "task": {"kind": "translation"},
+        "arch": {"channels": [8, 16, 32], "skips": [True]},
+    }
     assert "skips has 1 bits, but 3 encoder levels need 2" in error_of(data)
     del data["arch"]["skips"]
     assert "arch.skips: Field required" in error_of(data)
@@ -188,8 +198,10 @@ def test_darts_import_is_lossless() -> None:
 
 
 def test_darts_import_nested_and_without_reduce() -> None:
-    nested = "Genotype(normal=[[('sep_conv_3x3', 1), ('skip_connect', 0)], [('sep_conv_3x3', 0), ('dil_conv_3x3', 2)]], " \
-             "normal_concat=range(2, 4))"
+    nested = (
+        "Genotype(normal=[[('sep_conv_3x3', 1), ('skip_connect', 0)], [('sep_conv_3x3', 0), ('dil_conv_3x3', 2)]], "
+        "normal_concat=range(2, 4))"
+    )
     genotype = Genotype.from_darts(nested, name="n")
     assert genotype.arch.reduce is None and genotype.arch.normal.steps == 2
     iac = Genotype.from_darts(nested, family="iac-unet", name="i", base={"encoder": "timm:resnet18"}, levels=[1, 2])

@@ -41,7 +41,11 @@ def test_nasnet_conventions() -> None:
     dil = create_op("dil_conv_5x5", 8, 8, 1)
     assert [m.dilation for m in dil.modules() if isinstance(m, nn.Conv2d) and m.groups == 8] == [(2, 2)]
     hdc = create_op("hdc_3x3", 8, 8, 1)
-    assert sorted(m.dilation[0] for m in hdc.modules() if isinstance(m, nn.Conv2d) and m.groups == 8) == [1, 2, 3]
+    assert sorted(m.dilation[0] for m in hdc.modules() if isinstance(m, nn.Conv2d) and m.groups == 8) == [
+        1,
+        2,
+        3,
+    ]
     reduce = create_op("skip_connect", 8, 8, 2)
     assert type(reduce).__name__ == "FactorizedReduce"
     assert isinstance(create_op("skip_connect", 8, 8, 1), nn.Identity)

@@ -67,8 +67,13 @@ class TupleOut(nn.Module):
         return y, F.max_pool2d(y, 2), y.flatten(1)
 
 
-MODELS = {"stack": (stack, (2, 3, 8, 8)), "grouped": (grouped, (1, 8, 6, 6)), "aux": (WithAux, (1, 3, 8, 8)),
-          "functional": (Functional, (2, 4, 8)), "tuple": (TupleOut, (1, 3, 4, 4))}
+MODELS = {
+    "stack": (stack, (2, 3, 8, 8)),
+    "grouped": (grouped, (1, 8, 6, 6)),
+    "aux": (WithAux, (1, 3, 8, 8)),
+    "functional": (Functional, (2, 4, 8)),
+    "tuple": (TupleOut, (1, 3, 4, 4)),
+}
 
 
 # attention is left out here: FlopCounterMode does not count the CPU flash-attention kernel

@@ -36,9 +36,11 @@ def build(genotype: Genotype) -> nn.Module:
         )
     except (KeyError, ValueError, TypeError) as exc:
         message = str(exc).strip("'\"").splitlines()[0] if str(exc) else type(exc).__name__
-        raise BuildError(f"genotype {genotype.name!r}: smp cannot build {arch.arch}/{arch.encoder}: {message}") from None
+        raise BuildError(
+            f"genotype {genotype.name!r}: smp cannot build {arch.arch}/{arch.encoder}: {message}"
+        ) from None
 
 
 def divisor(genotype: Genotype) -> int:
     """smp encoders halve the size ``encoder_depth`` times."""
-    return 2 ** genotype.arch.encoder_depth
+    return 2**genotype.arch.encoder_depth

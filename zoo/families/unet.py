@@ -55,8 +55,11 @@ class UNetGenerator(nn.Module):
                 if tanh:
                     layers.append(nn.Tanh())
             else:
-                layers = [nn.ReLU(), nn.ConvTranspose2d(up_in, widths[i - 1], k, s, 1, bias=use_bias),
-                          _norm(arch.norm, widths[i - 1])]
+                layers = [
+                    nn.ReLU(),
+                    nn.ConvTranspose2d(up_in, widths[i - 1], k, s, 1, bias=use_bias),
+                    _norm(arch.norm, widths[i - 1]),
+                ]
                 if arch.dropout > 0 and first_dropout <= i < levels - 1:
                     layers.append(nn.Dropout(arch.dropout))
             ups.append(nn.Sequential(*layers))

@@ -1,0 +1,82 @@
+"""The ``nasseg`` command line, through the real entry point and through typer's runner."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from nasseg.cli import app
+
+runner = CliRunner()
+
+
+def nasseg(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    code = "from nasseg.cli import main; main()"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_list_shows_registered_models() -> None:
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0
+    for name in ("darts-v2-cifar", "pc-darts-cifar", "unet-pix2pix-256", "smp-unet-resnet34"):
+        assert name in result.output
+    rows = json.loads(runner.invoke(app, ["list", "smp-*", "--json"]).output)
+    assert rows and all(row["family"] == "smp" for row in rows)
+
+
+def test_report_prints_parameters_and_macs() -> None:
+    result = runner.invoke(app, ["report", "darts-v2-cifar", "--input-size", "32", "32"])
+    assert result.exit_code == 0, result.output
+    assert "3,825,768" in result.output and "MACs" in result.output and "FLOPs = 2 x MACs" in result.output
+    data = json.loads(runner.invoke(app, ["report", "smp-unet-resnet18", "--input-size", "64", "64", "--json"]).output)
+    assert data["model"] == "smp-unet-resnet18" and data["flops"] == 2 * data["macs"] > 0
+    assert data["input_size"] == [1, 3, 64, 64] and data["peak_activation_bytes"] > 0
+
+
+def test_info_and_validate(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["info", "pc-darts-cifar"])
+    assert result.exit_code == 0 and "Genotype(normal=" in result.output and "4,111,104" in result.output
+    text = runner.invoke(app, ["info", "unet-pix2pix-256", "--json"]).output
+    path = tmp_path / "u.json"
+    path.write_text(text)
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0 and "ok" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["info", "darts-v3-cifar"], "error: unknown model 'darts-v3-cifar'; did you mean darts-v2-cifar"),
+        (["report", "unet-pix2pix-256", "--input-size", "100", "100"], "multiples of 256; got 100x100"),
+        (["report", "darts-v2-cifar", "--input-size", "32"], "requires 2 arguments"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert message in result.output.replace("\n", " ") or message in (result.stderr or "")
+    assert "Traceback" not in result.output
+
+
+def test_malformed_genotype_file_real_entry_point(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    data = json.loads((Path(__file__).parents[1] / "genotypes" / "darts-v2-cifar.json").read_text())
+    data["arch"]["normal"]["nodes"][0][0][0] = "sep_conv_9x9"
+    bad.write_text(json.dumps(data))
+    result = nasseg("validate", str(bad))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bad.json" in lines[0] and "unknown op 'sep_conv_9x9'" in lines[0]
+    assert "Traceback" not in result.stderr
+    debug = nasseg("--debug", "validate", str(bad))
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("nasseg ")

@@ -1,0 +1,67 @@
+"""Weight files: round trip, lookup in NASSEG_HOME, refusal of another architecture's weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from zoo.weights import read_arch_hash
+
+
+def small_genotype(name: str = "tiny", layers: int = 3) -> zoo.Genotype:
+    return zoo.apply_overrides(zoo.get_genotype("darts-v2-cifar"), {"init_channels": 4, "layers": layers}).replace(
+        name=name
+    )
+
+
+def test_weights_round_trip_next_to_the_genotype(tmp_path: Path) -> None:
+    genotype = small_genotype()
+    model = zoo.build_model(genotype).eval()
+    entry = zoo.save_weights(model, genotype, tmp_path / "tiny.safetensors")
+    assert entry.arch_hash == genotype.arch_hash == read_arch_hash(tmp_path / "tiny.safetensors")
+    genotype.replace(weights=entry).to_json(tmp_path / "tiny.json")
+    loaded = zoo.create_model(tmp_path / "tiny.json", pretrained=True).eval()
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(loaded(x), model(x))
+    assert loaded.pretrained
+
+
+def test_weights_found_in_nasseg_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NASSEG_HOME", str(tmp_path / "home"))
+    genotype = small_genotype()
+    entry = zoo.save_weights(zoo.build_model(genotype), genotype, tmp_path / "home" / "weights" / "tiny.safetensors")
+    with_weights = genotype.replace(weights=entry)
+    model = zoo.build_model(with_weights)
+    assert zoo.load_weights(model, with_weights) == tmp_path / "home" / "weights" / "tiny.safetensors"
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path: Path) -> None:
+    other = small_genotype(layers=4)
+    zoo.save_weights(zoo.build_model(other), other, tmp_path / "other.safetensors")
+    genotype = small_genotype()
+    entry = {"file": "other.safetensors", "arch_hash": genotype.arch_hash}
+    genotype.replace(weights=entry).to_json(tmp_path / "tiny.json")
+    with pytest.raises(zoo.WeightsError, match=r"weights are for architecture [0-9a-f]{16}, but model 'tiny'"):
+        zoo.create_model(tmp_path / "tiny.json", pretrained=True)
+
+
+def test_missing_corrupt_and_absent_weights(tmp_path: Path) -> None:
+    genotype = small_genotype()
+    with pytest.raises(zoo.WeightsError, match="has no weights"):
+        zoo.create_model(genotype, pretrained=True)
+    missing = genotype.replace(weights={"file": "nowhere.safetensors", "arch_hash": genotype.arch_hash})
+    with pytest.raises(zoo.WeightsError, match="'nowhere.safetensors' not found"):
+        zoo.create_model(missing, pretrained=True)
+    entry = zoo.save_weights(zoo.build_model(genotype), genotype, tmp_path / "tiny.safetensors")
+    genotype.replace(weights=entry).to_json(tmp_path / "tiny.json")
+    with open(tmp_path / "tiny.safetensors", "r+b") as handle:
+        handle.seek(-4, 2)
+        handle.write(b"\x00\x01\x02\x03")
+    with pytest.raises(zoo.WeightsError, match="sha256 differs"):
+        zoo.create_model(tmp_path / "tiny.json", pretrained=True)
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(zoo.WeightsError, match="not a readable safetensors file"):
+        read_arch_hash(tmp_path / "junk.safetensors")
