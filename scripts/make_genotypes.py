@@ -29,35 +29,24 @@ CIFAR_TASK = {"kind": "classification", "in_channels": 3, "num_classes": 10, "in
 SEG_TASK = {"kind": "segmentation", "in_channels": 3, "num_classes": 1, "input_size": [256, 256]}
 
 
+def darts_cifar(text: str, name: str, searcher: str, source: str) -> Genotype:
+    """A published DARTS-format cell at the published CIFAR-10 setting (C=36, 20 layers, auxiliary head)."""
+    genotype = Genotype.from_darts(
+        text, name=name, task=CIFAR_TASK, init_channels=36, layers=20, head={"type": "classifier", "auxiliary": True}
+    )
+    return genotype.replace(provenance={"searcher": searcher, "dataset": "cifar10", "source": source})
+
+
 def genotypes() -> list[Genotype]:
     out = [
-        Genotype.from_darts(
-            DARTS_V2,
-            name="darts-v2-cifar",
-            task=CIFAR_TASK,
-            init_channels=36,
-            layers=20,
-            head={"type": "classifier", "auxiliary": True},
-        ).replace(
-            provenance={
-                "searcher": "darts",
-                "dataset": "cifar10",
-                "source": "Liu et al., DARTS (ICLR 2019), cnn/genotypes.py DARTS_V2; 3.3M params reported",
-            }
+        darts_cifar(
+            DARTS_V2, "darts-v2-cifar", "darts", "Liu et al., DARTS (ICLR 2019), cnn/genotypes.py DARTS_V2; 3.3M params"
         ),
-        Genotype.from_darts(
+        darts_cifar(
             PC_DARTS_CIFAR,
-            name="pc-darts-cifar",
-            task=CIFAR_TASK,
-            init_channels=36,
-            layers=20,
-            head={"type": "classifier", "auxiliary": True},
-        ).replace(
-            provenance={
-                "searcher": "pc-darts",
-                "dataset": "cifar10",
-                "source": "Xu et al., PC-DARTS (ICLR 2020), genotypes.py PC_DARTS_cifar; 3.6M params reported",
-            }
+            "pc-darts-cifar",
+            "pc-darts",
+            "Xu et al., PC-DARTS (ICLR 2020), genotypes.py PC_DARTS_cifar; 3.6M params",
         ),
         Genotype.from_dict(
             {

@@ -14,274 +14,39 @@ import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    TypeAdapter,
-    ValidationError,
-    field_validator,
-    model_validator,
+from pydantic import BaseModel, Field, PrivateAttr, TypeAdapter, ValidationError
+
+from zoo.archs import (
+    ARCH_MODELS,
+    ASPPHead,
+    AutoSegNetArch,
+    Cell,
+    CellNetArch,
+    ClassifierHead,
+    FusionHead,
+    IACBase,
+    IACUNetArch,
+    Provenance,
+    SMPArch,
+    Task,
+    UNetArch,
+    Weights,
+    _Arch,
+    _Strict,
 )
-
 from zoo.errors import GenotypeError
-from zoo.ops import OP_NAMES
 
 SCHEMA_VERSION = "nasseg.genotype/1"
-FAMILIES = ("cellnet", "autosegnet", "unet", "iac-unet", "smp")
+FAMILIES = tuple(ARCH_MODELS)
 
-PositiveInt = Annotated[int, Field(ge=1)]
+__all__ = [
+    "ASPPHead", "AutoSegNetArch", "Cell", "CellNetArch", "ClassifierHead", "FusionHead", "Genotype", "IACBase",
+    "IACUNetArch", "Provenance", "SMPArch", "SCHEMA_VERSION", "Task", "UNetArch", "Weights", "canonical_json",
+    "json_schema",
+]  # fmt: skip
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# Cells
-# ---------------------------------------------------------------------------------------------
-
-
-class Cell(_Strict):
-    """A cell DAG in the DARTS convention.
-
-    Inputs 0 and 1 are the previous-previous and previous cell (or AutoSegNet's h[t-1], h[t]);
-    ``nodes[k - 2]`` lists the (op, input) edges summed into node k; the output concatenates
-    the nodes in ``concat`` (``"loose"``: every node no other node consumes, as ENAS and
-    AutoSegNet do) plus, when ``residual``, input 1 (NAS-ASDet eq. 3).
-    """
-
-    nodes: list[list[tuple[str, int]]] = Field(min_length=1)
-    concat: list[int] | Literal["loose"] = "loose"
-    residual: bool = False
-
-    @field_validator("nodes")
-    @classmethod
-    def _check_nodes(cls, nodes: list[list[tuple[str, int]]]) -> list[list[tuple[str, int]]]:
-        for position, edges in enumerate(nodes):
-            node = position + 2
-            if not edges:
-                raise ValueError(f"node {node} has no input edge")
-            for op, source in edges:
-                if op not in OP_NAMES:
-                    close = difflib.get_close_matches(op, OP_NAMES, n=2)
-                    hint = f" (did you mean {' or '.join(close)}?)" if close else f" (known: {', '.join(OP_NAMES)})"
-                    raise ValueError(f"node {node}: unknown op {op!r}{hint}")
-                if source == node:
-                    raise ValueError(f"node {node} consumes itself")
-                if source > node:
-                    raise ValueError(f"node {node} consumes the later node {source}")
-                if source < 0:
-                    raise ValueError(f"node {node}: input index {source} is out of range 0..{node - 1}")
-        return nodes
-
-    @model_validator(mode="after")
-    def _check_concat(self) -> Cell:
-        if isinstance(self.concat, list):
-            last = len(self.nodes) + 1
-            if not self.concat:
-                raise ValueError("concat is empty")
-            for node in self.concat:
-                if not 2 <= node <= last:
-                    raise ValueError(f"concat names node {node}, but the cell has nodes 2..{last}")
-            if len(set(self.concat)) != len(self.concat):
-                raise ValueError(f"concat names a node twice: {self.concat}")
-        return self
-
-    @property
-    def steps(self) -> int:
-        """Number of intermediate nodes."""
-        return len(self.nodes)
-
-    def output_nodes(self) -> list[int]:
-        """The concatenated nodes, with ``"loose"`` resolved to the nodes no other node consumes."""
-        if isinstance(self.concat, list):
-            return list(self.concat)
-        consumed = {source for edges in self.nodes for _, source in edges}
-        return [node for node in range(2, len(self.nodes) + 2) if node not in consumed]
-
-    def canonical(self) -> dict[str, Any]:
-        """The cell with ``concat`` resolved: two cells that build the same modules compare equal."""
-        return {
-            "nodes": [[list(e) for e in edges] for edges in self.nodes],
-            "concat": self.output_nodes(),
-            "residual": self.residual,
-        }
-
-
-# ---------------------------------------------------------------------------------------------
-# Task, weights, provenance
-# ---------------------------------------------------------------------------------------------
-
-
-class Task(_Strict):
-    """What the net maps: ``num_classes`` is the output channel count for ``translation``."""
-
-    kind: Literal["segmentation", "classification", "translation"]
-    in_channels: PositiveInt = 3
-    num_classes: PositiveInt = 1
-    input_size: tuple[PositiveInt, PositiveInt] = (256, 256)
-
-
-class Weights(_Strict):
-    """A safetensors file (relative to the genotype file or ``$NASSEG_HOME/weights``)."""
-
-    file: str = Field(min_length=1)
-    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
-    arch_hash: str = Field(pattern=r"^[0-9a-f]{16}$")
-
-
-class Provenance(_Strict):
-    """Where a genotype came from: searcher, data, seed, cost, metrics, versions, citation."""
-
-    searcher: str | None = None
-    dataset: str | None = None
-    seed: int | None = None
-    search_seconds: float | None = Field(default=None, ge=0)
-    metrics: dict[str, float] = Field(default_factory=dict)
-    library_versions: dict[str, str] = Field(default_factory=dict)
-    created: str | None = None
-    source: str | None = None
-
-
-# ---------------------------------------------------------------------------------------------
-# Family-specific architectures
-# ---------------------------------------------------------------------------------------------
-
-
-class ClassifierHead(_Strict):
-    """Global pooling + linear classifier; optional DARTS auxiliary head (training only)."""
-
-    type: Literal["classifier"] = "classifier"
-    auxiliary: bool = False
-
-
-class ASPPHead(_Strict):
-    """DeepLabv3 ASPP on the cell stack at output stride 16 (RENAS, seed 001, section 5.4)."""
-
-    type: Literal["aspp"] = "aspp"
-    output_stride: Literal[8, 16] = 16
-    rates: list[PositiveInt] = Field(default_factory=lambda: [6, 12, 18])
-    channels: PositiveInt = 256
-
-
-class FusionHead(_Strict):
-    """NAS-ASDet adaptive multi-scale fusion with deep-supervision branches (seed 003, 3.2.2)."""
-
-    type: Literal["fusion"] = "fusion"
-    levels: PositiveInt = 5
-    deep_supervision: bool = True
-
-
-Head = Annotated[Union[ClassifierHead, ASPPHead, FusionHead], Field(discriminator="type")]
-
-
-class _Arch(_Strict):
-    #: True where the net's modules depend on ``task.input_size`` (then the size is hashed).
-    size_dependent: ClassVar[bool] = False
-
-
-class CellNetArch(_Arch):
-    """Stacked DARTS-style cells (RENAS, NAS-ASDet, DARTS). ``reduce`` absent: the normal cell
-    at stride 2 reduces, as RENAS does. ``reduction_layers`` absent: reductions at 1/3 and 2/3
-    of the depth (the NASNet/DARTS layout)."""
-
-    normal: Cell
-    reduce: Cell | None = None
-    init_channels: PositiveInt = 36
-    layers: PositiveInt = 20
-    stem: Literal["cifar", "imagenet"] = "cifar"
-    stem_multiplier: PositiveInt = 3
-    reduction_layers: list[int] | None = None
-    head: Head = Field(default_factory=ClassifierHead)
-
-    @model_validator(mode="after")
-    def _check_reductions(self) -> CellNetArch:
-        if self.reduction_layers is not None:
-            bad = [i for i in self.reduction_layers if not 0 <= i < self.layers]
-            if bad:
-                raise ValueError(f"reduction_layers {bad} out of range 0..{self.layers - 1}")
-        return self
-
-    def reductions(self) -> list[int]:
-        """Indices of the reduction cells."""
-        if self.reduction_layers is not None:
-            return sorted(set(self.reduction_layers))
-        return sorted({self.layers // 3, 2 * self.layers // 3})
-
-
-class AutoSegNetArch(_Arch):
-    """AutoSegNet encoder-decoder: layer cells for down, bridge and up, and long-skip bits.
-    Depth is computed from ``task.input_size``, ``min_size`` and ``min_ratio`` (seed 000)."""
-
-    size_dependent: ClassVar[bool] = True
-    down: Cell
-    bridge: Cell
-    up: Cell
-    long_skips: list[bool] = Field(min_length=1)
-    stem_channels: PositiveInt = 32
-    min_size: PositiveInt = 16
-    min_ratio: float = Field(default=1 / 32, gt=0, le=1)
-
-
-class UNetArch(_Arch):
-    """pix2pix-style U-Net generator (U-Net translator GA, seed 002): encoder widths, skip bits
-    for the L - 1 inner levels (outermost first), 4x4 stride-2 convs, decoder mirrors encoder.
-    ``dropout`` applies to the ``dropout_layers`` decoder blocks just outside the innermost one."""
-
-    channels: list[PositiveInt] = Field(min_length=2)
-    skips: list[bool]
-    kernel: Literal[4] = 4
-    stride: Literal[2] = 2
-    norm: Literal["batch", "instance", "none"] = "batch"
-    dropout: float = Field(default=0.5, ge=0, lt=1)
-    dropout_layers: int = Field(default=3, ge=0)
-
-    @model_validator(mode="after")
-    def _check_skips(self) -> UNetArch:
-        if len(self.skips) != len(self.channels) - 1:
-            raise ValueError(
-                f"skips has {len(self.skips)} bits, but {len(self.channels)} encoder levels need "
-                f"{len(self.channels) - 1}"
-            )
-        return self
-
-
-class IACBase(_Strict):
-    """The base U-Net of an IAC net: a timm encoder (``timm:<name>``) or the plain U-Net encoder."""
-
-    encoder: str = Field(pattern=r"^(timm:[A-Za-z0-9_.\-]+|unet)$")
-    decoder_channels: list[PositiveInt] = Field(default_factory=lambda: [256, 128, 64, 32, 16])
-
-
-class IACUNetArch(_Arch):
-    """U-Net with an implanted adaptive cell (1x1 in, cell, 1x1 out) in the chosen skip levels."""
-
-    base: IACBase
-    cell: Cell
-    cell_channels: PositiveInt = 16
-    levels: list[int] = Field(min_length=1)
-
-
-class SMPArch(_Arch):
-    """A segmentation-models-pytorch model, so baselines are genotypes too."""
-
-    arch: Literal["Unet", "UnetPlusPlus", "FPN", "PSPNet", "DeepLabV3", "DeepLabV3Plus", "Linknet", "MAnet", "PAN"]
-    encoder: str = Field(min_length=1)
-    encoder_depth: int = Field(default=5, ge=3, le=5)
-    decoder_channels: list[PositiveInt] | None = None
-
-
-ARCH_MODELS: dict[str, type[_Arch]] = {
-    "cellnet": CellNetArch,
-    "autosegnet": AutoSegNetArch,
-    "unet": UNetArch,
-    "iac-unet": IACUNetArch,
-    "smp": SMPArch,
-}
 
 # ---------------------------------------------------------------------------------------------
 # The genotype document
