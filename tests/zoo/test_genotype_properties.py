@@ -176,3 +176,21 @@ def test_arbitrary_documents_raise_only_genotype_error(data) -> None:
         Genotype.from_json("{" + str(data))
     except zoo.GenotypeError:
         pass
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=80),
+        st.builds(
+            lambda edges, concat: f"Genotype(normal={edges!r}, normal_concat={concat})",
+            st.lists(st.tuples(st.sampled_from([*OP_NAMES, "bogus"]), st.integers(-2, 6)), max_size=6),
+            st.sampled_from(["range(2, 4)", "[2, 3]", "[0]", "range(9)", "'x'", "[]"]),
+        ),
+    )
+)
+def test_arbitrary_darts_text_raises_only_genotype_error(text: str) -> None:
+    try:
+        Genotype.from_darts(text)
+    except zoo.GenotypeError as exc:
+        assert "\n" not in str(exc)
