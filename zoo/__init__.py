@@ -22,6 +22,7 @@ from zoo.registry import (
     list_models,
     resolve_genotype,
 )
+from zoo.sizing import Padding, crop_to_original, pad_to_multiple
 from zoo.weights import load_weights, nasseg_home, save_weights
 
 __all__ = [
@@ -34,18 +35,21 @@ __all__ = [
     "LayerRow",
     "ModelNotFoundError",
     "ModelProfile",
+    "Padding",
     "NassegError",
     "Task",
     "WeightsError",
     "apply_overrides",
     "build_model",
     "check_input_size",
+    "crop_to_original",
     "create_model",
     "get_genotype",
     "input_divisor",
     "list_models",
     "load_weights",
     "nasseg_home",
+    "pad_to_multiple",
     "profile",
     "resolve_genotype",
     "save_weights",

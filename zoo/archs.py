@@ -230,20 +230,44 @@ class UNetArch(_Arch):
         return self
 
 
-class IACBase(_Strict):
-    """The base U-Net of an IAC net: a timm encoder (``timm:<name>``) or the plain U-Net encoder."""
+class IACBaseUNet(_Strict):
+    """An IAC base U-Net defined inline: a timm encoder (``timm:<name>``, built with
+    ``features_only=True``) or the plain U-Net encoder (``unet``), and the decoder widths."""
 
     encoder: str = Field(pattern=r"^(timm:[A-Za-z0-9_.\-]+|unet)$")
     decoder_channels: list[PositiveInt] = Field(default_factory=lambda: [256, 128, 64, 32, 16])
 
 
-class IACUNetArch(_Arch):
-    """U-Net with an implanted adaptive cell (1x1 in, cell, 1x1 out) in the chosen skip levels."""
+class IACBaseRef(_Strict):
+    """An implant's base: a zoo name (or genotype path) and the architecture hash it must have."""
 
-    base: IACBase
-    cell: Cell
+    model: str = Field(min_length=1)
+    arch_hash: str = Field(pattern=r"^[0-9a-f]{16}$")
+
+
+class IACUNetArch(_Arch):
+    """IAC U-Nets (seed 004). Without ``cell``: the base U-Net (plain concatenation skips),
+    defined inline. With ``cell``: an implant, naming its base by zoo name and arch hash, with one
+    adaptive cell (1x1 in, cell, 1x1 out) in every skip connection listed in ``levels``
+    (``None``: every level); one cell genotype, separate weights per level."""
+
+    base: IACBaseUNet | IACBaseRef
+    cell: Cell | None = None
     cell_channels: PositiveInt = 16
-    levels: list[int] = Field(min_length=1)
+    levels: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _check_base_or_implant(self) -> IACUNetArch:
+        if self.cell is None:
+            if not isinstance(self.base, IACBaseUNet):
+                raise ValueError("a base U-Net (no cell) defines its base inline: base = {encoder, decoder_channels}")
+            if self.levels is not None:
+                raise ValueError("levels needs a cell to implant")
+        elif not isinstance(self.base, IACBaseRef):
+            raise ValueError("an implant names its base by zoo name and arch hash: base = {model, arch_hash}")
+        if self.levels is not None and (not self.levels or len(set(self.levels)) != len(self.levels)):
+            raise ValueError(f"levels must be distinct skip levels, got {self.levels}")
+        return self
 
 
 class SMPArch(_Arch):

@@ -26,7 +26,8 @@ from zoo.archs import (
     CellNetArch,
     ClassifierHead,
     FusionHead,
-    IACBase,
+    IACBaseRef,
+    IACBaseUNet,
     IACUNetArch,
     Provenance,
     SMPArch,
@@ -42,9 +43,9 @@ SCHEMA_VERSION = "nasseg.genotype/1"
 FAMILIES = tuple(ARCH_MODELS)
 
 __all__ = [
-    "ASPPHead", "AutoSegNetArch", "Cell", "CellNetArch", "ClassifierHead", "FusionHead", "Genotype", "IACBase",
-    "IACUNetArch", "Provenance", "SMPArch", "SCHEMA_VERSION", "Task", "UNetArch", "Weights", "canonical_json",
-    "json_schema",
+    "ASPPHead", "AutoSegNetArch", "Cell", "CellNetArch", "ClassifierHead", "FusionHead", "Genotype", "IACBaseRef",
+    "IACBaseUNet", "IACUNetArch", "Provenance", "SMPArch", "SCHEMA_VERSION", "Task", "UNetArch", "Weights",
+    "canonical_json", "json_schema",
 ]  # fmt: skip
 
 

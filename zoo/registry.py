@@ -99,13 +99,17 @@ def check_input_size(model_or_genotype: nn.Module | Genotype, size: tuple[int, i
     if height < 1 or width < 1 or height % divisor or width % divisor:
         raise InputSizeError(
             f"model {genotype.name!r} needs height and width that are positive multiples of {divisor}; "
-            f"got {height}x{width}"
+            f"got {height}x{width} (zoo.pad_to_multiple pads an image to it and crop_to_original crops back)"
         )
 
 
 def build_model(genotype: Genotype) -> nn.Module:
-    """Build the net of a genotype (random initialisation) and attach ``genotype`` and ``divisor``."""
+    """Build the net of a genotype (random initialisation) and attach ``genotype`` and ``divisor``.
+
+    The genotype's nominal ``task.input_size`` must honour the family's divisor.
+    """
     family = get_family(genotype.family)
+    check_input_size(genotype, genotype.task.input_size)
     model = family.build(genotype)
     model.genotype = genotype
     model.divisor = family.divisor(genotype)
@@ -121,6 +125,10 @@ def create_model(spec: ModelSpec, pretrained: bool = False, **overrides: Any) ->
     genotype = apply_overrides(resolve_genotype(spec), overrides)
     model = build_model(genotype)
     if pretrained:
-        load_weights(model, genotype)
+        family = get_family(genotype.family)
+        if genotype.weights is None and family.load_pretrained is not None:
+            family.load_pretrained(model, genotype)
+        else:
+            load_weights(model, genotype)
     model.pretrained = pretrained
     return model

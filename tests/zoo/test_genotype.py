@@ -204,7 +204,8 @@ def test_darts_import_nested_and_without_reduce() -> None:
     )
     genotype = Genotype.from_darts(nested, name="n")
     assert genotype.arch.reduce is None and genotype.arch.normal.steps == 2
-    iac = Genotype.from_darts(nested, family="iac-unet", name="i", base={"encoder": "timm:resnet18"}, levels=[1, 2])
+    base = {"model": "iac-base-resnet18", "arch_hash": "0123456789abcdef"}
+    iac = Genotype.from_darts(nested, family="iac-unet", name="i", base=base, levels=[1, 2])
     assert iac.arch.cell == genotype.arch.normal
 
 

@@ -1,14 +1,17 @@
 """Family builders: one module per family turns a genotype into a ``torch.nn.Module``.
 
 Each family module defines ``build(genotype) -> nn.Module`` and ``divisor(genotype) -> int``
-(the input height and width must be multiples of it). Shared concerns (attaching the genotype,
-weights, size checks) live in :mod:`zoo.registry`, not in the families.
+(the input height and width must be multiples of it), and may define
+``load_pretrained(model, genotype) -> Path`` for genotypes without a weight file of their own
+(an IAC implant loads its base's weights). Shared concerns (attaching the genotype, weights,
+size checks) live in :mod:`zoo.registry`, not in the families.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from torch import nn
 
@@ -24,6 +27,7 @@ class Family:
 
     build: Callable[[Genotype], nn.Module]
     divisor: Callable[[Genotype], int]
+    load_pretrained: Callable[[nn.Module, Genotype], Path] | None = None
 
 
 FAMILY_BUILDERS: dict[str, Family] = {
