@@ -188,8 +188,9 @@ def report(
 ) -> None:
     """Parameters, MACs, FLOPs, elementwise work and peak activation memory of one forward pass."""
     genotype = zoo.resolve_genotype(name)
-    height, width = input_size if input_size is not None else genotype.task.input_size
-    zoo.check_input_size(genotype, (height, width))
+    if input_size is not None:  # size-dependent families (autosegnet) take their depth from it
+        genotype = zoo.apply_overrides(genotype, {"input_size": list(input_size)})
+    height, width = genotype.task.input_size
     model = zoo.build_model(genotype)
     shape = (batch, genotype.task.in_channels, height, width)
     with err_console.status(f"profiling {genotype.name} at {shape} ...", spinner="dots"):
