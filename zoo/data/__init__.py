@@ -1,0 +1,1 @@
+"""Data: the folder formats users bring, the bundled synthetic sets, augmentation, torch datasets."""
