@@ -1,0 +1,1 @@
+"""Training and evaluation of zoo models: losses, streaming metrics, the trainer (searchers reuse it)."""

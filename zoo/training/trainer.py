@@ -1,0 +1,278 @@
+"""The trainer: fit a zoo model on a checked dataset folder, checkpoint every epoch, resume.
+
+One class serves the CLI (``nasseg train``), the demo and the searchers' evaluators. A run
+directory holds ``checkpoint.pt`` (written atomically after every epoch: model, optimiser,
+scheduler, epoch, best score, history, early-stopping counter), ``history.jsonl`` and, at the
+end, ``best.safetensors`` with the weights of the best validation epoch. ``fit(resume=True)``
+continues from the checkpoint; the shuffling and augmentation of every epoch are drawn from
+``(seed, epoch)``, so a resumed run sees the same data as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from zoo.data.augment import Augment
+from zoo.data.dataset import SegmentationDataset
+from zoo.data.folder import SegmentationFolder
+from zoo.errors import NassegError
+from zoo.io import atomic_write_bytes
+from zoo.sizing import crop_to_original, pad_to_multiple
+from zoo.training.losses import default_loss, flatten_outputs, predict_classes, total_loss
+from zoo.training.metrics import ConfusionMatrix
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run (defaults suit a small net on CPU).
+
+    ``scheduler="cosine"`` is cosine annealing with warm restarts (SGDR: first period
+    ``restart_epochs``, doubling); ``patience`` stops after that many epochs without a better
+    validation ``monitor`` score; ``amp`` uses bfloat16/float16 autocast on CUDA only.
+    """
+
+    epochs: int = 20
+    batch_size: int = 8
+    crop: tuple[int, int] = (128, 128)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    scheduler: Literal["cosine", "none"] = "cosine"
+    restart_epochs: int = 10
+    clip_grad_norm: float | None = 5.0
+    loss: str | None = None
+    monitor: str = "iou"
+    patience: int | None = None
+    amp: bool = True
+    seed: int = 0
+    num_workers: int = 0
+    device: str = "auto"
+    freeze_base: bool = False
+    max_steps_per_epoch: int | None = None
+    augment: dict[str, Any] = field(default_factory=lambda: {"flip": True, "rotate": True, "intensity": 0.1})
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns: the best validation metrics, their epoch, the history."""
+
+    best_epoch: int
+    best_metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    stopped_early: bool
+    seconds: float
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    """Train ``model`` on ``data`` (train split) and select on the val split."""
+
+    def __init__(self, model: nn.Module, data: SegmentationFolder, config: TrainConfig, run_dir: str | Path,
+                 on_step: Callable[[dict[str, Any]], None] | None = None):  # fmt: skip
+        self.model = model
+        self.data = data
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.on_step = on_step
+        self.device = resolve_device(config.device)
+        self.model.to(self.device)
+        self.in_channels = model.genotype.task.in_channels
+        outputs = model.genotype.task.num_classes
+        if outputs != data.model_classes:
+            raise NassegError(
+                f"model {model.genotype.name!r} has {outputs} output channel(s), but {data.root} has "
+                f"{data.num_classes} classes (needs {data.model_classes}); "
+                f"create it with num_classes={data.model_classes}"
+            )
+        self.loss_name = config.loss or default_loss(outputs)
+        divisor = getattr(model, "divisor", 1)
+        if config.crop[0] % divisor or config.crop[1] % divisor:
+            raise NassegError(f"crop {config.crop} is not a multiple of the model's input divisor {divisor}")
+        if config.freeze_base:
+            freeze = getattr(model, "freeze_base", None)
+            if freeze is None:
+                raise NassegError(f"model {model.genotype.name!r} has no frozen-base mode (IAC implants have one)")
+            freeze()
+        augment = Augment(crop=tuple(config.crop), **config.augment)
+        self.train_set = SegmentationDataset(
+            data.splits["train"], data.num_classes, self.in_channels, augment, seed=config.seed
+        )
+        params = [p for p in model.parameters() if p.requires_grad]
+        if config.optimizer == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+            )
+        else:
+            self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        steps = self.steps_per_epoch()
+        self.scheduler = (
+            torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+                self.optimizer, T_0=config.restart_epochs * steps, T_mult=2
+            )
+            if config.scheduler == "cosine"
+            else None
+        )
+        self.epoch = 0
+        self.best_score = -math.inf
+        self.best_epoch = -1
+        self.best_metrics: dict[str, Any] = {}
+        self.bad_epochs = 0
+        self.history: list[dict[str, Any]] = []
+
+    def steps_per_epoch(self) -> int:
+        """Optimiser steps per epoch (the last partial batch is dropped, BatchNorm needs 2+ samples)."""
+        steps = max(1, len(self.train_set) // self.config.batch_size)
+        return min(steps, self.config.max_steps_per_epoch or steps)
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume after the current epoch."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "epoch": self.epoch,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "best_metrics": self.best_metrics,
+            "bad_epochs": self.bad_epochs,
+            "history": self.history,
+            "config": asdict(self.config),
+            "arch_hash": self.model.genotype.arch_hash,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a checkpoint made by :meth:`state_dict` for the same architecture."""
+        if state.get("arch_hash") != self.model.genotype.arch_hash:
+            raise NassegError(
+                f"{self.checkpoint_path}: checkpoint is for architecture {state.get('arch_hash')}, "
+                f"not {self.model.genotype.arch_hash}"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler and state["scheduler"]:
+            self.scheduler.load_state_dict(state["scheduler"])
+        for key in ("epoch", "best_score", "best_epoch", "best_metrics", "bad_epochs", "history"):
+            setattr(self, key, state[key])
+
+    def save_checkpoint(self) -> None:
+        """Write the checkpoint atomically (a kill during the write leaves the previous one)."""
+        buffer = io.BytesIO()
+        torch.save(self.state_dict(), buffer)
+        atomic_write_bytes(self.checkpoint_path, buffer.getvalue())
+
+    def _save_best(self) -> None:
+        buffer = io.BytesIO()
+        torch.save(self.model.state_dict(), buffer)
+        atomic_write_bytes(self.run_dir / "best_state.pt", buffer.getvalue())
+
+    # -- loops -------------------------------------------------------------------------------------
+
+    def _loader(self) -> DataLoader:
+        self.train_set.set_epoch(self.epoch)
+        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + self.epoch)
+        return DataLoader(self.train_set, batch_size=self.config.batch_size, shuffle=True, drop_last=True,
+                          generator=generator, num_workers=self.config.num_workers)  # fmt: skip
+
+    def train_epoch(self) -> float:
+        """One epoch of optimiser steps; returns the mean loss."""
+        self.model.train()
+        torch.manual_seed(self.config.seed * 1_000_003 + self.epoch)  # dropout / drop-path draws
+        use_amp = self.config.amp and self.device.type == "cuda"
+        losses = []
+        for step, (images, masks) in enumerate(self._loader()):
+            if step >= self.steps_per_epoch():
+                break
+            images, masks = images.to(self.device), masks.to(self.device)
+            with torch.autocast(self.device.type, enabled=use_amp):
+                loss = total_loss(self.model(images), masks, self.loss_name)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.config.clip_grad_norm:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
+            self.optimizer.step()
+            if self.scheduler:
+                self.scheduler.step()
+            losses.append(loss.item())
+            if not math.isfinite(losses[-1]):
+                raise NassegError(f"training diverged at epoch {self.epoch + 1}, step {step + 1} (loss {losses[-1]})")
+            if self.on_step:
+                self.on_step({"epoch": self.epoch + 1, "step": step + 1, "loss": losses[-1]})
+        return sum(losses) / max(len(losses), 1)
+
+    def fit(self, resume: bool = False) -> TrainResult:
+        """Train for ``config.epochs`` (from the checkpoint when ``resume``); keep the best weights."""
+        start = time.perf_counter()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            if not self.checkpoint_path.is_file():
+                raise NassegError(f"{self.run_dir}: nothing to resume (no checkpoint.pt)")
+            self.load_state_dict(torch.load(self.checkpoint_path, map_location=self.device, weights_only=False))
+        stopped_early = False
+        while self.epoch < self.config.epochs:
+            loss = self.train_epoch()
+            metrics = evaluate(self.model, self.data, "val", self.device)
+            self.epoch += 1
+            record = {"epoch": self.epoch, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
+                      **{k: v for k, v in metrics.items() if k != "per_class"}}  # fmt: skip
+            self.history.append(record)
+            score = float(metrics[self.config.monitor])
+            if score > self.best_score:
+                self.best_score, self.best_epoch, self.best_metrics, self.bad_epochs = score, self.epoch, metrics, 0
+                self._save_best()
+            else:
+                self.bad_epochs += 1
+            with open(self.run_dir / "history.jsonl", "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+            self.save_checkpoint()
+            if self.on_step:
+                self.on_step({"epoch": self.epoch, "end_of_epoch": True, **record})
+            if self.config.patience is not None and self.bad_epochs >= self.config.patience:
+                stopped_early = True
+                break
+        best = self.run_dir / "best_state.pt"
+        if best.is_file():
+            self.model.load_state_dict(torch.load(best, map_location=self.device, weights_only=True))
+        return TrainResult(self.best_epoch, self.best_metrics, self.history, stopped_early, time.perf_counter() - start)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: SegmentationFolder, split: str = "test", device: torch.device | str = "cpu",
+             threshold: float = 0.5) -> dict[str, Any]:  # fmt: skip
+    """Metrics of ``model`` on a split: each full image padded to the net's divisor, cropped back."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    dataset = SegmentationDataset(data.splits[split], data.num_classes, model.genotype.task.in_channels)
+    matrix = ConfusionMatrix(data.num_classes)
+    divisor = getattr(model, "divisor", 1)
+    for index in range(len(dataset)):
+        image, mask = dataset[index]
+        padded, padding = pad_to_multiple(image.unsqueeze(0), divisor)
+        logits = flatten_outputs(model(padded.to(device)))[0]
+        matrix.update(predict_classes(crop_to_original(logits, padding), threshold), mask.unsqueeze(0))
+    model.train(was_training)
+    return matrix.compute(data.classes)
