@@ -147,7 +147,7 @@ def defect_sample(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.n
         for _ in range(int(rng.integers(1, 3))):
             shape = DEFECTS[str(rng.choice(list(DEFECTS)))](rng, size)
             soft = ndimage.gaussian_filter(shape.astype(np.float32), 0.7)
-            delta = rng.uniform(0.06, 0.18) * rng.choice([-1.0, 1.0])
+            delta = rng.uniform(0.08, 0.22) * rng.choice([-1.0, 1.0])
             image = image + delta * soft * (1 + 0.3 * rng.standard_normal((size, size)).astype(np.float32))
             mask |= shape
     noise = rng.normal(0, 0.015, (size, size)).astype(np.float32)

@@ -1,75 +1,17 @@
-"""The ``nasseg`` command line: list, info, report and validate models of the zoo.
-
-Every user error (a malformed genotype, an unknown name, weights of another architecture, an
-input size a net cannot take) prints one line ``error: ...`` to stderr and exits with code 2;
-``nasseg --debug ...`` shows the traceback instead.
-"""
+"""``nasseg list | info | report | validate``: the models of the zoo."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import click
 import typer
-import typer.core
-from rich.console import Console
 from rich.table import Table
 
 import zoo
+from nasseg.cli import app, console, err_console, print_json
 from zoo.genotype import Genotype
-
-# Wide tables when piped (CI logs, files); the terminal's width otherwise.
-console = Console(width=None if sys.stdout.isatty() else 150)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
-
-
-class _State:
-    debug = False
-
-
-class _ErrorHandlingGroup(typer.core.TyperGroup):
-    """Turns :class:`zoo.NassegError` into a one-line message and exit code 2."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except zoo.NassegError as exc:
-            if _State.debug:
-                raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
-            sys.exit(2)
-
-
-app = typer.Typer(
-    cls=_ErrorHandlingGroup,
-    help="Searched segmentation networks: zoo, reports, export and serving.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"nasseg {zoo.__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
-    ] = False,
-) -> None:
-    _State.debug = debug
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _has_weights(genotype: Genotype) -> bool:
@@ -104,7 +46,7 @@ def list_command(
             }
         )
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = Table(title=f"nasseg models ({len(rows)})")
     table.add_column("name", no_wrap=True)
@@ -196,7 +138,7 @@ def report(
     with err_console.status(f"profiling {genotype.name} at {shape} ...", spinner="dots"):
         result = zoo.profile(model, shape)
     if as_json:
-        _print_json({"model": genotype.name, "arch_hash": genotype.arch_hash, **result.to_dict()})
+        print_json({"model": genotype.name, "arch_hash": genotype.arch_hash, **result.to_dict()})
         return
     summary = Table(title=f"{genotype.name}  (arch {genotype.arch_hash})", show_header=False)
     summary.add_column("figure", style="bold")
@@ -248,8 +190,3 @@ def validate(
             f"[green]ok[/] {path}: {genotype.name} ({genotype.family}), arch {genotype.arch_hash}{note}",
             highlight=False,
         )
-
-
-def main() -> None:
-    """Entry point of the ``nasseg`` script."""
-    app()

@@ -1,0 +1,37 @@
+"""``nasseg data make | check``: bundled synthetic data sets and dataset folder checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nasseg.cli import app, console
+from nasseg.cli.progress import progress_bar
+from zoo.data.folder import open_folder
+from zoo.data.synthetic import DATASETS, make_dataset
+
+data_app = typer.Typer(help="Bundled data sets and dataset folder checks.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("make")
+def make(
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(DATASETS)}.")],
+    out: Annotated[Path, typer.Option(help="Output folder (the folder dataset format).")],
+    n: Annotated[int, typer.Option(min=3, help="Number of samples (70/15/15 train/val/test).")] = 60,
+    size: Annotated[int, typer.Option(min=16, help="Image side in pixels.")] = 128,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same images.")] = 0,
+    pairs: Annotated[bool, typer.Option(help="Also write defect-free translation pairs (synth-defects).")] = False,
+) -> None:
+    """Generate a bundled data set deterministically from a seed."""
+    with progress_bar(f"making {name}", total=n) as advance:
+        make_dataset(name, out, n=n, size=size, seed=seed, pairs=pairs, progress=advance)
+    console.print(f"wrote {n} samples of {name} ({size}x{size}, seed {seed}) to {out}", highlight=False)
+
+
+@data_app.command("check")
+def check(root: Annotated[Path, typer.Argument(help="Dataset folder.")], seed: int = 0) -> None:
+    """Check a dataset folder; list every problem by file (exit code 2 if there is any)."""
+    console.print(f"ok {open_folder(root, seed=seed).describe()}", highlight=False)

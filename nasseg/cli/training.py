@@ -1,0 +1,243 @@
+"""``nasseg train | evaluate | predict | demo``: fit zoo models on a dataset folder and use them."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import typer
+from rich.table import Table
+
+import zoo
+from nasseg.cli import app, console, print_json
+from nasseg.cli.progress import progress_bar
+from zoo.data.folder import SegmentationFolder, open_folder
+from zoo.data.images import IMAGE_SUFFIXES, write_png
+from zoo.data.synthetic import make_dataset
+from zoo.errors import NassegError
+from zoo.genotype import Genotype
+from zoo.inference import overlay, predict_file
+from zoo.io import atomic_write_text
+from zoo.training.trainer import TrainConfig, Trainer, evaluate, resolve_device
+
+METRIC_KEYS = ("iou", "dice", "pixel_accuracy", "precision", "recall", "miou")
+
+
+def _library_versions() -> dict[str, str]:
+    import timm
+
+    return {"nasseg": zoo.__version__, "torch": torch.__version__, "timm": timm.__version__,
+            "python": platform.python_version()}  # fmt: skip
+
+
+def _fit_genotype(spec: str, data: SegmentationFolder, crop: tuple[int, int]) -> Genotype:
+    """The genotype to train: the model's, with the dataset's class count and the crop as input size."""
+    genotype = zoo.resolve_genotype(spec)
+    return zoo.apply_overrides(genotype, {"num_classes": data.model_classes, "input_size": list(crop)})
+
+
+def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in METRIC_KEYS:
+        if key in metrics:
+            table.add_row(key, f"{metrics[key]:.4f}")
+    return table
+
+
+def train_model(spec: str, data_dir: Path, out: Path, config: TrainConfig, resume: bool = False,
+                pretrained: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Train, then write ``OUT/NAME.safetensors`` (bound to the arch hash), ``OUT/NAME.json`` (the
+    genotype with its weights entry and metrics in provenance) and ``OUT/metrics.json``."""
+    data = open_folder(data_dir, seed=config.seed)
+    genotype = _fit_genotype(spec, data, config.crop)
+    if (out / "checkpoint.pt").is_file() and not resume:
+        raise NassegError(f"{out} already holds a training checkpoint: pass --resume to continue it, or another --out")
+    torch.manual_seed(config.seed)  # one seed fixes the initial weights too
+    model = zoo.create_model(genotype, pretrained=pretrained)
+    console.print(f"training {genotype.name} (arch {genotype.arch_hash}) on {data.describe()}", highlight=False)
+    trainer = Trainer(model, data, config, out)
+    total = config.epochs * trainer.steps_per_epoch()
+    with progress_bar(f"train {genotype.name}", total=total, fields="loss {task.fields[loss]:.4f}  "
+                      f"val {config.monitor} {{task.fields[iou]:.4f}}") as advance:  # fmt: skip
+        advance(trainer.epoch * trainer.steps_per_epoch() if resume else 0)
+
+        def on_step(event: dict[str, Any]) -> None:
+            if event.get("end_of_epoch"):
+                advance(0, iou=event.get(config.monitor, float("nan")))
+            else:
+                advance(1, loss=event["loss"])
+
+        trainer.on_step = on_step
+        if resume and (out / "checkpoint.pt").is_file():
+            state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+            advance(state["epoch"] * trainer.steps_per_epoch())
+        result = trainer.fit(resume=resume)
+    test_metrics = evaluate(model, data, "test", trainer.device)
+    weights = zoo.save_weights(model.cpu(), genotype, out / f"{genotype.name}.safetensors")
+    provenance = genotype.provenance.model_dump(mode="json")
+    provenance.update(
+        dataset=str(data.root),
+        seed=config.seed,
+        metrics={f"val_{k}": float(result.best_metrics[k]) for k in METRIC_KEYS if k in result.best_metrics}
+        | {f"test_{k}": float(test_metrics[k]) for k in METRIC_KEYS if k in test_metrics},
+        library_versions=_library_versions(),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    trained = genotype.replace(weights=weights, provenance=provenance)
+    trained.to_json(out / f"{genotype.name}.json")
+    summary = {"model": genotype.name, "arch_hash": genotype.arch_hash, "best_epoch": result.best_epoch,
+               "epochs_run": len(result.history), "stopped_early": result.stopped_early,
+               "train_seconds": round(result.seconds, 1), "val": result.best_metrics, "test": test_metrics,
+               "genotype": str(out / f"{genotype.name}.json"), "weights": str(out / weights.file)}  # fmt: skip
+    atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+@app.command()
+def train(
+    name: Annotated[str, typer.Argument(help="Registered model name or genotype .json.")],
+    data: Annotated[Path, typer.Option(help="Dataset folder (ROOT/{train,val,test}/{images,masks}).")],
+    out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/NAME).")] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 20,
+    batch_size: Annotated[int, typer.Option(min=2)] = 8,
+    crop: Annotated[tuple[int, int], typer.Option(help="Training crop height and width.")] = (128, 128),
+    optimizer: Annotated[str, typer.Option(help="adam or sgd.")] = "adam",
+    lr: Annotated[float, typer.Option(min=0)] = 1e-3,
+    loss: Annotated[
+        str | None, typer.Option(help="bce_dice (binary default), bce, dice, ce (multi-class), ce_dice.")
+    ] = None,
+    patience: Annotated[
+        int | None, typer.Option(help="Early stopping after this many epochs without progress.")
+    ] = None,
+    seed: int = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    freeze_base: Annotated[bool, typer.Option(help="Train only the implanted cells (IAC).")] = False,
+    pretrained: Annotated[bool, typer.Option(help="Start from the model's weights.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the checkpoint in --out.")] = False,
+    max_steps_per_epoch: Annotated[int | None, typer.Option(min=1)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Train a zoo model on a dataset folder; checkpoints every epoch (resume with --resume)."""
+    if optimizer not in ("adam", "sgd"):
+        raise NassegError(f"--optimizer must be adam or sgd, got {optimizer!r}")
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, crop=tuple(crop), optimizer=optimizer, lr=lr,
+                         loss=loss, patience=patience, seed=seed, device=device, freeze_base=freeze_base,
+                         max_steps_per_epoch=max_steps_per_epoch)  # fmt: skip
+    run = out or Path("runs") / zoo.resolve_genotype(name).name
+    summary = train_model(name, data, run, config, resume=resume, pretrained=pretrained)
+    if as_json:
+        print_json(summary)
+        return
+    console.print(_metrics_table(f"{summary['model']}: test split (best val epoch {summary['best_epoch']})",
+                                 summary["test"]))  # fmt: skip
+    console.print(f"weights: {summary['weights']}\ngenotype: {summary['genotype']}", highlight=False)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    name: Annotated[str, typer.Argument(help="Trained model: genotype .json with weights, or registered name.")],
+    data: Annotated[Path, typer.Option(help="Dataset folder.")],
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
+    device: str = "auto",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """IoU, Dice/F1, pixel accuracy, precision and recall of a trained model on a split."""
+    if split not in ("train", "val", "test"):
+        raise NassegError(f"--split must be train, val or test, got {split!r}")
+    folder = open_folder(data)
+    model = zoo.create_model(name, pretrained=True).to(resolve_device(device))
+    if model.genotype.task.num_classes != folder.model_classes:
+        raise NassegError(f"model {model.genotype.name!r} predicts {model.genotype.task.num_classes} channel(s); "
+                          f"{data} has {folder.num_classes} classes")  # fmt: skip
+    metrics = evaluate(model, folder, split, resolve_device(device))
+    if as_json:
+        print_json({"model": model.genotype.name, "split": split, **metrics})
+        return
+    console.print(_metrics_table(f"{model.genotype.name} on {data} ({split}, {len(folder.splits[split])} images)",
+                                 metrics))  # fmt: skip
+
+
+def _image_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise NassegError(f"{path}: no such image file or folder")
+    if not files:
+        raise NassegError("no images to predict (expected PNG, JPEG, BMP or TIFF files)")
+    return files
+
+
+def predict_images(model: torch.nn.Module, images: list[Path], out: Path, threshold: float = 0.5) -> list[dict]:
+    """Write ``OUT/NAME_mask.png`` and ``OUT/NAME_overlay.png`` for every image; returns one record each."""
+    records = []
+    scale = 255 if model.genotype.task.num_classes == 1 else 1
+    for path in images:
+        image, mask, probability = predict_file(model, path, threshold)
+        write_png(out / f"{path.stem}_mask.png", (mask * scale).astype("uint8"))
+        write_png(out / f"{path.stem}_overlay.png", overlay(image, mask))
+        records.append({"image": str(path), "mask": str(out / f"{path.stem}_mask.png"),
+                        "overlay": str(out / f"{path.stem}_overlay.png"),
+                        "foreground_fraction": float((mask > 0).mean()),
+                        "max_probability": float(probability.max())})  # fmt: skip
+    return records
+
+
+@app.command()
+def predict(
+    name: Annotated[str, typer.Argument(help="Trained model: genotype .json with weights, or registered name.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    out: Annotated[Path, typer.Option(help="Folder for masks and overlays.")] = Path("predictions"),
+    threshold: Annotated[float, typer.Option(min=0, max=1)] = 0.5,
+    device: str = "auto",
+) -> None:
+    """Masks and overlay PNGs (a person can look at them) for images."""
+    files = _image_files(images)
+    model = zoo.create_model(name, pretrained=True).to(resolve_device(device))
+    with progress_bar("predict", total=len(files)) as advance:
+        records = []
+        for path in files:
+            records += predict_images(model, [path], out, threshold)
+            advance()
+    console.print(f"wrote {len(records)} masks and overlays to {out}", highlight=False)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for data, run, overlays.")] = Path("nasseg-demo"),
+    model: Annotated[str, typer.Option(help="Zoo model to train.")] = "unet-small",
+    n: Annotated[int, typer.Option(min=10, help="synth-defects samples to make.")] = 120,
+    size: Annotated[int, typer.Option(min=32)] = 128,
+    epochs: Annotated[int, typer.Option(min=1)] = 12,
+    seed: int = 0,
+) -> None:
+    """The main job end to end: make synth-defects, train a small model, evaluate, write overlays."""
+    start = time.perf_counter()
+    data_dir, run_dir, overlays = out / "data", out / "run", out / "overlays"
+    if (run_dir / "checkpoint.pt").is_file():
+        raise NassegError(f"{out} holds an earlier demo run; remove it or pass another --out")
+    if not (data_dir / "dataset.json").is_file():
+        with progress_bar("making synth-defects", total=n) as advance:
+            make_dataset("synth-defects", data_dir, n=n, size=size, seed=seed, progress=advance)
+    config = TrainConfig(epochs=epochs, batch_size=8, crop=(size, size), seed=seed, lr=3e-3)
+    summary = train_model(model, data_dir, run_dir, config)
+    trained = zoo.create_model(summary["genotype"], pretrained=True)
+    test_images = sorted((data_dir / "test" / "images").iterdir())
+    predict_images(trained, test_images, overlays)
+    console.print(_metrics_table(f"{summary['model']} on synth-defects (test split)", summary["test"]))
+    console.print(
+        f"data:      {data_dir}\nweights:   {summary['weights']}\ngenotype:  {summary['genotype']}\n"
+        f"metrics:   {run_dir / 'metrics.json'}\noverlays:  {overlays} ({len(test_images)} images)\n"
+        f"took {time.perf_counter() - start:.0f} s. Next: nasseg evaluate {summary['genotype']} --data {data_dir}",
+        highlight=False,
+    )

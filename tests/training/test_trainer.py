@@ -1,0 +1,96 @@
+"""The trainer: it learns, checkpoints every epoch, and a resumed run equals an uninterrupted one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from zoo.data.folder import open_folder
+from zoo.data.synthetic import make_dataset
+from zoo.training.trainer import TrainConfig, Trainer
+
+TINY = {"channels": [8, 16], "skips": [True], "dropout": 0.0, "input_size": [32, 32]}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset("synth-membranes", tmp_path_factory.mktemp("data") / "membranes", n=10, size=32, seed=0)
+
+
+def tiny_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return zoo.create_model("unet-small", **TINY)
+
+
+def config(epochs: int) -> TrainConfig:
+    return TrainConfig(epochs=epochs, batch_size=2, crop=(32, 32), lr=1e-2, seed=1)
+
+
+def test_training_lowers_the_loss_and_writes_a_checkpoint(dataset: Path, tmp_path: Path) -> None:
+    trainer = Trainer(tiny_model(), open_folder(dataset), config(4), tmp_path)
+    result = trainer.fit()
+    losses = [record["loss"] for record in result.history]
+    assert losses[-1] < losses[0]
+    assert (tmp_path / "checkpoint.pt").is_file() and len((tmp_path / "history.jsonl").read_text().splitlines()) == 4
+    assert 1 <= result.best_epoch <= 4 and 0 <= result.best_metrics["iou"] <= 1
+
+
+def test_resume_equals_uninterrupted_run(dataset: Path, tmp_path: Path) -> None:
+    straight = Trainer(tiny_model(), open_folder(dataset), config(3), tmp_path / "a")
+    straight.fit()
+    first = Trainer(tiny_model(), open_folder(dataset), config(1), tmp_path / "b")
+    first.fit()
+    resumed = Trainer(tiny_model(), open_folder(dataset), config(3), tmp_path / "b")
+    resumed.fit(resume=True)
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in straight.history]
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+def test_mismatched_classes_and_crop_are_refused(dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(zoo.NassegError, match="create it with num_classes=1"):
+        Trainer(zoo.create_model("unet-small", num_classes=3, **TINY), open_folder(dataset), config(1), tmp_path)
+    with pytest.raises(zoo.NassegError, match="not a multiple of the model's input divisor 4"):
+        Trainer(tiny_model(), open_folder(dataset), TrainConfig(crop=(30, 30)), tmp_path)
+    with pytest.raises(zoo.NassegError, match="nothing to resume"):
+        Trainer(tiny_model(), open_folder(dataset), config(1), tmp_path / "empty").fit(resume=True)
+
+
+def nasseg(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from nasseg.cli import main; main()", *args]
+
+
+def test_kill_9_during_training_then_resume_loses_nothing(dataset: Path, tmp_path: Path) -> None:
+    """SIGKILL the real CLI mid-run; --resume finishes with the same weights as an uninterrupted run."""
+    genotype = zoo.apply_overrides(zoo.get_genotype("unet-small"), TINY)
+    genotype.to_json(tmp_path / "unet-small.json")
+    common = ["--data", str(dataset), "--epochs", "4", "--batch-size", "2", "--crop", "32", "32", "--seed", "1"]
+    whole = subprocess.run(nasseg("train", str(tmp_path / "unet-small.json"), "--out", str(tmp_path / "whole"),
+                                  *common), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert whole.returncode == 0, whole.stderr
+    run = tmp_path / "killed"
+    process = subprocess.Popen(nasseg("train", str(tmp_path / "unet-small.json"), "--out", str(run), *common),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    while not (run / "history.jsonl").is_file() or len((run / "history.jsonl").read_text().splitlines()) < 1:
+        assert time.time() < deadline and process.poll() is None, "training ended before it could be killed"
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    again = subprocess.run(nasseg("train", str(tmp_path / "unet-small.json"), "--out", str(run), *common),
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert again.returncode == 2 and "--resume" in again.stderr  # refuses to overwrite the killed run
+    resumed = subprocess.run(nasseg("train", str(tmp_path / "unet-small.json"), "--out", str(run), "--resume",
+                                    *common), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    a = zoo.create_model(tmp_path / "whole" / "unet-small.json", pretrained=True).state_dict()
+    b = zoo.create_model(run / "unet-small.json", pretrained=True).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
