@@ -82,11 +82,10 @@ def test_version() -> None:
     assert result.exit_code == 0 and result.output.startswith("nasseg ")
 
 
-def test_valid_genotype_of_a_family_without_builder(tmp_path: Path) -> None:
-    cell = {"nodes": [[["sep_conv_3x3", 0], ["hdc_3x3", 1]]]}
-    data = {"name": "asn", "family": "autosegnet", "task": {"kind": "segmentation", "input_size": [64, 64]},
-            "arch": {"down": cell, "bridge": cell, "up": cell, "long_skips": [True, False]}}  # fmt: skip
-    path = tmp_path / "asn.json"
+def test_valid_genotype_that_cannot_be_built(tmp_path: Path) -> None:
+    data = {"name": "odd", "family": "smp", "task": {"kind": "segmentation"},
+            "arch": {"arch": "Unet", "encoder": "resnet999"}}  # fmt: skip
+    path = tmp_path / "odd.json"
     path.write_text(json.dumps(data))
     result = runner.invoke(app, ["validate", str(path)])
     assert result.exit_code == 0 and "not buildable" in result.output.replace("\n", " ")

@@ -140,16 +140,30 @@ class ClassifierHead(_Strict):
 
 
 class ASPPHead(_Strict):
-    """DeepLabv3 ASPP on the cell stack at output stride 16 (RENAS, seed 001, section 5.4)."""
+    """DeepLabv3 on the cell stack (RENAS, seed 001, section 5.4: "DeepLabv3 ... Atrous Spatial
+    Pyramid Pooling module (ASPP) that contains three 3x3 convolutions with different atrous rates.
+    The output stride is 16").
+
+    ``output_stride``: the backbone stops reducing there; a reduction position past it keeps its
+    cell and channel doubling but runs at stride 1 (see :meth:`CellNetArch.cell_strides`).
+    ``rates``: the atrous rates of the 3x3 branches, used as written (DeepLabv3 doubles them,
+    to 12, 24, 36, at output stride 8: write them so). ``channels``: width of every ASPP branch
+    and of the projection (256 in DeepLabv3).
+    """
 
     type: Literal["aspp"] = "aspp"
     output_stride: Literal[8, 16] = 16
-    rates: list[PositiveInt] = Field(default_factory=lambda: [6, 12, 18])
+    rates: list[PositiveInt] = Field(default_factory=lambda: [6, 12, 18], min_length=1)
     channels: PositiveInt = 256
 
 
 class FusionHead(_Strict):
-    """NAS-ASDet adaptive multi-scale fusion with deep-supervision branches (seed 003, 3.2.2)."""
+    """NAS-ASDet adaptive multi-scale fusion with deep-supervision branches (seed 003, 3.2.2).
+
+    ``levels``: the feature levels Fea_1..Fea_n, one per resolution the cells produce (the last
+    cell at each resolution; eq. 5 has five, at 1, 1/2, ..., 1/16 of Fea_1). ``deep_supervision``:
+    in training the net also returns one prediction per level (eq. 16's branch losses).
+    """
 
     type: Literal["fusion"] = "fusion"
     levels: PositiveInt = 5
@@ -167,13 +181,21 @@ class _Arch(_Strict):
 class CellNetArch(_Arch):
     """Stacked DARTS-style cells (RENAS, NAS-ASDet, DARTS). ``reduce`` absent: the normal cell
     at stride 2 reduces, as RENAS does. ``reduction_layers`` absent: reductions at 1/3 and 2/3
-    of the depth (the NASNet/DARTS layout)."""
+    of the depth (the NASNet/DARTS layout).
+
+    ``stem``: ``cifar`` (3x3 conv, stride 1, ``stem_multiplier * init_channels`` channels),
+    ``imagenet`` (DARTS' three stride-2 convs, stride 8) or ``stride2`` (the ``cifar`` stem at
+    stride 2: NAS-ASDet predicts Fea_1 at half the input size, seed 003 eq. 10).
+    """
+
+    #: Spatial stride of each stem.
+    STEM_STRIDES: ClassVar[dict[str, int]] = {"cifar": 1, "imagenet": 8, "stride2": 2}
 
     normal: Cell
     reduce: Cell | None = None
     init_channels: PositiveInt = 36
     layers: PositiveInt = 20
-    stem: Literal["cifar", "imagenet"] = "cifar"
+    stem: Literal["cifar", "imagenet", "stride2"] = "cifar"
     stem_multiplier: PositiveInt = 3
     reduction_layers: list[int] | None = None
     head: Head = Field(default_factory=ClassifierHead)
@@ -186,16 +208,54 @@ class CellNetArch(_Arch):
                 raise ValueError(f"reduction_layers {bad} out of range 0..{self.layers - 1}")
         return self
 
+    @model_validator(mode="after")
+    def _check_head(self) -> CellNetArch:
+        strides = self.output_strides()
+        if isinstance(self.head, FusionHead) and len(set(strides)) != self.head.levels:
+            raise ValueError(
+                f"fusion head: levels is {self.head.levels}, but the cells produce {len(set(strides))} "
+                f"resolutions (1/{', 1/'.join(map(str, sorted(set(strides))))})"
+            )
+        if isinstance(self.head, ASPPHead) and strides[-1] != self.head.output_stride:
+            raise ValueError(
+                f"aspp head: output_stride is {self.head.output_stride}, but stem {self.stem!r} and "
+                f"{len(self.reductions())} reductions reach only 1/{strides[-1]}"
+            )
+        return self
+
     def reductions(self) -> list[int]:
         """Indices of the reduction cells."""
         if self.reduction_layers is not None:
             return sorted(set(self.reduction_layers))
         return sorted({self.layers // 3, 2 * self.layers // 3})
 
+    def cell_strides(self) -> list[int]:
+        """Spatial stride (1 or 2) of each cell: 2 at the reductions, except past an ``aspp`` head's
+        output stride, where the reduction position keeps its cell and channel doubling but runs at
+        stride 1 (DeepLabv3 keeps the backbone's blocks and removes their striding)."""
+        limit = self.head.output_stride if isinstance(self.head, ASPPHead) else None
+        total, out = self.STEM_STRIDES[self.stem], []
+        reductions = set(self.reductions())
+        for i in range(self.layers):
+            stride = 2 if i in reductions and (limit is None or 2 * total <= limit) else 1
+            total *= stride
+            out.append(stride)
+        return out
+
+    def output_strides(self) -> list[int]:
+        """Stride of each cell's output relative to the input (stem included)."""
+        total, out = self.STEM_STRIDES[self.stem], []
+        for stride in self.cell_strides():
+            total *= stride
+            out.append(total)
+        return out
+
 
 class AutoSegNetArch(_Arch):
-    """AutoSegNet encoder-decoder: layer cells for down, bridge and up, and long-skip bits.
-    Depth is computed from ``task.input_size``, ``min_size`` and ``min_ratio`` (seed 000)."""
+    """AutoSegNet encoder-decoder (seed 000): layer cells for down, bridge and up, and long-skip bits.
+    Depth is computed from ``task.input_size``, ``min_size`` and ``min_ratio``
+    (``zoo.families.autosegnet.autosegnet_depth``). ``long_skips`` holds one bit per level *from the
+    bottom* (the level next to the bridge first); bits beyond the depth are ignored, missing bits are off."""
 
     size_dependent: ClassVar[bool] = True
     down: Cell

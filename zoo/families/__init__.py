@@ -17,7 +17,7 @@ from torch import nn
 
 from zoo._version import __version__
 from zoo.errors import BuildError
-from zoo.families import cellnet, smp, unet
+from zoo.families import autosegnet, cellnet, iac_unet, smp, unet
 from zoo.genotype import Genotype
 
 
@@ -34,6 +34,8 @@ FAMILY_BUILDERS: dict[str, Family] = {
     "cellnet": Family(cellnet.build, cellnet.divisor),
     "unet": Family(unet.build, unet.divisor),
     "smp": Family(smp.build, smp.divisor),
+    "iac-unet": Family(iac_unet.build, iac_unet.divisor, iac_unet.load_pretrained),
+    "autosegnet": Family(autosegnet.build, autosegnet.divisor),
 }
 
 
