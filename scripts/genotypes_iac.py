@@ -30,16 +30,20 @@ BASES: dict[str, list[int]] = {
 CELL_CHANNELS = 16
 
 
-def base_unet(encoder: str, decoder_channels: list[int]) -> Genotype:
-    """The Stage I base U-Net with a timm encoder (plain concatenation skips)."""
+def base_unet(
+    encoder: str, decoder_channels: list[int], name: str | None = None, source: str | None = None
+) -> Genotype:
+    """The Stage I base U-Net with a timm encoder, or the plain U-Net encoder for ``encoder="unet"``."""
+    spec = encoder if encoder == "unet" else f"timm:{encoder}"
     return Genotype.from_dict(
         {
-            "name": f"iac-base-{encoder}",
+            "name": name or f"iac-base-{encoder}",
             "family": "iac-unet",
             "task": SEG_TASK,
-            "arch": {"base": {"encoder": f"timm:{encoder}", "decoder_channels": decoder_channels}},
+            "arch": {"base": {"encoder": spec, "decoder_channels": decoder_channels}},
             "provenance": {
-                "source": f"IAC (Benedykciuk et al., seed 004) stage I base U-Net with a timm {encoder} encoder "
+                "source": source
+                or f"IAC (Benedykciuk et al., seed 004) stage I base U-Net with a timm {encoder} encoder "
                 "(features_only), upsample-concatenate-double-conv decoder"
             },
         }
@@ -69,4 +73,16 @@ def genotypes() -> list[Genotype]:
     for encoder, decoder_channels in BASES.items():
         base = base_unet(encoder, decoder_channels)
         out += [base, darts_v2_implant(base, encoder)]
+    plain = "the plain U-Net encoder (Ronneberger et al. 2015, the IAC paper's 'Base' backbone)"
+    out += [
+        base_unet(
+            "unet", [512, 256, 128, 64], "iac-base-unet", f"IAC stage I base U-Net with {plain}, widths 64..1024"
+        ),
+        base_unet(
+            "unet",
+            [64, 32, 16, 8],
+            "iac-base-unet-small",
+            f"IAC stage I base U-Net with {plain} at widths 8..128: trains on a CPU in minutes (the demo's model)",
+        ),
+    ]
     return out

@@ -15,7 +15,7 @@ def genotypes() -> list[Genotype]:
                 "arch": {"channels": [16, 32, 64, 128], "skips": [True, True, True], "norm": "batch", "dropout": 0.0},
                 "provenance": {
                     "source": "a pix2pix-style U-Net with 4 levels of 16-128 channels, small enough to train on a CPU "
-                    "in minutes (the demo's model)"
+                    "in minutes (the trainer tests use it)"
                 },
             }
         )

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import zoo
 from nasseg.cli import app
 
 runner = CliRunner()
@@ -89,3 +90,39 @@ def test_valid_genotype_that_cannot_be_built(tmp_path: Path) -> None:
     path.write_text(json.dumps(data))
     result = runner.invoke(app, ["validate", str(path)])
     assert result.exit_code == 0 and "not buildable" in result.output.replace("\n", " ")
+
+
+def test_data_train_evaluate_predict_and_demo(tmp_path: Path) -> None:
+    """The training commands end to end at toy size (the real demo is `nasseg demo`)."""
+    data = tmp_path / "data"
+    result = runner.invoke(app, ["data", "make", "synth-membranes", "--out", str(data), "--n", "6", "--size", "32"])
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(app, ["data", "check", str(data)]).exit_code == 0
+    run = tmp_path / "run"
+    args = ["train", "unet-small", "--data", str(data), "--out", str(run), "--epochs", "2", "--batch-size", "2",
+            "--crop", "32", "32", "--json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index("{") :])
+    trained = zoo.Genotype.from_json(run / "unet-small.json")
+    assert trained.weights.arch_hash == trained.arch_hash and "test_iou" in trained.provenance.metrics
+    assert summary["test"]["iou"] == pytest.approx(trained.provenance.metrics["test_iou"])
+    result = runner.invoke(app, ["evaluate", str(run / "unet-small.json"), "--data", str(data), "--json"])
+    assert result.exit_code == 0 and json.loads(result.output)["iou"] == pytest.approx(summary["test"]["iou"])
+    images = data / "test" / "images"
+    result = runner.invoke(app, ["predict", str(run / "unet-small.json"), str(images), "--out", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "p").glob("*_overlay.png"))) == len(list(images.iterdir()))
+    demo = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--model", "unet-small", "--n", "10",
+                               "--size", "32", "--epochs", "1"])  # fmt: skip
+    assert demo.exit_code == 0, demo.output
+    assert (tmp_path / "demo" / "run" / "metrics.json").is_file() and any((tmp_path / "demo" / "overlays").iterdir())
+
+
+def test_training_commands_reject_bad_input(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "unet-small", "--data", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "no such dataset folder" in result.output.replace("\n", " ")
+    result = runner.invoke(app, ["evaluate", "unet-small", "--data", str(tmp_path)])
+    assert result.exit_code == 2
+    result = runner.invoke(app, ["data", "make", "synth-nothing", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "unknown data set" in result.output

@@ -215,10 +215,10 @@ def predict(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for data, run, overlays.")] = Path("nasseg-demo"),
-    model: Annotated[str, typer.Option(help="Zoo model to train.")] = "unet-small",
-    n: Annotated[int, typer.Option(min=10, help="synth-defects samples to make.")] = 120,
+    model: Annotated[str, typer.Option(help="Zoo model to train.")] = "iac-base-unet-small",
+    n: Annotated[int, typer.Option(min=10, help="synth-defects samples to make.")] = 160,
     size: Annotated[int, typer.Option(min=32)] = 128,
-    epochs: Annotated[int, typer.Option(min=1)] = 12,
+    epochs: Annotated[int, typer.Option(min=1)] = 35,
     seed: int = 0,
 ) -> None:
     """The main job end to end: make synth-defects, train a small model, evaluate, write overlays."""
@@ -229,7 +229,7 @@ def demo(
     if not (data_dir / "dataset.json").is_file():
         with progress_bar("making synth-defects", total=n) as advance:
             make_dataset("synth-defects", data_dir, n=n, size=size, seed=seed, progress=advance)
-    config = TrainConfig(epochs=epochs, batch_size=8, crop=(size, size), seed=seed, lr=3e-3)
+    config = TrainConfig(epochs=epochs, batch_size=8, crop=(size, size), seed=seed, lr=3e-3, restart_epochs=epochs)
     summary = train_model(model, data_dir, run_dir, config)
     trained = zoo.create_model(summary["genotype"], pretrained=True)
     test_images = sorted((data_dir / "test" / "images").iterdir())
