@@ -94,3 +94,32 @@ def test_kill_9_during_training_then_resume_loses_nothing(dataset: Path, tmp_pat
     a = zoo.create_model(tmp_path / "whole" / "unet-small.json", pretrained=True).state_dict()
     b = zoo.create_model(run / "unet-small.json", pretrained=True).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_early_stopping(dataset: Path, tmp_path: Path) -> None:
+    cfg = config(30)
+    cfg.patience, cfg.lr = 1, 0.0  # nothing can improve after the first epoch
+    result = Trainer(tiny_model(), open_folder(dataset), cfg, tmp_path).fit()
+    assert result.stopped_early and len(result.history) == 2 and result.best_epoch == 1
+
+
+def test_frozen_base_mode_trains_only_the_cells(dataset: Path, tmp_path: Path) -> None:
+    base = zoo.get_genotype("iac-base-unet-small")
+    tiny = {"encoder": "unet", "decoder_channels": [8, 4]}
+    base = zoo.apply_overrides(base, {"base": tiny, "input_size": [32, 32]}).replace(name="tiny-base")
+    base.to_json(tmp_path / "tiny-base.json")
+    implant = zoo.Genotype.from_dict({
+        "name": "tiny-implant", "family": "iac-unet", "task": base.task.model_dump(),
+        "arch": {"base": {"model": str(tmp_path / "tiny-base.json"), "arch_hash": base.arch_hash},
+                 "cell": zoo.get_genotype("iac-resnet18-darts-v2").arch.cell.model_dump(), "cell_channels": 4},
+    })  # fmt: skip
+    torch.manual_seed(0)
+    model = zoo.create_model(implant)
+    before = {k: v.clone() for k, v in model.base.state_dict().items()}
+    cfg = config(1)
+    cfg.freeze_base = True
+    Trainer(model, open_folder(dataset), cfg, tmp_path / "run").fit()
+    assert all(torch.equal(before[k], v) for k, v in model.base.state_dict().items())
+    assert any(p.requires_grad for p in model.parameters())
+    with pytest.raises(zoo.NassegError, match="no frozen-base mode"):
+        Trainer(tiny_model(), open_folder(dataset), cfg, tmp_path / "other")

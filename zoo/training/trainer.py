@@ -39,7 +39,8 @@ class TrainConfig:
 
     ``scheduler="cosine"`` is cosine annealing with warm restarts (SGDR: first period
     ``restart_epochs``, doubling); ``patience`` stops after that many epochs without a better
-    validation ``monitor`` score; ``amp`` uses bfloat16/float16 autocast on CUDA only.
+    validation ``monitor`` score; ``amp`` uses bfloat16 autocast on CUDA (float16 with a
+    gradient scaler where the GPU has no bfloat16); on CPU it does nothing.
     """
 
     epochs: int = 20
@@ -202,18 +203,22 @@ class Trainer:
         self.model.train()
         torch.manual_seed(self.config.seed * 1_000_003 + self.epoch)  # dropout / drop-path draws
         use_amp = self.config.amp and self.device.type == "cuda"
+        amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
         losses = []
         for step, (images, masks) in enumerate(self._loader()):
             if step >= self.steps_per_epoch():
                 break
             images, masks = images.to(self.device), masks.to(self.device)
-            with torch.autocast(self.device.type, enabled=use_amp):
+            with torch.autocast(self.device.type, dtype=amp_dtype, enabled=use_amp):
                 loss = total_loss(self.model(images), masks, self.loss_name)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
             if self.config.clip_grad_norm:
+                scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
-            self.optimizer.step()
+            scaler.step(self.optimizer)
+            scaler.update()
             if self.scheduler:
                 self.scheduler.step()
             losses.append(loss.item())
