@@ -52,11 +52,13 @@ def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
 
 
 def train_model(spec: str, data_dir: Path, out: Path, config: TrainConfig, resume: bool = False,
-                pretrained: bool = False) -> dict[str, Any]:  # fmt: skip
+                pretrained: bool = False, name: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Train, then write ``OUT/NAME.safetensors`` (bound to the arch hash), ``OUT/NAME.json`` (the
     genotype with its weights entry and metrics in provenance) and ``OUT/metrics.json``."""
     data = open_folder(data_dir, seed=config.seed)
     genotype = _fit_genotype(spec, data, config.crop)
+    if name is not None:
+        genotype = genotype.replace(name=name)
     if (out / "checkpoint.pt").is_file() and not resume:
         raise NassegError(f"{out} already holds a training checkpoint: pass --resume to continue it, or another --out")
     torch.manual_seed(config.seed)  # one seed fixes the initial weights too
@@ -122,6 +124,7 @@ def train(
     pretrained: Annotated[bool, typer.Option(help="Start from the model's weights.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the checkpoint in --out.")] = False,
     max_steps_per_epoch: Annotated[int | None, typer.Option(min=1)] = None,
+    name_as: Annotated[str | None, typer.Option("--name", help="Name of the trained genotype (default: NAME).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Train a zoo model on a dataset folder; checkpoints every epoch (resume with --resume)."""
@@ -130,8 +133,8 @@ def train(
     config = TrainConfig(epochs=epochs, batch_size=batch_size, crop=tuple(crop), optimizer=optimizer, lr=lr,
                          loss=loss, patience=patience, seed=seed, device=device, freeze_base=freeze_base,
                          max_steps_per_epoch=max_steps_per_epoch)  # fmt: skip
-    run = out or Path("runs") / zoo.resolve_genotype(name).name
-    summary = train_model(name, data, run, config, resume=resume, pretrained=pretrained)
+    run = out or Path("runs") / (name_as or zoo.resolve_genotype(name).name)
+    summary = train_model(name, data, run, config, resume=resume, pretrained=pretrained, name=name_as)
     if as_json:
         print_json(summary)
         return

@@ -1,0 +1,117 @@
+"""The one place that opens ONNX Runtime sessions (used by ``check``, ``bench``, the service and
+``nasseg predict --onnx``).
+
+The CUDA provider is asked for only when a CUDA device is really there (the driver answers
+``cuDeviceGetCount``), and ONNX Runtime's log is held at FATAL while the session is made, so a
+box without CUDA libraries gets the CPU provider and no error spam. Thread counts are always set
+explicitly: ``threads`` intra-op threads (default: the CPU cores this process may use) and one
+inter-op thread (sequential execution).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from zoo.errors import NassegError
+
+DEVICES = ("auto", "cpu", "cuda")
+_FATAL = 4
+
+
+class RuntimeSetupError(NassegError):
+    """An ONNX Runtime session cannot be opened as asked (missing file, no GPU for ``cuda``, ...)."""
+
+
+@cache
+def cuda_device_count() -> int:
+    """CUDA devices the driver reports (0 without a driver or GPU); needs neither torch nor CUDA toolkits."""
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            driver = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return 0
+        return count.value
+    return 0
+
+
+def default_threads() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def providers_for(device: str = "auto") -> list[str]:
+    """Execution providers to ask for: CUDA (then CPU) where a GPU and the CUDA provider are there."""
+    if device not in DEVICES:
+        raise RuntimeSetupError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    cuda_ok = "CUDAExecutionProvider" in ort.get_available_providers() and cuda_device_count() > 0
+    if device == "cuda" and not cuda_ok:
+        raise RuntimeSetupError("device 'cuda' asked for, but no CUDA GPU or no CUDA-enabled onnxruntime is present")
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda_ok and device != "cpu" else ["CPUExecutionProvider"]
+
+
+@dataclass
+class OnnxSession:
+    """An open ONNX Runtime session with the provider it got and the file's metadata."""
+
+    session: ort.InferenceSession
+    path: Path
+    threads: int
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def provider(self) -> str:
+        """The provider that runs the graph (the first one the session took)."""
+        return self.session.get_providers()[0]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.session.get_inputs()]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o.name for o in self.session.get_outputs()]
+
+    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        """Run the graph on positional inputs; returns every output."""
+        return self.session.run(None, dict(zip(self.input_names, inputs, strict=True)))
+
+
+def open_session(path: str | Path, device: str = "auto", threads: int | None = None) -> OnnxSession:
+    """Open ``path`` on ``device`` (``auto``: CUDA when a GPU is present, CPU otherwise)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RuntimeSetupError(f"{path}: no such ONNX file")
+    if threads is not None and threads < 1:
+        raise RuntimeSetupError(f"threads must be >= 1, got {threads}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or default_threads()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = _FATAL
+    providers = providers_for(device)
+    ort.set_default_logger_severity(_FATAL)  # a CUDA provider that fails to load must not spam the console
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own exception types (InvalidGraph, Fail, ...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RuntimeSetupError(f"{path}: ONNX Runtime cannot open it ({first})") from None
+    finally:
+        ort.set_default_logger_severity(2)
+    if device == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
+        raise RuntimeSetupError(f"{path}: the CUDA provider failed to load (CUDA/cuDNN libraries missing?)")
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    return OnnxSession(session, path, options.intra_op_num_threads, metadata)
