@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from serving.export import ExportMetadata
+from zoo.data.images import read_image, to_channels, to_float
 from zoo.errors import NassegError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -59,7 +61,9 @@ def providers_for(device: str = "auto") -> list[str]:
     cuda_ok = "CUDAExecutionProvider" in ort.get_available_providers() and cuda_device_count() > 0
     if device == "cuda" and not cuda_ok:
         raise RuntimeSetupError("device 'cuda' asked for, but no CUDA GPU or no CUDA-enabled onnxruntime is present")
-    return ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda_ok and device != "cpu" else ["CPUExecutionProvider"]
+    return (
+        ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda_ok and device != "cpu" else ["CPUExecutionProvider"]
+    )
 
 
 @dataclass
@@ -115,3 +119,32 @@ def open_session(path: str | Path, device: str = "auto", threads: int | None = N
         raise RuntimeSetupError(f"{path}: the CUDA provider failed to load (CUDA/cuDNN libraries missing?)")
     metadata = dict(session.get_modelmeta().custom_metadata_map)
     return OnnxSession(session, path, options.intra_op_num_threads, metadata)
+
+
+class OnnxSegmenter:
+    """A ``deploy`` graph on ONNX Runtime, answering like :func:`zoo.inference.predict_array`."""
+
+    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None) -> None:
+        self.session = open_session(path, device, threads)
+        self.metadata = ExportMetadata.from_props(self.session.metadata, str(path))
+        if self.metadata.graph != "deploy":
+            raise RuntimeSetupError(f"{path}: a {self.metadata.graph!r} graph; predicting needs a 'deploy' export")
+        self.genotype = self.metadata.genotype
+
+    def predict_frames(self, frames: np.ndarray, threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(masks uint8 (N, H, W), probability of the predicted foreground / class (N, H, W)) for
+        uint8 frames ``(N, H, W, C)``; ``threshold`` (one-output nets) overrides the exported one."""
+        probabilities, masks = self.session.run(np.ascontiguousarray(frames, dtype=np.uint8))
+        if probabilities.shape[1] > 1:
+            return masks, probabilities.max(1)
+        if threshold is not None and threshold != self.metadata.threshold:
+            masks = (probabilities[:, 0] > threshold).astype(np.uint8)
+        return masks, probabilities[:, 0]
+
+    def predict_file(self, path: str | Path, threshold: float | None = None) -> tuple[np.ndarray, ...]:
+        """(image as float (H, W, C) in [0, 1], mask, probability) for an image file, as
+        :func:`zoo.inference.predict_file` gives them (16-bit images are rounded to 8 bits)."""
+        image = to_channels(to_float(read_image(path)), self.genotype.task.in_channels)
+        frame = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+        masks, probabilities = self.predict_frames(frame[None], threshold)
+        return image, masks[0], probabilities[0]

@@ -182,11 +182,15 @@ def _image_files(paths: list[Path]) -> list[Path]:
 
 
 def predict_images(model: torch.nn.Module, images: list[Path], out: Path, threshold: float = 0.5) -> list[dict]:
-    """Write ``OUT/NAME_mask.png`` and ``OUT/NAME_overlay.png`` for every image; returns one record each."""
+    """Write ``OUT/NAME_mask.png`` and ``OUT/NAME_overlay.png`` for every image; returns one record each.
+    ``model`` may also be an ONNX Runtime predictor with ``.genotype`` and ``.predict_file(path, threshold)``."""
     records = []
     scale = 255 if model.genotype.task.num_classes == 1 else 1
     for path in images:
-        image, mask, probability = predict_file(model, path, threshold)
+        if isinstance(model, torch.nn.Module):
+            image, mask, probability = predict_file(model, path, threshold)
+        else:
+            image, mask, probability = model.predict_file(path, threshold)
         write_png(out / f"{path.stem}_mask.png", (mask * scale).astype("uint8"))
         write_png(out / f"{path.stem}_overlay.png", overlay(image, mask))
         records.append({"image": str(path), "mask": str(out / f"{path.stem}_mask.png"),
@@ -203,10 +207,18 @@ def predict(
     out: Annotated[Path, typer.Option(help="Folder for masks and overlays.")] = Path("predictions"),
     threshold: Annotated[float, typer.Option(min=0, max=1)] = 0.5,
     device: str = "auto",
+    onnx: Annotated[
+        Path | None, typer.Option("--onnx", help="Run this deploy-graph export of NAME on ONNX Runtime instead.")
+    ] = None,
 ) -> None:
     """Masks and overlay PNGs (a person can look at them) for images."""
     files = _image_files(images)
-    model = zoo.create_model(name, pretrained=True).to(resolve_device(device))
+    if onnx is not None:
+        from nasseg.cli.serving import onnx_predictor
+
+        model = onnx_predictor(onnx, name, device)
+    else:
+        model = zoo.create_model(name, pretrained=True).to(resolve_device(device))
     with progress_bar("predict", total=len(files)) as advance:
         records = []
         for path in files:

@@ -1,0 +1,84 @@
+"""``nasseg export``: a zoo net to an ONNX file a line-side box runs alone, checked on request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from torch import nn
+
+import zoo
+from nasseg.cli import app, console, err_console, print_json
+from serving.check import check
+from serving.export import GRAPHS, MIN_OPSET, ExportError, export
+from serving.runtime import OnnxSegmenter
+
+WEIGHTS = ("auto", "trained", "random")
+
+
+def load_for_export(name: str, weights: str = "auto") -> tuple[nn.Module, str]:
+    """The net to export and a note on its weights (``auto``: trained weights where there are some)."""
+    if weights not in WEIGHTS:
+        raise ExportError(f"--weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+    genotype = zoo.resolve_genotype(name)
+    trained = weights == "trained"
+    if weights == "auto" and genotype.weights is not None:
+        try:
+            zoo.weights.find_weights(genotype)
+            trained = True
+        except zoo.WeightsError:
+            trained = False
+    model = zoo.create_model(genotype, pretrained=trained)
+    return model, "trained weights" if trained else "random weights (untrained: for sizing and speed only)"
+
+
+def onnx_predictor(onnx_file: Path, name: str, device: str = "auto") -> OnnxSegmenter:
+    """The deploy graph ``onnx_file`` for ``nasseg predict --onnx``; refused if it is not ``name``'s net."""
+    segmenter = OnnxSegmenter(onnx_file, device="cpu" if device == "cpu" else "auto")
+    expected = zoo.resolve_genotype(name).arch_hash
+    if segmenter.metadata.arch_hash != expected:
+        raise ExportError(f"{onnx_file} holds arch {segmenter.metadata.arch_hash} "
+                          f"({segmenter.genotype.name}), but {name} is arch {expected}")  # fmt: skip
+    return segmenter
+
+
+@app.command("export")
+def export_command(
+    name: Annotated[str, typer.Argument(help="Registered model name or genotype .json.")],
+    out: Annotated[Path, typer.Option("--out", help="ONNX file to write.")],
+    graph: Annotated[str, typer.Option(help="deploy (uint8 frames -> probabilities, mask) or raw.")] = "deploy",
+    run_check: Annotated[bool, typer.Option("--check", help="Compare with PyTorch on ONNX Runtime.")] = False,
+    opset: Annotated[int, typer.Option(min=MIN_OPSET, help="ONNX opset.")] = MIN_OPSET,
+    classes: Annotated[str | None, typer.Option(help="Class names, comma-separated.")] = None,
+    threshold: Annotated[float, typer.Option(min=0, max=1, help="Mask threshold of one-output nets.")] = 0.5,
+    weights: Annotated[str, typer.Option(help="auto (trained where available), trained or random.")] = "auto",
+    static: Annotated[bool, typer.Option("--static", help="Fix H and W to the genotype's input size.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result (and check) as JSON.")] = False,
+) -> None:
+    """Export a zoo net to ONNX (opset >= 18, dynamic batch and, where the net allows, H/W)."""
+    if graph not in GRAPHS:
+        raise ExportError(f"--graph must be one of {', '.join(GRAPHS)}, got {graph!r}")
+    model, note = load_for_export(name, weights)
+    class_names = classes.split(",") if classes is not None else None
+    with err_console.status(f"exporting {model.genotype.name} ({graph} graph, {note}) ...", spinner="dots"):
+        result = export(model, out, graph=graph, opset=opset, class_names=class_names, threshold=threshold,
+                        dynamic_hw=not static)  # fmt: skip
+    meta = result.metadata
+    axes = "batch, height, width" if meta.dynamic_hw else f"batch (H x W fixed at {meta.genotype.task.input_size})"
+    line = (f"wrote {out}: {graph} graph of {meta.genotype.name} (arch {meta.arch_hash}), {note}, dynamic {axes}, "
+            f"{out.stat().st_size / 2**20:.1f} MiB, {result.seconds:.1f} s")  # fmt: skip
+    report = None
+    if run_check:
+        with err_console.status(f"checking {out} against PyTorch ...", spinner="dots"):
+            report = check(out, model)
+    if as_json:
+        print_json({"path": str(out), "graph": graph, "model": meta.genotype.name, "arch_hash": meta.arch_hash,
+                    "dynamic_hw": meta.dynamic_hw, "class_names": meta.class_names, "weights": note,
+                    "seconds": round(result.seconds, 2), "check": report.to_dict() if report else None})  # fmt: skip
+    else:
+        console.print(line, highlight=False)
+        if report is not None:
+            console.print(report.summary(), highlight=False)
+    if report is not None:
+        report.raise_for_failure()
