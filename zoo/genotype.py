@@ -88,7 +88,8 @@ class Genotype(_Strict):
         try:
             return _ADAPTER.validate_python(data)
         except ValidationError as exc:
-            raise GenotypeError(f"{source}: {_describe(exc, family)}") from None
+            message = _describe(exc, family).replace("\n", "\\n").replace("\r", "\\r")
+            raise GenotypeError(f"{source}: {message}") from None
         except (ValueError, TypeError) as exc:  # pragma: no cover - pydantic wraps these
             raise GenotypeError(f"{source}: {exc}") from None
 
@@ -314,6 +315,8 @@ def _format_loc(loc: list[str]) -> str:
             text += f"[{item}]"
         elif item.startswith(("function-", "tagged-union", "list[", "tuple[", "literal[")):
             continue
+        elif not item.isidentifier():  # a user's odd key ("", "a b", "\n"): quote it, keep one line
+            text += f"[{item!r}]"
         else:
             text += f".{item}" if text else item
     return text

@@ -231,3 +231,11 @@ def test_replace_revalidates() -> None:
     assert genotype.replace(name="renamed").name == "renamed"
     with pytest.raises(zoo.GenotypeError):
         genotype.replace(task={"kind": "classification", "num_classes": 0})
+
+
+def test_odd_keys_keep_the_message_on_one_line() -> None:
+    data = cellnet_dict()
+    data["\n"] = 1
+    data["arch"]["a b"] = 2
+    message = error_of(data)
+    assert "['\\n']: unknown field" in message and "arch['a b']" in message
