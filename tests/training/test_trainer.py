@@ -60,6 +60,8 @@ def test_mismatched_classes_and_crop_are_refused(dataset: Path, tmp_path: Path) 
         Trainer(zoo.create_model("unet-small", num_classes=3, **TINY), open_folder(dataset), config(1), tmp_path)
     with pytest.raises(zoo.NassegError, match="not a multiple of the model's input divisor 4"):
         Trainer(tiny_model(), open_folder(dataset), TrainConfig(crop=(30, 30)), tmp_path)
+    with pytest.raises(zoo.NassegError, match="is a classification net"):
+        Trainer(zoo.create_model("darts-v2-cifar", num_classes=1), open_folder(dataset), config(1), tmp_path)
     with pytest.raises(zoo.NassegError, match="nothing to resume"):
         Trainer(tiny_model(), open_folder(dataset), config(1), tmp_path / "empty").fit(resume=True)
 

@@ -96,6 +96,11 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.model.to(self.device)
         self.in_channels = model.genotype.task.in_channels
+        if model.genotype.task.kind != "segmentation":
+            raise NassegError(
+                f"model {model.genotype.name!r} is a {model.genotype.task.kind} net; the trainer fits segmentation "
+                "nets (pick a segmentation model, e.g. `nasseg list`)"
+            )
         outputs = model.genotype.task.num_classes
         if outputs != data.model_classes:
             raise NassegError(
@@ -210,10 +215,17 @@ class Trainer:
             if step >= self.steps_per_epoch():
                 break
             images, masks = images.to(self.device), masks.to(self.device)
-            with torch.autocast(self.device.type, dtype=amp_dtype, enabled=use_amp):
-                loss = total_loss(self.model(images), masks, self.loss_name)
             self.optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            try:
+                with torch.autocast(self.device.type, dtype=amp_dtype, enabled=use_amp):
+                    loss = total_loss(self.model(images), masks, self.loss_name)
+                scaler.scale(loss).backward()
+            except RuntimeError as exc:  # shapes, memory: say where, keep torch's first line (--debug: all)
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise NassegError(
+                    f"model {self.model.genotype.name!r}: training step failed at epoch {self.epoch + 1}, step "
+                    f"{step + 1}, batch {tuple(images.shape)}: {first}"
+                ) from exc
             if self.config.clip_grad_norm:
                 scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
