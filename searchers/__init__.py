@@ -1,1 +1,46 @@
-"""Search strategies (AutoSegNet, RENAS, U-Net GA, NAS-ASDet, IAC), the shared search loop and executors."""
+"""Searchers: space, strategy and evaluator as separate objects, one loop, one run directory.
+
+``Searcher(strategy, evaluator, budget, run_dir, executor).run()`` -> :class:`SearchResult`.
+See :mod:`searchers.base` for the objects and :mod:`searchers.run_dir` for the files a run writes.
+"""
+
+from searchers.base import (
+    AskTellStrategy,
+    Budget,
+    EvalResult,
+    Evaluator,
+    Fidelity,
+    Proposal,
+    SearchError,
+    SearchSpace,
+    Strategy,
+    derived_seed,
+)
+from searchers.evaluators import SegmentationEvaluator
+from searchers.executors import InProcessExecutor, RayExecutor, make_executor
+from searchers.random_search import RandomStrategy
+from searchers.run_dir import RunDirectory
+from searchers.searcher import SearchContext, Searcher, SearchResult, StepReport
+
+__all__ = [
+    "AskTellStrategy",
+    "Budget",
+    "EvalResult",
+    "Evaluator",
+    "Fidelity",
+    "InProcessExecutor",
+    "Proposal",
+    "RandomStrategy",
+    "RayExecutor",
+    "RunDirectory",
+    "SearchContext",
+    "SearchError",
+    "SearchResult",
+    "SearchSpace",
+    "Searcher",
+    "SegmentationEvaluator",
+    "Strategy",
+    "StepReport",
+    "derived_seed",
+    "make_executor",
+]

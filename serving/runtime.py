@@ -93,8 +93,10 @@ class OnnxSession:
         return self.session.run(None, dict(zip(self.input_names, inputs, strict=True)))
 
 
-def open_session(path: str | Path, device: str = "auto", threads: int | None = None) -> OnnxSession:
-    """Open ``path`` on ``device`` (``auto``: CUDA when a GPU is present, CPU otherwise)."""
+def open_session(path: str | Path, device: str = "auto", threads: int | None = None, spin: bool = True) -> OnnxSession:
+    """Open ``path`` on ``device`` (``auto``: CUDA when a GPU is present, CPU otherwise). ``spin=False``
+    stops idle intra-op threads from busy-waiting between runs (a server that decodes and encodes
+    beside inference on few cores gains from it)."""
     path = Path(path)
     if not path.is_file():
         raise RuntimeSetupError(f"{path}: no such ONNX file")
@@ -106,6 +108,7 @@ def open_session(path: str | Path, device: str = "auto", threads: int | None = N
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = _FATAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     providers = providers_for(device)
     ort.set_default_logger_severity(_FATAL)  # a CUDA provider that fails to load must not spam the console
     try:
@@ -124,8 +127,8 @@ def open_session(path: str | Path, device: str = "auto", threads: int | None = N
 class OnnxSegmenter:
     """A ``deploy`` graph on ONNX Runtime, answering like :func:`zoo.inference.predict_array`."""
 
-    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None) -> None:
-        self.session = open_session(path, device, threads)
+    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None, spin: bool = True) -> None:
+        self.session = open_session(path, device, threads, spin)
         self.metadata = ExportMetadata.from_props(self.session.metadata, str(path))
         if self.metadata.graph != "deploy":
             raise RuntimeSetupError(f"{path}: a {self.metadata.graph!r} graph; predicting needs a 'deploy' export")

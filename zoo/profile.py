@@ -159,7 +159,9 @@ def _op_cost(func: Any, args: tuple, out: Any) -> tuple[int, int]:
 
 def _storage_key(t: torch.Tensor) -> tuple[int, str] | None:
     try:
-        return t.untyped_storage().data_ptr(), str(t.device)
+        storage = t.untyped_storage()
+        # meta storages have no addresses: tell them apart by their StorageImpl
+        return (storage._cdata if t.device.type == "meta" else storage.data_ptr()), str(t.device)
     except (RuntimeError, NotImplementedError):  # sparse, nested, ... tensors have no plain storage
         return None
 
@@ -199,9 +201,11 @@ class _Counter(TorchDispatchMode):
         macs, ew = _op_cost(func, args, out)
         self.macs[self.stack[-1]] += macs
         self.ew[self.stack[-1]] += ew
-        for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor):
-                self.track(t)
+        tensors = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        if "batch_norm" in func.overloadpacket.__name__:  # eval-mode saved stats: empty on CPU, (C,) on meta
+            tensors = tensors[:1]
+        for t in tensors:
+            self.track(t)
         return out
 
 

@@ -131,13 +131,30 @@ def full_dag_edges(steps: int) -> int:
     return sum(node + 2 for node in range(steps))
 
 
+def tan_capped_softmax(beta: torch.Tensor, cap: float = 0.5) -> torch.Tensor:
+    """IAC edge normalisation of one node's incoming edges (seed 004, eqs. 6-10).
+
+    Eq. 6: ``psi_hat = softmax(tan(beta))`` (written with the max subtracted, which is how a
+    softmax is computed anyway). Eq. 7: if ``max(psi_hat) <= cap`` it is the answer. Eqs. 8-10:
+    otherwise the strongest edge gets exactly ``cap`` and the others share ``1 - cap`` in
+    proportion to ``psi_hat`` (the paper writes 0.5 for both, with ``cap = 0.5``), so at most two
+    edges dominate and the weights still sum to 1.
+    """
+    t = torch.tan(beta)
+    psi = torch.softmax(t - t.max(), dim=-1)
+    is_top = F.one_hot(torch.argmax(psi), psi.numel()).to(torch.bool)
+    rest = psi.masked_fill(is_top, 0.0)
+    capped = torch.where(is_top, torch.full_like(psi, cap), (1.0 - cap) * rest / rest.sum().clamp_min(1e-12))
+    return torch.where(psi.max() > cap, capped, psi)
+
+
 class ArchitectureWeights(nn.Module):
     """Alpha (one row of op logits per edge) per cell type, and optional beta per edge.
 
     ``init_scale=1e-3`` reproduces DARTS' ``1e-3 * randn``; ``init_scale=None`` initialises to
     ones (the IAC paper). ``op_weights`` is the softmax over ops; ``edge_weights`` the softmax of
-    beta over each node's incoming edges (PC-DARTS); searchers with another normalisation read
-    ``betas`` directly.
+    beta over each node's incoming edges (PC-DARTS, ``edge_norm="softmax"``) or the IAC paper's
+    tan-rescaled, 0.5-capped normalisation (``edge_norm="tan"``, :func:`tan_capped_softmax`).
     """
 
     def __init__(
@@ -147,9 +164,13 @@ class ArchitectureWeights(nn.Module):
         num_ops: int,
         edge_normalisation: bool = False,
         init_scale: float | None = 1e-3,
+        edge_norm: str = "softmax",
     ):
         super().__init__()
+        if edge_norm not in ("softmax", "tan"):
+            raise ValueError(f"edge_norm must be 'softmax' or 'tan', got {edge_norm!r}")
         self.steps = steps
+        self.edge_norm = edge_norm
         edges = full_dag_edges(steps)
 
         def init(*shape: int) -> nn.Parameter:
@@ -164,13 +185,15 @@ class ArchitectureWeights(nn.Module):
         return F.softmax(self.alphas[kind], dim=-1)
 
     def edge_weights(self, kind: str) -> torch.Tensor | None:
-        """Softmax of beta over each node's incoming edges, or None without edge normalisation."""
+        """Beta normalised over each node's incoming edges (softmax, or IAC's eqs. 6-10), or None
+        without edge normalisation."""
         if self.betas is None:
             return None
         beta = self.betas[kind]
+        normalise = tan_capped_softmax if self.edge_norm == "tan" else (lambda b: F.softmax(b, dim=-1))
         parts, start = [], 0
         for node in range(self.steps):
-            parts.append(F.softmax(beta[start : start + node + 2], dim=-1))
+            parts.append(normalise(beta[start : start + node + 2]))
             start += node + 2
         return torch.cat(parts)
 

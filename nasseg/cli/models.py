@@ -12,6 +12,8 @@ from rich.table import Table
 import zoo
 from nasseg.cli import app, console, err_console, print_json
 from zoo.genotype import Genotype
+from zoo.units import human as _human
+from zoo.units import mib as _bytes
 
 
 def _has_weights(genotype: Genotype) -> bool:
@@ -106,29 +108,30 @@ def info(
     console.print(table)
 
 
-def _human(value: float, unit: str = "") -> str:
-    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= scale:
-            return f"{value / scale:.3f} {suffix}{unit}"
-    return f"{value:.0f} {unit}".strip()
-
-
-def _bytes(value: float) -> str:
-    return f"{value / 2**20:.2f} MiB"
-
-
 @app.command()
 def report(
-    name: Annotated[str, typer.Argument(help="Registered name or path to a genotype .json.")],
+    name: Annotated[str, typer.Argument(help="Registered name or path to a genotype .json (or, with --card, .onnx).")],
     input_size: Annotated[
         tuple[int, int] | None,
-        typer.Option("--input-size", help="Input height and width (default: the genotype's)."),
+        typer.Option("--input-size", "--size", help="Input height and width (default: the genotype's)."),
     ] = None,
     batch: Annotated[int, typer.Option(min=1, help="Batch size of the profiled forward pass.")] = 1,
     layers: Annotated[int, typer.Option(help="Rows of the per-layer table, by MACs (0: none, -1: all).")] = 12,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    card: Annotated[
+        Path | None,
+        typer.Option("--card", help="Write a model card (card.md, card.json, cells.png, NAME.onnx) into this folder."),
+    ] = None,
+    bench_file: Annotated[
+        Path | None, typer.Option("--bench", help="With --card: latency from this `nasseg bench --json-out` file.")
+    ] = None,
+    no_bench: Annotated[bool, typer.Option("--no-bench", help="With --card: measure no latency.")] = False,
 ) -> None:
-    """Parameters, MACs, FLOPs, elementwise work and peak activation memory of one forward pass."""
+    """Parameters, MACs, FLOPs, elementwise work and peak activation memory of one forward pass;
+    with --card, a model card for choosing edge hardware (latency measured unless --no-bench)."""
+    if card is not None or bench_file is not None or no_bench:
+        _write_card(name, card, input_size, bench_file, no_bench)
+        return
     genotype = zoo.resolve_genotype(name)
     if input_size is not None:  # size-dependent families (autosegnet) take their depth from it
         genotype = zoo.apply_overrides(genotype, {"input_size": list(input_size)})
@@ -172,6 +175,34 @@ def report(
                 f"{row.elementwise_ops:,}",
             )
         console.print(table)
+
+
+def _write_card(
+    name: str, out_dir: Path | None, size: tuple[int, int] | None, bench_file: Path | None, no_bench: bool
+) -> None:
+    """``nasseg report NAME --card DIR``: benchmark (or read --bench), then write the card and list its files."""
+    from serving.card import CardError, build_card, card_genotype, load_bench, run_bench
+
+    if out_dir is None:
+        raise CardError("--bench and --no-bench go with --card DIR")
+    if bench_file is not None and no_bench:
+        raise CardError("--bench FILE and --no-bench exclude each other")
+    genotype = card_genotype(name, size)
+    with err_console.status(f"model card of {genotype.name} ...", spinner="dots") as status:
+
+        def progress(message: str) -> None:
+            status.update(f"{genotype.name}: {message} ...")
+
+        bench = None
+        if bench_file is not None:
+            bench = load_bench(bench_file, genotype)
+        elif not no_bench:
+            bench = run_bench(genotype, genotype.task.input_size, progress=progress)
+        result = build_card(name, out_dir, bench=bench, size=size, progress=progress)
+    console.print(f"[green]card[/] of {genotype.name} (arch {genotype.arch_hash}):", highlight=False)
+    for path in (result.markdown, result.json, result.picture, result.onnx):
+        if path is not None:
+            console.print(f"  {path}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -6,31 +6,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from torch import nn
 
 import zoo
 from nasseg.cli import app, console, err_console, print_json
 from serving.check import check
 from serving.export import GRAPHS, MIN_OPSET, ExportError, export
+from serving.quantize import CALIB_COUNT, QuantizeError, compare_int8, int8_path, quantize
+from serving.resolve import load_for_export
 from serving.runtime import OnnxSegmenter
-
-WEIGHTS = ("auto", "trained", "random")
-
-
-def load_for_export(name: str, weights: str = "auto") -> tuple[nn.Module, str]:
-    """The net to export and a note on its weights (``auto``: trained weights where there are some)."""
-    if weights not in WEIGHTS:
-        raise ExportError(f"--weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
-    genotype = zoo.resolve_genotype(name)
-    trained = weights == "trained"
-    if weights == "auto" and genotype.weights is not None:
-        try:
-            zoo.weights.find_weights(genotype)
-            trained = True
-        except zoo.WeightsError:
-            trained = False
-    model = zoo.create_model(genotype, pretrained=trained)
-    return model, "trained weights" if trained else "random weights (untrained: for sizing and speed only)"
 
 
 def onnx_predictor(onnx_file: Path, name: str, device: str = "auto") -> OnnxSegmenter:
@@ -55,10 +38,21 @@ def export_command(
     weights: Annotated[str, typer.Option(help="auto (trained where available), trained or random.")] = "auto",
     static: Annotated[bool, typer.Option("--static", help="Fix H and W to the genotype's input size.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result (and check) as JSON.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Also write an int8 twin (OUT.int8.onnx) and compare.")] = False,
+    calib: Annotated[Path | None, typer.Option(help="Dataset folder: int8 calibration (train), report (test).")] = None,
+    calib_count: Annotated[int, typer.Option(help="Calibration images for --int8.")] = CALIB_COUNT,
 ) -> None:
     """Export a zoo net to ONNX (opset >= 18, dynamic batch and, where the net allows, H/W)."""
     if graph not in GRAPHS:
         raise ExportError(f"--graph must be one of {', '.join(GRAPHS)}, got {graph!r}")
+    if int8 and calib is None:
+        raise QuantizeError("--int8 needs --calib DIR (a dataset folder: train images calibrate, test scores)")
+    if calib is not None and not int8:
+        raise QuantizeError("--calib is only used with --int8")
+    if calib is not None and not calib.is_dir():
+        raise QuantizeError(f"--calib {calib}: no such folder")
+    if int8 and calib_count < 1:
+        raise QuantizeError(f"--calib-count must be >= 1, got {calib_count}")
     model, note = load_for_export(name, weights)
     class_names = classes.split(",") if classes is not None else None
     with err_console.status(f"exporting {model.genotype.name} ({graph} graph, {note}) ...", spinner="dots"):
@@ -72,13 +66,29 @@ def export_command(
     if run_check:
         with err_console.status(f"checking {out} against PyTorch ...", spinner="dots"):
             report = check(out, model)
+    quantized = comparison = None
+    if int8:
+        with err_console.status(f"quantising {out} to int8 ({calib_count} calibration images) ...", spinner="dots"):
+            quantized = quantize(out, int8_path(out), calib, count=calib_count)
+        with err_console.status(f"scoring fp32 and int8 on {calib} (test split) ...", spinner="dots"):
+            comparison = compare_int8(out, quantized.path, calib)
     if as_json:
+        int8_json = {"path": str(quantized.path), "quantization": quantized.quantization,
+                     "comparison": comparison.to_dict()} if quantized else None  # fmt: skip
         print_json({"path": str(out), "graph": graph, "model": meta.genotype.name, "arch_hash": meta.arch_hash,
                     "dynamic_hw": meta.dynamic_hw, "class_names": meta.class_names, "weights": note,
-                    "seconds": round(result.seconds, 2), "check": report.to_dict() if report else None})  # fmt: skip
+                    "seconds": round(result.seconds, 2), "check": report.to_dict() if report else None,
+                    "int8": int8_json})  # fmt: skip
     else:
         console.print(line, highlight=False)
         if report is not None:
             console.print(report.summary(), highlight=False)
+        if quantized is not None:
+            console.print(f"wrote {quantized.path}: int8 QDQ, per-channel weights, calibrated on "
+                          f"{quantized.quantization['calibration']['count']} images, "
+                          f"{quantized.path.stat().st_size / 2**20:.1f} MiB, {quantized.seconds:.1f} s",
+                          highlight=False)  # fmt: skip
+            for text in comparison.lines():
+                console.print(text, highlight=False)
     if report is not None:
         report.raise_for_failure()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,15 +23,9 @@ from zoo.genotype import Genotype
 from zoo.inference import overlay, predict_file
 from zoo.io import atomic_write_text
 from zoo.training.trainer import TrainConfig, Trainer, evaluate, resolve_device
+from zoo.versions import library_versions
 
 METRIC_KEYS = ("iou", "dice", "pixel_accuracy", "precision", "recall", "miou")
-
-
-def _library_versions() -> dict[str, str]:
-    import timm
-
-    return {"nasseg": zoo.__version__, "torch": torch.__version__, "timm": timm.__version__,
-            "python": platform.python_version()}  # fmt: skip
 
 
 def _fit_genotype(spec: str, data: SegmentationFolder, crop: tuple[int, int]) -> Genotype:
@@ -89,7 +82,7 @@ def train_model(spec: str, data_dir: Path, out: Path, config: TrainConfig, resum
         seed=config.seed,
         metrics={f"val_{k}": float(result.best_metrics[k]) for k in METRIC_KEYS if k in result.best_metrics}
         | {f"test_{k}": float(test_metrics[k]) for k in METRIC_KEYS if k in test_metrics},
-        library_versions=_library_versions(),
+        library_versions=library_versions(),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     trained = genotype.replace(weights=weights, provenance=provenance)

@@ -26,16 +26,22 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as handle:
-            handle = ImageOps.exif_transpose(handle)
-            if handle.mode == "1":
-                handle = handle.convert("L")
-            elif handle.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
-                handle = handle.convert("RGBA" if "A" in handle.mode or "transparency" in handle.info else "RGB")
-            array = np.asarray(handle)
+            return image_to_array(handle)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageReadError(
             f"{path}: not a readable image ({str(exc).splitlines()[0] if str(exc) else exc})"
         ) from None
+
+
+def image_to_array(handle: Image.Image) -> np.ndarray:
+    """An opened PIL image as :func:`read_image` returns it (EXIF orientation applied, modes converted).
+    PIL's errors (truncated or corrupt data) pass through."""
+    handle = ImageOps.exif_transpose(handle)
+    if handle.mode == "1":
+        handle = handle.convert("L")
+    elif handle.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+        handle = handle.convert("RGBA" if "A" in handle.mode or "transparency" in handle.info else "RGB")
+    array = np.asarray(handle)
     if array.dtype == np.int32 and array.min() >= 0 and array.max() < 2**16:  # PIL's "I" mode for 16-bit files
         array = array.astype(np.uint16)
     if array.dtype == bool:

@@ -52,7 +52,7 @@ Assumptions (the figures are missing from our copy of the paper):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -148,10 +148,20 @@ class AutoSegNet(nn.Module):
 
     ``num_down`` and ``long_skips`` (per level, top first) are fixed at build time from
     ``input_size``; the built net takes any input whose sides are multiples of ``2 ** num_down``.
+    ``layer`` makes each searched layer (default :class:`SearchedLayer`); a search passes a class
+    with the same constructor whose cell holds every op at every position (ENAS shared weights).
     """
 
-    def __init__(self, arch: AutoSegNetArch, in_channels: int, num_classes: int, input_size: Sequence[int]):
+    def __init__(
+        self,
+        arch: AutoSegNetArch,
+        in_channels: int,
+        num_classes: int,
+        input_size: Sequence[int],
+        layer: Callable[..., nn.Module] | None = None,
+    ):
         super().__init__()
+        make_layer = layer or SearchedLayer
         self.num_down, num_hdc = autosegnet_depth(input_size, arch.min_size, arch.min_ratio)
         self.long_skips = long_skip_levels(arch.long_skips, self.num_down)
         C0 = arch.stem_channels
@@ -161,17 +171,17 @@ class AutoSegNet(nn.Module):
         c_pp, c_p = C0, C0
         self.down = nn.ModuleList()
         for i, width in enumerate(widths):
-            self.down.append(SearchedLayer(arch.down, c_pp, c_p, width, reduction_prev=i > 0))
+            self.down.append(make_layer(arch.down, c_pp, c_p, width, reduction_prev=i > 0))
             c_pp, c_p = c_p, width
         self.hdc = nn.ModuleList(create_op("hdc_3x3", c_p, c_p, 1) for _ in range(num_hdc))
         c_pp = c_p
-        self.bridge = SearchedLayer(arch.bridge, c_pp, c_p, C0 * 2**self.num_down)
+        self.bridge = make_layer(arch.bridge, c_pp, c_p, C0 * 2**self.num_down)
         c_pp, c_p = c_p, self.bridge.C_out
         self.up = nn.ModuleList()
         for j, level in enumerate(reversed(range(self.num_down))):
             skip = widths[level] if self.long_skips[level] else 0
-            layer = SearchedLayer(arch.up, c_pp, c_p + skip, widths[level], scale_pp=2 if j == 0 else 4, scale_p=2)
-            self.up.append(layer)
+            up = make_layer(arch.up, c_pp, c_p + skip, widths[level], scale_pp=2 if j == 0 else 4, scale_p=2)
+            self.up.append(up)
             c_pp, c_p = c_p, widths[level]
         self.head = nn.Sequential(nn.ReLU(inplace=False), nn.Conv2d(c_p, num_classes, 1))
         self.drop_path_prob = 0.0

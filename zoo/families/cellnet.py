@@ -27,12 +27,19 @@ Three heads share one :class:`CellStack` (the head modules live in :mod:`zoo.hea
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
-from zoo.cells import Cell
+from zoo.cells import Cell, DagCell
 from zoo.genotype import ASPPHead, CellNetArch, FusionHead, Genotype
+from zoo.genotype import Cell as CellGenotype
 from zoo.heads import AdaptiveFusionHead, DeepLabV3Head
+
+#: Builds one cell: ``(genotype cell, C_pp, C_p, C, reduction, reduction_prev) -> DagCell``. The default
+#: is :class:`zoo.cells.Cell`; supernets pass a factory of mixed-op cells (``zoo.supernet.MixedCell``).
+CellFactory = Callable[[CellGenotype, int, int, int, bool, bool], DagCell]
 
 
 class CellStack(nn.Module):
@@ -43,8 +50,9 @@ class CellStack(nn.Module):
     :meth:`CellNetArch.cell_strides` says otherwise (past an ASPP output stride).
     """
 
-    def __init__(self, arch: CellNetArch, in_channels: int):
+    def __init__(self, arch: CellNetArch, in_channels: int, cell_factory: CellFactory | None = None):
         super().__init__()
+        make_cell = cell_factory or Cell
         C = arch.init_channels
         if arch.stem in ("cifar", "stride2"):
             C_stem = arch.stem_multiplier * C
@@ -76,7 +84,7 @@ class CellStack(nn.Module):
             if reduction_position:
                 C_curr *= 2
             genotype = arch.reduce if reduction_position and arch.reduce is not None else arch.normal
-            cell = Cell(genotype, C_pp, C_p, C_curr, stride == 2, reduction_prev)
+            cell = make_cell(genotype, C_pp, C_p, C_curr, stride == 2, reduction_prev)
             self.cells.append(cell)
             reduction_prev = stride == 2
             C_pp, C_p = C_p, cell.C_out
@@ -119,9 +127,9 @@ class AuxiliaryHead(nn.Module):
 class _CellNet(nn.Module):
     """A cell stack and a head; forwards ``drop_path_prob`` (set by training loops) to the stack."""
 
-    def __init__(self, genotype: Genotype):
+    def __init__(self, genotype: Genotype, cell_factory: CellFactory | None = None):
         super().__init__()
-        self.stack = CellStack(genotype.arch, genotype.task.in_channels)
+        self.stack = CellStack(genotype.arch, genotype.task.in_channels, cell_factory)
 
     @property
     def drop_path_prob(self) -> float:
@@ -161,8 +169,8 @@ class CellFusionNet(_CellNet):
     ``(main, branch_1, ..., branch_n)``, one branch per level, all at the input size.
     """
 
-    def __init__(self, genotype: Genotype):
-        super().__init__(genotype)
+    def __init__(self, genotype: Genotype, cell_factory: CellFactory | None = None):
+        super().__init__(genotype, cell_factory)
         head: FusionHead = genotype.arch.head
         strides = self.stack.strides
         #: Index of the cell that gives each level: the last cell at each resolution.

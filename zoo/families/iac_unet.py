@@ -22,7 +22,7 @@ the others are the skips. Skip level 0 is the highest-resolution skip.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -219,11 +219,13 @@ class AdaptiveCell(nn.Module):
     cell runs, a 1x1 conv aligns its ``len(concat) * channels`` output to the skip's width.
     """
 
-    def __init__(self, cell: CellGenotype, c_up: int, c_skip: int, channels: int):
+    def __init__(self, cell: CellGenotype, c_up: int, c_skip: int, channels: int,
+                 cell_factory: Callable[..., nn.Module] | None = None):  # fmt: skip
         super().__init__()
         self.adapt_up = conv_bn(c_up, channels, 1, relu=False)
         self.adapt_skip = conv_bn(c_skip, channels, 1, relu=False)
-        self.cell = Cell(cell, channels, channels, channels, reduction=False, reduction_prev=False)
+        make_cell = cell_factory or Cell  # the IAC search passes a mixed-op (continuous) cell factory
+        self.cell = make_cell(cell, channels, channels, channels, reduction=False, reduction_prev=False)
         self.align = nn.Conv2d(self.cell.C_out, c_skip, 1)
 
     def forward(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -241,7 +243,13 @@ class IACImplant(nn.Module):
     """
 
     def __init__(
-        self, base: IACUNet, cell: CellGenotype, channels: int, levels: list[int], base_genotype: Genotype | None = None
+        self,
+        base: IACUNet,
+        cell: CellGenotype,
+        channels: int,
+        levels: list[int],
+        base_genotype: Genotype | None = None,
+        cell_factory: Callable[..., nn.Module] | None = None,
     ):
         super().__init__()
         self.base = base
@@ -249,7 +257,7 @@ class IACImplant(nn.Module):
         self.cells = nn.ModuleDict(
             {
                 f"level{level}": AdaptiveCell(
-                    cell, base.block_of_level(level).c_in, base.skip_channels[level], channels
+                    cell, base.block_of_level(level).c_in, base.skip_channels[level], channels, cell_factory
                 )
                 for level in sorted(levels)
             }

@@ -29,7 +29,7 @@ from zoo.data.folder import SegmentationFolder
 from zoo.errors import NassegError
 from zoo.io import atomic_write_bytes
 from zoo.sizing import crop_to_original, pad_to_multiple
-from zoo.training.losses import default_loss, flatten_outputs, predict_classes, total_loss
+from zoo.training.losses import default_loss, flatten_outputs, predict_classes, segmentation_loss, total_loss
 from zoo.training.metrics import ConfusionMatrix
 
 
@@ -278,18 +278,29 @@ class Trainer:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: SegmentationFolder, split: str = "test", device: torch.device | str = "cpu",
-             threshold: float = 0.5) -> dict[str, Any]:  # fmt: skip
-    """Metrics of ``model`` on a split: each full image padded to the net's divisor, cropped back."""
+             threshold: float = 0.5, loss: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """Metrics of ``model`` on a split: each full image padded to the net's divisor, cropped back.
+
+    With ``loss`` (a name of :mod:`zoo.training.losses`) the mean per-image loss of the main output
+    is added as ``metrics["loss"]`` (the U-Net GA's fitness needs it).
+    """
     device = torch.device(device)
     was_training = model.training
     model.eval()
     dataset = SegmentationDataset(data.splits[split], data.num_classes, model.genotype.task.in_channels)
     matrix = ConfusionMatrix(data.num_classes)
     divisor = getattr(model, "divisor", 1)
+    losses = []
     for index in range(len(dataset)):
         image, mask = dataset[index]
         padded, padding = pad_to_multiple(image.unsqueeze(0), divisor)
-        logits = flatten_outputs(model(padded.to(device)))[0]
-        matrix.update(predict_classes(crop_to_original(logits, padding), threshold), mask.unsqueeze(0))
+        logits = crop_to_original(flatten_outputs(model(padded.to(device)))[0], padding)
+        target = mask.unsqueeze(0).to(device)
+        matrix.update(predict_classes(logits, threshold).cpu(), target.cpu())
+        if loss is not None:
+            losses.append(float(segmentation_loss(logits.float(), target, loss)))
     model.train(was_training)
-    return matrix.compute(data.classes)
+    metrics = matrix.compute(data.classes)
+    if loss is not None:
+        metrics["loss"] = sum(losses) / max(len(losses), 1)
+    return metrics

@@ -1,0 +1,113 @@
+"""``nasseg search STRATEGY``: the options every searcher shares and the progress display.
+
+Each strategy's command lives in its own module (``nasseg/cli/search_<name>.py``) and calls
+:func:`run_search` with a :class:`searchers.Searcher` it has built from :func:`common_searcher`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from nasseg.cli import app, console, err_console, print_json
+from searchers import Budget, Searcher, SearchError, SearchResult, StepReport, make_executor
+from searchers.base import Evaluator, Fidelity, Strategy
+
+search_app = typer.Typer(help="Search a segmentation net on a dataset folder (one command per searcher).",
+                         no_args_is_help=True)  # fmt: skip
+app.add_typer(search_app, name="search")
+
+# Options shared by every `nasseg search STRATEGY` command.
+DataOption = Annotated[Path, typer.Option("--data", help="Dataset folder (ROOT/{train,val,test}/{images,masks}).")]
+OutOption = Annotated[Path | None, typer.Option("--out", help="Run directory (default: runs/search-STRATEGY).")]
+ResumeOption = Annotated[
+    Path | None, typer.Option("--resume", help="Continue the search in this run directory (same settings).")
+]
+SeedOption = Annotated[int, typer.Option(help="One seed fixes the search on CPU.")]
+WorkersOption = Annotated[int | None, typer.Option("--workers", min=1, help="Evaluate on a local Ray with N workers.")]
+RayOption = Annotated[str | None, typer.Option("--ray", help="Join an existing Ray cluster at this address.")]
+DeviceOption = Annotated[str, typer.Option(help="cpu, cuda, auto.")]
+SecondsOption = Annotated[float | None, typer.Option("--max-seconds", min=1, help="Stop after this much search time.")]
+EpochsOption = Annotated[int, typer.Option("--epochs", min=1, help="Training epochs per candidate (fidelity).")]
+SizeOption = Annotated[int, typer.Option("--image-size", min=8, help="Training crop side while searching.")]
+ImagesOption = Annotated[int | None, typer.Option("--max-images", min=2, help="Training images per candidate.")]
+ValImagesOption = Annotated[int | None, typer.Option("--max-val-images", min=1, help="Validation images scored.")]
+StepsOption = Annotated[int | None, typer.Option("--max-steps", min=1, help="Optimiser steps per epoch at most.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+def run_directory(strategy: str, out: Path | None, resume: Path | None) -> tuple[Path, bool]:
+    """The run directory and whether to resume it (``--resume RUN`` wins over ``--out``)."""
+    if resume is not None and out is not None and out != resume:
+        raise SearchError(f"--out {out} and --resume {resume} name different run directories; give one")
+    if resume is not None:
+        return resume, True
+    return out or Path("runs") / f"search-{strategy}", False
+
+
+def fidelity_from(epochs: int, image_size: int, batch_size: int = 4, max_images: int | None = None,
+                  max_val_images: int | None = None, max_steps: int | None = None,
+                  lr: float = 1e-3) -> Fidelity:  # fmt: skip
+    """A :class:`Fidelity` from the shared command-line options."""
+    return Fidelity(epochs=epochs, image_size=(image_size, image_size), batch_size=batch_size, max_images=max_images,
+                    max_val_images=max_val_images, max_steps_per_epoch=max_steps, lr=lr)  # fmt: skip
+
+
+def common_searcher(strategy: Strategy, evaluator: Evaluator | None, budget: Budget, run_dir: Path, seed: int,
+                    data: Path, workers: int | None = None, ray: str | None = None,
+                    config: dict[str, Any] | None = None) -> Searcher:  # fmt: skip
+    """A :class:`Searcher` with the executor the options ask for."""
+    if not data.is_dir():
+        raise SearchError(f"--data {data}: no such dataset folder")
+    executor = make_executor(workers, ray)
+    return Searcher(strategy, evaluator, budget, run_dir, executor=executor, seed=seed, dataset=str(data),
+                    config=config)  # fmt: skip
+
+
+def run_search(searcher: Searcher, resume: bool, label: str, as_json: bool = False) -> SearchResult:
+    """Run ``searcher`` with a progress display (step, best fitness so far, ETA); print where the result is."""
+    total = searcher.budget.steps
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[status]}")]  # fmt: skip
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        task = progress.add_task(f"search {label}", total=total, status="starting")
+
+        def on_result(result: Any) -> None:
+            state = f"{result.key}: {result.fitness:.4g}" if result.ok else f"{result.key}: failed ({result.error})"
+            progress.update(task, status=state)
+
+        def on_step(report: StepReport) -> None:
+            best = f"{report.best_fitness:.4g}" if report.best_fitness is not None else "-"
+            progress.update(task, completed=report.step, status=f"best {best} | {report.evaluations} evaluated")
+
+        result = searcher.run(resume=resume, on_step=on_step, on_result=on_result)
+    failed = sum(1 for r in result.history if not r.ok)
+    summary = {"run_dir": str(result.run_dir), "steps": result.steps, "evaluations": len(result.history),
+               "failed": failed, "seconds": round(result.seconds, 1),
+               "best": None if result.best is None else {"key": result.best.key, "fitness": result.best.fitness,
+                                                          "metrics": result.best.metrics, "macs": result.best.macs,
+                                                          "arch_hash": result.best.genotype.arch_hash},
+               "best_json": str(result.run_dir / "best.json") if result.genotype else None}  # fmt: skip
+    if as_json:
+        print_json(summary)
+    elif result.best is None:
+        console.print(f"no candidate finished ({failed} failed); see {result.run_dir / 'history.jsonl'}")
+    else:
+        console.print(f"best of {len(result.history)} candidates ({failed} failed): fitness "
+                      f"{result.best.fitness:.4g}, {json.dumps(result.best.metrics)} -> {summary['best_json']}",
+                      highlight=False)  # fmt: skip
+    return result
+
+
+# The strategies' commands (each module registers one `nasseg search NAME`).
+from nasseg.cli import (  # noqa: E402,F401
+    search_autosegnet,
+    search_iac,
+    search_nas_asdet,
+    search_renas,
+    search_unet_ga,
+)

@@ -1,0 +1,99 @@
+"""``nasseg search autosegnet``: AutoSegNet (seed 000), LSTM controller + REINFORCE on ENAS shared weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nasseg.cli import console
+from nasseg.cli.search import (
+    DataOption,
+    DeviceOption,
+    ImagesOption,
+    JsonOption,
+    OutOption,
+    ResumeOption,
+    SecondsOption,
+    SeedOption,
+    SizeOption,
+    StepsOption,
+    ValImagesOption,
+    common_searcher,
+    run_directory,
+    run_search,
+    search_app,
+)
+from searchers import Budget
+from searchers.autosegnet import AutoSegNetConfig, AutoSegNetSpace, AutoSegNetStrategy
+from searchers.evaluators import search_task
+
+
+@search_app.command("autosegnet")
+def autosegnet(
+    data: DataOption,
+    cells_per_layer: Annotated[int, typer.Option(min=1, help="Cells per searched layer (paper: 3).")] = 3,
+    ops_per_cell: Annotated[int, typer.Option(min=1, help="Ops per cell (paper: 2).")] = 2,
+    epochs_max: Annotated[int, typer.Option("--epochs-max", min=1, help="MAX_EPOCH of the stop rule.")] = 200,
+    target_iou: Annotated[
+        float | None, typer.Option(min=0, max=1, help="Stop once the derived child's val IoU reaches this.")
+    ] = None,
+    target_loss: Annotated[
+        float | None, typer.Option(min=0, help="Stop once the shared weights' training loss falls to this.")
+    ] = None,
+    controller: Annotated[str, typer.Option(help="lstm (the paper's) or uniform (random sampling).")] = "lstm",
+    controller_steps: Annotated[int, typer.Option(min=0, help="REINFORCE updates per epoch.")] = 20,
+    controller_lr: Annotated[float, typer.Option(min=0, help="Adam lr of the controller.")] = 5e-4,
+    entropy_weight: Annotated[float, typer.Option(min=0, help="Entropy bonus of the controller loss.")] = 1e-4,
+    baseline_decay: Annotated[float, typer.Option(min=0, max=1, help="Moving-average baseline decay.")] = 0.99,
+    derive_samples: Annotated[int, typer.Option(min=1, help="Children sampled to derive the answer.")] = 8,
+    reward_images: Annotated[
+        int | None, typer.Option(min=1, help="Validation images per reward (default: all of --max-val-images).")
+    ] = None,
+    lr: Annotated[float, typer.Option(min=0, help="SGD lr of the shared weights (paper: 0.5).")] = 0.5,
+    loss: Annotated[
+        str | None, typer.Option(help="Shared-weight loss (default: cross-entropy, bce for one-channel nets).")
+    ] = None,
+    clip: Annotated[float, typer.Option("--clip", min=0, help="Gradient-norm clip of the shared weights.")] = 0.5,
+    stem_channels: Annotated[int, typer.Option(min=1, help="Stem width (widths double per level).")] = 32,
+    min_size: Annotated[int, typer.Option(min=1, help="Minimum downsampled side (paper: 16).")] = 16,
+    min_ratio: Annotated[float, typer.Option(min=0, max=1, help="Maximum downsampling ratio (paper: 1/32).")] = 1 / 32,
+    in_channels: Annotated[int, typer.Option(min=1, help="Input channels of the searched net.")] = 3,
+    image_size: SizeOption = 64,
+    batch_size: Annotated[int, typer.Option(min=2, help="Minibatch of the shared weights.")] = 8,
+    max_images: ImagesOption = None,
+    max_val_images: ValImagesOption = None,
+    max_steps: StepsOption = None,
+    max_seconds: SecondsOption = None,
+    out: OutOption = None,
+    resume: ResumeOption = None,
+    seed: SeedOption = 0,
+    device: DeviceOption = "cpu",
+    as_json: JsonOption = False,
+) -> None:
+    """Search an AutoSegNet (down/bridge/up layer cells and long skips) on a dataset folder.
+
+    The depth follows from --image-size (min size 16, ratio 1/32, an HDC layer instead of the last
+    downsampling); train the result at another size with `nasseg train RUN/best.json --crop H W`.
+    """
+    run_dir, resuming = run_directory("autosegnet", out, resume)
+    task = search_task(data, (image_size, image_size), in_channels)
+    space = AutoSegNetSpace((image_size, image_size), in_channels, task["num_classes"], cells_per_layer, ops_per_cell,
+                            stem_channels=stem_channels, min_size=min_size, min_ratio=min_ratio,
+                            genotype_name=f"autosegnet-{Path(data).name}-s{seed}")  # fmt: skip
+    config = AutoSegNetConfig(image_size=(image_size, image_size), batch_size=batch_size, max_images=max_images,
+                              max_val_images=max_val_images, max_steps_per_epoch=max_steps, lr=lr,
+                              clip_grad_norm=clip, loss=loss, controller=controller, controller_steps=controller_steps,
+                              controller_lr=controller_lr, baseline_decay=baseline_decay,
+                              entropy_weight=entropy_weight, derive_samples=derive_samples,
+                              reward_images=reward_images, epochs_max=epochs_max, target_iou=target_iou,
+                              target_loss=target_loss, device=device)  # fmt: skip
+    strategy = AutoSegNetStrategy(data, space, config, seed=seed)
+    searcher = common_searcher(strategy, None, Budget(steps=epochs_max, seconds=max_seconds), run_dir, seed, data,
+                               config={"stop_rule": {"epochs_max": epochs_max, "target_iou": target_iou,
+                                                     "target_loss": target_loss}})  # fmt: skip
+    run_search(searcher, resuming, "autosegnet", as_json)
+    reason = strategy.stop_reason()
+    if reason and not as_json:
+        console.print(f"stopped: {reason}; depth {space.depth} at {image_size}x{image_size}", highlight=False)

@@ -1,0 +1,123 @@
+"""``nasseg search renas``: RENAS (seed 001), evolution with a reinforced mutation controller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from nasseg.cli.search import (
+    DataOption,
+    DeviceOption,
+    EpochsOption,
+    ImagesOption,
+    JsonOption,
+    OutOption,
+    RayOption,
+    ResumeOption,
+    SecondsOption,
+    SeedOption,
+    SizeOption,
+    StepsOption,
+    ValImagesOption,
+    WorkersOption,
+    common_searcher,
+    fidelity_from,
+    run_directory,
+    run_search,
+    search_app,
+)
+from searchers import Budget, SearchError
+from searchers.evaluators import search_task
+from searchers.renas import RenasEvaluator, RenasSpace, RenasStrategy
+
+
+@search_app.command("renas")
+def renas(
+    data: DataOption,
+    task: Annotated[
+        str,
+        typer.Option(
+            help="segmentation (DeepLabv3/ASPP head) or classification (proxy: 'has a defect' labels from the masks)."
+        ),
+    ] = "segmentation",  # fmt: skip
+    population: Annotated[int, typer.Option("--population", "-P", min=2, help="Population size P.")] = 20,
+    sample: Annotated[
+        int | None, typer.Option("--sample", "-S", min=2, help="Tournament size S (default P/4).")
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", "-E", min=0, help="Evolution steps E (one child each).")] = 20,
+    mutation: Annotated[
+        str,
+        typer.Option(help="controller (RENAS), random (plain EA) or sample (random sampling): the paper's ablation."),
+    ] = "controller",  # fmt: skip
+    children: Annotated[int, typer.Option(min=1, help="Tournaments (children) per step; >1 feeds --workers.")] = 1,
+    inherit: Annotated[
+        bool,
+        typer.Option("--inherit/--no-inherit", help="Parameter inheritance (off: every child trains from scratch)."),
+    ] = True,  # fmt: skip
+    finetune_epochs: Annotated[int, typer.Option(min=1, help="Fine-tuning passes of an inheriting child.")] = 1,
+    final_epochs: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Retrain the final population from scratch for this many epochs on all images; 0 skips it."
+        ),
+    ] = 5,  # fmt: skip
+    blocks: Annotated[int, typer.Option(min=1, help="Blocks per cell #B.")] = 5,
+    cells: Annotated[int, typer.Option(min=1, help="Cells between reductions #N.")] = 2,
+    filters: Annotated[int, typer.Option(min=2, help="Filters of the first cell #F.")] = 24,
+    aspp_channels: Annotated[int, typer.Option(min=1, help="ASPP branch width (DeepLabv3: 256).")] = 256,
+    fitness: Annotated[
+        str | None,
+        typer.Option(
+            help="Validation metric maximised (default: iou; classification: "
+            "balanced_accuracy; soft_dice for tiny fidelities)."
+        ),
+    ] = None,  # fmt: skip
+    evaluations: Annotated[int | None, typer.Option("--evaluations", min=1, help="Stop after N evaluations.")] = None,
+    epochs: EpochsOption = 1,
+    image_size: SizeOption = 64,
+    batch_size: Annotated[int, typer.Option(min=2, help="Training batch size per candidate.")] = 4,
+    lr: Annotated[
+        float, typer.Option(min=0, help="Learning rate of inherited (and from-scratch) parameters; new ones get 10x.")
+    ] = 1e-3,  # fmt: skip
+    max_images: ImagesOption = None,
+    max_val_images: ValImagesOption = None,
+    max_steps: StepsOption = None,
+    max_seconds: SecondsOption = None,
+    workers: WorkersOption = None,
+    ray: RayOption = None,
+    resume: ResumeOption = None,
+    out: OutOption = None,
+    seed: SeedOption = 0,
+    device: DeviceOption = "cpu",
+    as_json: JsonOption = False,
+) -> None:
+    """Evolve a RENAS cell (tournament selection, reinforced mutation, parameter inheritance; --resume RUN)."""
+    if task not in ("segmentation", "classification"):
+        raise SearchError(f"--task {task!r}: choose segmentation or classification")
+    if not data.is_dir():
+        raise SearchError(f"--data {data}: no such dataset folder")
+    size = (image_size, image_size)
+    if task == "segmentation":
+        if image_size % 16:
+            raise SearchError(
+                f"--image-size {image_size}: the DeepLabv3 net has output stride 16; give a multiple of 16"
+            )
+        genotype_task = search_task(data, size)
+    else:
+        genotype_task = {"kind": "classification", "num_classes": 2, "input_size": list(size)}
+    fidelity = fidelity_from(epochs, image_size, batch_size, max_images, max_val_images, max_steps, lr)
+    final = fidelity_from(max(final_epochs, 1), image_size, batch_size, lr=lr)
+    space = RenasSpace(genotype_task, blocks=blocks, cells=cells, init_channels=filters, aspp_channels=aspp_channels)
+    strategy = RenasStrategy(space, population=population, sample_size=sample, steps=steps, mutation=mutation,  # type: ignore[arg-type]
+                             children=children, finetune_epochs=finetune_epochs, inherit=inherit,
+                             final=final_epochs > 0, seed=seed, metric=fitness)  # fmt: skip
+    evaluator = RenasEvaluator(data, fidelity, device=device, task=task, final_fidelity=final)
+    budget = Budget(steps=1 + steps + (1 if final_epochs > 0 else 0), evaluations=evaluations, seconds=max_seconds)
+    run_dir, resuming = run_directory("renas", out, resume)
+    searcher = common_searcher(strategy, evaluator, budget, run_dir, seed, data, workers, ray,
+                               config={"task": task})  # fmt: skip
+    run_search(searcher, resuming, f"renas ({mutation})", as_json)
+
+
+__all__ = ["renas"]

@@ -1,0 +1,131 @@
+"""``nasseg search unet-ga``: the U-Net translator GA (seed 002) on a segmentation or paired folder."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from nasseg.cli.search import (
+    DataOption,
+    DeviceOption,
+    EpochsOption,
+    ImagesOption,
+    JsonOption,
+    OutOption,
+    RayOption,
+    ResumeOption,
+    SecondsOption,
+    SeedOption,
+    SizeOption,
+    StepsOption,
+    ValImagesOption,
+    WorkersOption,
+    common_searcher,
+    fidelity_from,
+    run_directory,
+    run_search,
+    search_app,
+)
+from searchers import Budget, SearchError, SegmentationEvaluator
+from searchers.evaluators import search_task
+from searchers.unet_ga import PAPER_LAYERS, TranslationEvaluator, UNetGAStrategy, UNetRandomStrategy, UNetSpace
+from searchers.unet_ga.translation import paired_root
+
+
+def parse_widths(text: str) -> tuple[int, ...]:
+    """``"64,128,256,512"`` -> (64, 128, 256, 512)."""
+    try:
+        widths = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise SearchError(f"--widths {text!r}: give comma-separated integers, e.g. 64,128,256,512") from None
+    if not widths or min(widths) < 1:
+        raise SearchError(f"--widths {text!r}: give positive integers, e.g. 64,128,256,512")
+    return widths
+
+
+def default_layers(size: int) -> int:
+    """The paper's L = 8, or fewer where the search size cannot be halved 8 times (1 x 1 innermost at most)."""
+    layers = 0
+    while layers < PAPER_LAYERS and size % 2 ** (layers + 1) == 0:
+        layers += 1
+    return layers
+
+
+@search_app.command("unet-ga")
+def unet_ga(
+    data: DataOption,
+    task: Annotated[
+        str, typer.Option(help="segmentation (masks) or translation (pix2pix on A/B pairs).")
+    ] = "segmentation",
+    population: Annotated[int, typer.Option("--population", "-K", min=2, help="Population size K.")] = 32,
+    generations: Annotated[int, typer.Option("--generations", "-T", min=0, help="Generations T.")] = 100,
+    gamma: Annotated[float, typer.Option(min=0, help="FLOPs weight in f = 1/(L_gen + gamma * GFLOPs).")] = 0.01,
+    widths: Annotated[str, typer.Option(help="S1: the encoder widths to choose from.")] = "64,128,256,512",
+    layers: Annotated[
+        int | None, typer.Option(min=2, help="Encoder levels L (default: 8, fewer for small sizes).")
+    ] = None,
+    flops_size: Annotated[
+        int | None, typer.Option("--flops-size", min=8, help="Count FLOPs at this image side (default: search size).")
+    ] = None,
+    dropout: Annotated[float, typer.Option(min=0, max=0.95, help="Decoder dropout (pix2pix: 0.5).")] = 0.5,
+    lam: Annotated[float, typer.Option("--lambda", min=0, help="L1 weight lambda (translation).")] = 100.0,
+    disc_width: Annotated[int, typer.Option(min=1, help="PatchGAN width (pix2pix: 64; translation).")] = 64,
+    random_search: Annotated[
+        bool, typer.Option("--random", help="Random sampling from the same space instead (the GA's evaluation count).")
+    ] = False,
+    evaluations: Annotated[int | None, typer.Option("--evaluations", min=1, help="Stop after N evaluations.")] = None,
+    epochs: EpochsOption = 1,
+    image_size: SizeOption = 256,
+    batch_size: Annotated[int, typer.Option(min=2, help="Training batch size per candidate.")] = 4,
+    lr: Annotated[float | None, typer.Option(min=0, help="Learning rate (default 1e-3; pix2pix's 2e-4).")] = None,
+    max_images: ImagesOption = None,
+    max_val_images: ValImagesOption = None,
+    max_steps: StepsOption = None,
+    max_seconds: SecondsOption = None,
+    workers: WorkersOption = None,
+    ray: RayOption = None,
+    resume: ResumeOption = None,
+    out: OutOption = None,
+    seed: SeedOption = 0,
+    device: DeviceOption = "cpu",
+    as_json: JsonOption = False,
+) -> None:
+    """Evolve U-Net encoder widths and skip connections (GA of seed 002; resume with --resume RUN)."""
+    if task not in ("segmentation", "translation"):
+        raise SearchError(f"--task {task!r}: choose segmentation or translation")
+    size = (image_size, image_size)
+    levels = layers or default_layers(image_size)
+    if levels < 2:
+        raise SearchError(f"--image-size {image_size}: a U-Net needs a size divisible by 4 at least")
+    if lr is None:
+        lr = 2e-4 if task == "translation" else 1e-3
+    fidelity = fidelity_from(epochs, image_size, batch_size, max_images, max_val_images, max_steps, lr)
+    if task == "translation":
+        paired_root(data)  # fails early, in one line, without pairs
+        genotype_task = {"kind": "translation", "in_channels": 3, "num_classes": 3, "input_size": list(size)}
+        evaluator = TranslationEvaluator(data, fidelity, device=device, lam=lam, disc_width=disc_width)
+    else:
+        if not data.is_dir():
+            raise SearchError(f"--data {data}: no such dataset folder")
+        genotype_task = search_task(data, size, in_channels=3)
+        evaluator = SegmentationEvaluator(data, fidelity, device=device)
+    space = UNetSpace(widths=parse_widths(widths), layers=levels, task=genotype_task, dropout=dropout)
+    flops = (flops_size, flops_size) if flops_size else None
+    most = population + generations * (population - 1)  # the GA's evaluations at most (the elite is not retrained)
+    if random_search:
+        total = min(most, evaluations) if evaluations else most
+        strategy = UNetRandomStrategy(space, per_step=population, seed=seed, gamma=gamma, flops_size=flops, total=total)
+        name = UNetRandomStrategy.name
+        budget = Budget(evaluations=total, seconds=max_seconds)
+    else:
+        strategy = UNetGAStrategy(space, population, generations, gamma, seed=seed, flops_size=flops)
+        name = UNetGAStrategy.name
+        budget = Budget(steps=generations + 1, evaluations=evaluations, seconds=max_seconds)
+    run_dir, resuming = run_directory(name, out, resume)
+    searcher = common_searcher(strategy, evaluator, budget, run_dir, seed, data, workers, ray,
+                               config={"task": task})  # fmt: skip
+    run_search(searcher, resuming, name, as_json)
+
+
+__all__ = ["default_layers", "parse_widths", "unet_ga"]

@@ -1,0 +1,81 @@
+"""``nasseg serve NAME_OR_ONNX``: the BentoML service (``serving.service``) on one model.
+
+A zoo name or genotype file is exported first (cached in ``$NASSEG_HOME/onnx``); then this process
+becomes ``bentoml serve serving.service:Segmenter`` with the settings in ``NASSEG_SERVE_*``
+variables, so that Ctrl-C and SIGTERM reach BentoML directly (requests in flight are finished).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import serving
+from nasseg.cli import app, err_console
+from serving.export import read_metadata
+from serving.resolve import is_onnx_spec, resolve_onnx
+from serving.runtime import RuntimeSetupError, default_threads
+from serving.settings import ServeSettings, load_settings, to_environ
+
+SERVICE = "serving.service:Segmenter"
+
+
+def serve_command(settings: ServeSettings, host: str, port: int, graceful_s: int) -> tuple[list[str], dict[str, str]]:
+    """The ``bentoml serve`` command line and its environment for ``settings``."""
+    command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port),
+               "--working-dir", str(Path(serving.__file__).resolve().parent.parent),
+               "--timeout-graceful-shutdown", str(graceful_s)]  # fmt: skip
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("NASSEG_SERVE_")}
+    environ |= to_environ(settings) | {"BENTOML_DO_NOT_TRACK": "True"}
+    return command, environ
+
+
+@app.command("serve")
+def serve(
+    model: Annotated[str, typer.Argument(help="Registered model name, genotype .json or deploy-graph .onnx file.")],
+    port: Annotated[int, typer.Option(min=1, max=65535, help="HTTP port.")] = 3000,
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "0.0.0.0",
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (one session each).")] = 1,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="ONNX Runtime threads per worker (default: cores / workers).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    max_body_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body, MiB (413 above).")] = 20.0,
+    max_pixels: Annotated[int, typer.Option(min=1, help="Largest image in pixels (413 above).")] = 25_000_000,
+    min_defect_area: Annotated[int, typer.Option(min=1, help="Pixels a region needs to make a frame NG.")] = 20,
+    max_concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight (429 above).")] = 32,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds before a request gets 504.")] = 60.0,
+    max_batch_size: Annotated[int, typer.Option(min=2, help="Adaptive batching: images per batch.")] = 8,
+    max_latency_ms: Annotated[int, typer.Option(min=1, help="Adaptive batching: latency budget, ms.")] = 2000,
+    graceful_timeout: Annotated[int, typer.Option(min=1, help="Seconds SIGTERM waits for requests.")] = 20,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Export and print the command; do not serve.")] = False,
+) -> None:
+    """Serve a model over HTTP (BentoML): /segment, /inspect, /inspect_batch, /model, /readyz, /metrics."""
+    if is_onnx_spec(model):
+        onnx_file = resolve_onnx(model)
+    else:
+        with err_console.status(f"exporting {model} to ONNX (once; cached) ...", spinner="dots"):
+            onnx_file = resolve_onnx(model)
+    meta = read_metadata(onnx_file)
+    if meta.graph != "deploy":
+        raise RuntimeSetupError(f"{onnx_file}: a {meta.graph!r} graph; serving needs a 'deploy' export")
+    options = {"model": str(onnx_file), "workers": workers, "device": device,
+               "threads": threads or max(1, default_threads() // workers), "max_body_mb": max_body_mb,
+               "max_pixels": max_pixels, "min_defect_area": min_defect_area, "max_concurrency": max_concurrency,
+               "timeout_s": timeout, "max_batch_size": max_batch_size, "max_latency_ms": max_latency_ms}  # fmt: skip
+    settings = load_settings(options, environ={})
+    command, environ = serve_command(settings, host, port, graceful_timeout)
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    err_console.print(f"serving {meta.genotype.name} (arch {meta.arch_hash}) from {onnx_file}\n"
+                      f"try: curl -F image=@frame.png http://{local}:{port}/inspect", highlight=False)  # fmt: skip
+    if dry_run:
+        env_text = " ".join(f"{k}={v}" for k, v in environ.items() if k.startswith(("NASSEG_SERVE_", "BENTOML_")))
+        typer.echo(f"{env_text} {' '.join(command)}")
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(command[0], command, environ)

@@ -1,0 +1,335 @@
+"""The AutoSegNet one-shot strategy: shared weights and controller trained in turns, one epoch a step.
+
+Seed 000, section IV-B, and ENAS (which the paper follows), per step (epoch):
+
+1. **Shared weights** (controller held fixed): one epoch of SGD over the training images, one child
+   sampled from the controller per minibatch, on cross-entropy ("the standard cross-entropy loss is
+   selected", binary cross-entropy for one-channel nets); lr 0.5, gradient norm clipped at 0.5,
+   cosine annealing with warm restarts (SGDR; ENAS' first period 10 epochs, doubling), and the
+   peak lr multiplied by 0.98 every epoch after epoch 50 ("a factor of 0.98 decays the learning
+   rate in every epoch after epoch 50"). The training loop is the zoo's
+   :class:`~zoo.training.trainer.Trainer` (its data, augmentation, clipping and SGDR), run on a
+   net that samples its child at every forward.
+2. **Controller** (shared weights held fixed): ``controller_steps`` REINFORCE updates, each on one
+   sampled child's validation IoU computed with the shared weights (:class:`Reinforce`).
+3. **Derive**: ``derive_samples`` children sampled from the controller are scored on the validation
+   images; the best is the step's genotype (one history line with the mean sampled reward, the
+   controller's entropy and the training loss). :meth:`AutoSegNetStrategy.best` is the latest
+   derivation: the genotype of the trained controller.
+
+Stop rule (IV-B: "The searching stage stops automatically if they reach the MAX_EPOCH or meet the
+requirements of specific parameters such as LOSS and ACCURACY"): ``epochs_max``, or the derived
+child's validation IoU reaching ``target_iou``, or the shared training loss falling to
+``target_loss``. Children are scored with their own batch statistics (ENAS scores children in
+training mode; see :func:`~searchers.autosegnet.shared.batch_statistics`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from searchers.autosegnet.controller import Reinforce, Sample, make_controller
+from searchers.autosegnet.shared import SharedAutoSegNet, batch_statistics
+from searchers.autosegnet.space import AutoSegNetSpace
+from searchers.base import EvalResult, SearchError, Strategy
+from searchers.evaluators import measure, subset
+from zoo.data.dataset import SegmentationDataset
+from zoo.data.folder import SegmentationFolder, open_folder
+from zoo.genotype import Genotype
+from zoo.sizing import crop_to_original, pad_to_multiple
+from zoo.training.losses import predict_classes
+from zoo.training.metrics import ConfusionMatrix
+from zoo.training.trainer import TrainConfig, Trainer, resolve_device
+
+if TYPE_CHECKING:
+    from searchers.searcher import SearchContext
+
+
+@dataclass
+class AutoSegNetConfig:
+    """Hyper-parameters of the search (paper defaults; ENAS' where the paper is silent)."""
+
+    image_size: tuple[int, int] = (64, 64)
+    batch_size: int = 8
+    max_images: int | None = None
+    max_val_images: int | None = None
+    max_steps_per_epoch: int | None = None
+    lr: float = 0.5
+    lr_decay: float = 0.98
+    lr_decay_after: int = 50
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    clip_grad_norm: float = 0.5
+    restart_epochs: int = 10
+    loss: str | None = None
+    controller: str = "lstm"
+    controller_steps: int = 20
+    controller_lr: float = 5e-4
+    controller_hidden: int = 64
+    baseline_decay: float = 0.99
+    entropy_weight: float = 1e-4
+    derive_samples: int = 8
+    reward_images: int | None = None
+    epochs_max: int = 200
+    target_iou: float | None = None
+    target_loss: float | None = None
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        self.image_size = tuple(self.image_size)  # type: ignore[assignment]
+        problems = []
+        if self.batch_size < 2:
+            problems.append(f"batch size {self.batch_size} < 2 (BatchNorm)")
+        if self.controller_steps < 0 or self.derive_samples < 1 or self.epochs_max < 1:
+            problems.append("controller steps >= 0, derive samples >= 1 and max epochs >= 1 needed")
+        if self.controller not in ("lstm", "uniform"):
+            problems.append(f"controller {self.controller!r} is not lstm or uniform")
+        if problems:
+            raise SearchError("autosegnet: " + "; ".join(problems))
+
+    # Fields that may change when a run is resumed (stop rule, device).
+    RESUMABLE = ("epochs_max", "target_iou", "target_loss", "device")
+
+
+class SamplingNet(nn.Module):
+    """The shared network as the trainer sees it: every forward runs a child the sampler picks."""
+
+    def __init__(self, shared: SharedAutoSegNet, genotype: Genotype, sampler: Callable[[], Any]) -> None:
+        super().__init__()
+        self.shared = shared
+        self.genotype = genotype
+        self.divisor = shared.divisor
+        self._sampler = sampler
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shared(x, self._sampler())
+
+
+class AutoSegNetStrategy(Strategy):
+    """ENAS-style AutoSegNet search (see the module docstring); one step = one epoch."""
+
+    name = "autosegnet"
+
+    def __init__(self, data: str | Path, space: AutoSegNetSpace, config: AutoSegNetConfig | None = None,
+                 seed: int = 0) -> None:  # fmt: skip
+        self.config = config = config or AutoSegNetConfig()
+        self.space = space
+        self.data = Path(data)
+        self.seed = seed
+        if space.input_size != config.image_size:
+            raise SearchError(f"autosegnet: space size {space.input_size} != search image size {config.image_size}")
+        self.folder: SegmentationFolder = subset(open_folder(data), config.max_images, config.max_val_images)
+        if not self.folder.splits.get("val"):
+            raise SearchError(f"autosegnet: {data} has no validation images to reward the controller with")
+        if space.num_classes != self.folder.model_classes:
+            raise SearchError(f"autosegnet: the space has {space.num_classes} output(s), {data} needs "
+                              f"{self.folder.model_classes}")  # fmt: skip
+        self.device = resolve_device(config.device)
+        torch.manual_seed(seed)
+        self.shared = SharedAutoSegNet(space).to(self.device)
+        self.controller = make_controller(config.controller, space, **(
+            {"hidden": config.controller_hidden} if config.controller == "lstm" else {})).to(self.device)  # fmt: skip
+        self.reinforce = Reinforce(self.controller, config.controller_lr, config.baseline_decay, config.entropy_weight)
+        self.generator = torch.Generator().manual_seed(seed)
+        template = space.genotype([0] * len(space.decisions))
+        loss = config.loss or ("bce" if space.num_classes == 1 else "ce")
+        train_config = TrainConfig(
+            epochs=config.epochs_max, batch_size=config.batch_size, crop=config.image_size, optimizer="sgd",
+            lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, scheduler="cosine",
+            restart_epochs=config.restart_epochs, clip_grad_norm=config.clip_grad_norm, loss=loss, seed=seed,
+            device=config.device, max_steps_per_epoch=config.max_steps_per_epoch,
+        )  # fmt: skip
+        self.net = SamplingNet(self.shared, template, self._sample_for_training)
+        self.trainer = Trainer(self.net, self.folder, train_config, Path("."))
+        self._val = self._validation_batches()
+        self.epoch = 0
+        self.curves: list[dict[str, float]] = []
+
+    # -- sampling and scoring ------------------------------------------------------------------------
+
+    def _sample_for_training(self) -> Any:
+        with torch.no_grad():
+            return self.space.arch(self.controller.sample(self.generator).actions)
+
+    def _validation_batches(self) -> list[tuple[torch.Tensor, torch.Tensor, Any]]:
+        """Validation images padded to the net's divisor, batched by shape (loaded once)."""
+        dataset = SegmentationDataset(self.folder.splits["val"], self.folder.num_classes, self.space.in_channels)
+        groups: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor, Any]]] = {}
+        for index in range(len(dataset)):
+            image, mask = dataset[index]
+            padded, padding = pad_to_multiple(image.unsqueeze(0), self.shared.divisor)
+            groups.setdefault(tuple(padded.shape), []).append((padded, mask.unsqueeze(0), padding))
+        batches = []
+        for items in groups.values():
+            for start in range(0, len(items), 16):
+                chunk = items[start : start + 16]
+                batches.append((torch.cat([c[0] for c in chunk]), torch.cat([c[1] for c in chunk]), chunk[0][2]))
+        return batches
+
+    @torch.no_grad()
+    def score(self, actions: Sequence[int], max_images: int | None = None) -> dict[str, float]:
+        """Validation metrics of a child with the shared weights (IoU is the controller's reward)."""
+        arch = self.space.arch(actions)
+        matrix = ConfusionMatrix(self.folder.num_classes)
+        seen = 0
+        with batch_statistics(self.shared):
+            for images, masks, padding in self._val:
+                if max_images is not None and seen >= max_images:
+                    break
+                if max_images is not None:
+                    images, masks = images[: max_images - seen], masks[: max_images - seen]
+                logits = crop_to_original(self.shared(images.to(self.device), arch), padding)
+                matrix.update(predict_classes(logits).cpu(), masks)
+                seen += len(images)
+        metrics = matrix.compute()
+        return {k: float(metrics[k]) for k in ("iou", "dice", "miou", "pixel_accuracy")}
+
+    # -- one step -----------------------------------------------------------------------------------
+
+    def _train_shared(self) -> tuple[float, float]:
+        """One epoch of the shared weights; returns (mean loss, lr at the start)."""
+        trainer = self.trainer
+        trainer.epoch = self.epoch
+        lr = trainer.optimizer.param_groups[0]["lr"]
+        self.controller.eval()
+        loss = trainer.train_epoch()
+        if self.epoch + 1 >= self.config.lr_decay_after and trainer.scheduler is not None:
+            trainer.scheduler.base_lrs = [base * self.config.lr_decay for base in trainer.scheduler.base_lrs]
+        return loss, lr
+
+    def _train_controller(self) -> tuple[list[float], list[float]]:
+        """``controller_steps`` REINFORCE updates; returns the sampled rewards and entropies."""
+        self.controller.train()
+        rewards, entropies = [], []
+        for _ in range(self.config.controller_steps):
+            sample: Sample = self.controller.sample(self.generator)
+            reward = self.score(sample.actions, self.config.reward_images)["iou"]
+            self.reinforce.update(sample, reward)
+            rewards.append(reward)
+            entropies.append(float(sample.entropy.detach()))
+        return rewards, entropies
+
+    def derive(self, samples: int | None = None) -> tuple[list[int], dict[str, float], list[float]]:
+        """Sample children from the controller, score each on the validation images, keep the best."""
+        best: tuple[list[int], dict[str, float]] | None = None
+        rewards = []
+        with torch.no_grad():
+            for _ in range(samples or self.config.derive_samples):
+                actions = self.controller.sample(self.generator).actions
+                metrics = self.score(actions)
+                rewards.append(metrics["iou"])
+                if best is None or metrics["iou"] > best[1]["iou"]:
+                    best = (actions, metrics)
+        assert best is not None
+        return best[0], best[1], rewards
+
+    def step(self, context: SearchContext) -> list[EvalResult]:
+        import time
+
+        start = time.perf_counter()
+        loss, lr = self._train_shared()
+        if not math.isfinite(loss):
+            raise SearchError(f"autosegnet: shared-weight loss is {loss} at epoch {self.epoch + 1} (lower --lr)")
+        rewards, entropies = self._train_controller()
+        actions, metrics, derive_rewards = self.derive()
+        entropy = (
+            float(self.controller.score(actions).entropy.detach()) if not entropies else sum(entropies) / len(entropies)
+        )
+        sampled = rewards or derive_rewards
+        curve = {"epoch": self.epoch + 1, "mean_reward": sum(sampled) / len(sampled), "entropy": entropy,
+                 "shared_loss": loss, "lr": lr, "baseline": float(self.reinforce.baseline or 0.0),
+                 "derived_iou": metrics["iou"],
+                 "derive_mean_reward": sum(derive_rewards) / len(derive_rewards)}  # fmt: skip
+        self.curves.append(curve)
+        self.epoch += 1
+        genotype = self.space.genotype(actions)
+        macs, params = measure(genotype, self.config.image_size)
+        result = EvalResult(key=f"e{self.epoch:03d}", genotype=genotype,
+                            metrics={**metrics, **{k: float(v) for k, v in curve.items() if k != "epoch"}},
+                            macs=macs, params=params, seconds=time.perf_counter() - start,
+                            extra={"actions": actions})  # fmt: skip
+        context.record(result)
+        write_controller_plot(context.run.plots_dir, self.curves)
+        return [result]
+
+    # -- stop rule, answer, state -------------------------------------------------------------------
+
+    def stop_reason(self) -> str | None:
+        """Why the search is over (``None``: it is not)."""
+        if self.epoch >= self.config.epochs_max:
+            return f"max epochs ({self.config.epochs_max})"
+        last = self.curves[-1] if self.curves else None
+        if last and self.config.target_iou is not None and last["derived_iou"] >= self.config.target_iou:
+            return f"target IoU {self.config.target_iou} reached ({last['derived_iou']:.4f})"
+        if last and self.config.target_loss is not None and last["shared_loss"] <= self.config.target_loss:
+            return f"target loss {self.config.target_loss} reached ({last['shared_loss']:.4f})"
+        return None
+
+    def done(self) -> bool:
+        return self.stop_reason() is not None
+
+    def best(self, history: Sequence[EvalResult]) -> EvalResult | None:
+        """The latest derivation (the trained controller's best sampled child)."""
+        finished = [r for r in history if r.ok]
+        return finished[-1] if finished else None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "curves": list(self.curves), "shared": self.shared.state_dict(),
+                "controller": self.controller.state_dict(), "reinforce": self.reinforce.state_dict(),
+                "optimizer": self.trainer.optimizer.state_dict(),
+                "scheduler": self.trainer.scheduler.state_dict() if self.trainer.scheduler else None,
+                "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch, self.curves = int(state["epoch"]), list(state["curves"])
+        self.shared.load_state_dict(state["shared"])
+        self.controller.load_state_dict(state["controller"])
+        self.reinforce.load_state_dict(state["reinforce"])
+        self.trainer.optimizer.load_state_dict(state["optimizer"])
+        if self.trainer.scheduler is not None and state["scheduler"] is not None:
+            self.trainer.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+
+    def describe(self) -> dict[str, Any]:
+        config = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in AutoSegNetConfig.RESUMABLE}
+        config["image_size"] = list(self.config.image_size)
+        return {"name": self.name, "space": self.space.describe(), "config": config}
+
+
+def write_controller_plot(folder: Path, curves: Sequence[dict[str, float]]) -> Path | None:
+    """``controller.png``: mean sampled reward and controller entropy over the steps."""
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    epochs = [c["epoch"] for c in curves]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    ax.plot(epochs, [c["mean_reward"] for c in curves], marker="o", label="mean sampled reward (val IoU)")
+    ax.plot(epochs, [c["derived_iou"] for c in curves], marker=".", alpha=0.6, label="derived child IoU")
+    ax.set_xlabel("step (epoch)")
+    ax.set_ylabel("validation IoU")
+    right = ax.twinx()
+    right.plot(epochs, [c["entropy"] for c in curves], color="C3", linestyle="--", label="controller entropy")
+    right.set_ylabel("entropy (nats, summed over decisions)")
+    lines = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="lower left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = folder / "controller.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,414 @@
+"""What the differentiable (DARTS-family) searchers share: bi-level first-order alternation, warm-up,
+the epoch step, the architecture-weight history and its heat maps, and the skip-connection cap.
+
+A supernet here is a zoo builder fed with a mixed-op cell factory (:class:`BoundMixedCell`): the
+builder's own stack/implant code runs, only its cells are :class:`zoo.supernet.MixedCell`s that
+read their weights from the search's :class:`zoo.supernet.ArchitectureWeights`.
+
+One :meth:`DifferentiableStrategy.step` is one supernet epoch: a pass over the weight-training
+split, each batch preceded (after the warm-up) by one architecture step on a batch of the
+architecture split (first-order DARTS: ``alpha`` descends the architecture-split loss at the
+current weights, then ``w`` descends the weight-split loss; the order is DARTS' ``architect.step``
+before the weight step, and IAC Algorithm 1 lines 6-9). The genotype derived after the epoch is
+recorded with the supernet's validation IoU as fitness (the supernet is scored, not the discrete
+net: cheap, and what DARTS-style searches monitor).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from searchers.base import EvalResult, SearchError, Strategy
+from searchers.evaluators import measure
+from zoo.data.augment import Augment
+from zoo.data.dataset import SegmentationDataset
+from zoo.data.folder import Sample, SegmentationFolder
+from zoo.genotype import Cell as CellGenotype
+from zoo.genotype import Genotype
+from zoo.supernet import MixedCell, MixedOp, derive_cell, full_dag_edges
+from zoo.training.losses import total_loss
+from zoo.training.trainer import evaluate, resolve_device
+
+WeightsProvider = Callable[[], tuple[torch.Tensor, torch.Tensor | None]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Supernet cells
+# ---------------------------------------------------------------------------------------------
+
+
+class BoundMixedCell(MixedCell):
+    """A :class:`MixedCell` that fetches its (op weights, edge weights) from ``provider`` on every
+    call, so it fits the cell slot of a zoo builder (``cell(s0, s1)``; ``drop_prob`` is ignored).
+
+    The provider is a plain callable, not a submodule: the architecture weights stay in one
+    :class:`ArchitectureWeights` shared by every cell of a type (DARTS' sharing).
+    """
+
+    def __init__(self, provider: WeightsProvider, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.provider = provider
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:  # type: ignore[override]
+        weights, edge_weights = self.provider()
+        return super().forward(s0, s1, weights=weights, edge_weights=edge_weights)
+
+
+def full_dag_cell(steps: int, residual: bool = False) -> CellGenotype:
+    """The supernet's DAG as a genotype cell (every earlier state feeds every node; ``none`` ops):
+    the placeholder a builder receives where the cell factory ignores the genotype."""
+    nodes = [[("none", source) for source in range(node + 2)] for node in range(steps)]
+    return CellGenotype(nodes=nodes, concat=list(range(2, steps + 2)), residual=residual)
+
+
+def prune_mixed_op(op: MixedOp, keep: Sequence[int]) -> None:
+    """Keep only the candidate ops at positions ``keep`` (in their current order) of a mixed op;
+    the kept ops keep their trained weights (progressive pruning, NAS-ASDet eqs. 12-13)."""
+    keep = sorted(keep)
+    op.ops = nn.ModuleList(op.ops[i] for i in keep)
+    op.op_names = tuple(op.op_names[i] for i in keep)
+
+
+# ---------------------------------------------------------------------------------------------
+# Derivation with the skip-connection cap
+# ---------------------------------------------------------------------------------------------
+
+
+def derive_capped(
+    weights: torch.Tensor | Sequence[Sequence[float]],
+    op_names: Sequence[Sequence[str]],
+    steps: int,
+    edge_weights: torch.Tensor | Sequence[float] | None = None,
+    max_skip: int | None = None,
+    residual: bool = False,
+) -> CellGenotype:
+    """:func:`zoo.supernet.derive_cell` (strongest non-``none`` op per edge, two strongest edges
+    per node, eq. 14) with at most ``max_skip`` ``skip_connect`` edges in the cell.
+
+    The collapse guard of P-DARTS (Chen et al. 2019, section 3.3): while the derived cell has too
+    many skip connections, the weakest chosen one is forbidden on its edge and the cell re-derived
+    (that edge then offers its next-best op, or loses to another edge). An edge whose only
+    candidate is ``skip_connect`` cannot give it up; the cap then holds as far as the space allows
+    (the run reports the count).
+    """
+    rows = [list(map(float, row)) for row in weights]
+    names = [list(n) for n in op_names]
+    if max_skip is None:
+        return derive_cell(rows, names, steps, edge_weights, k=2, residual=residual)
+    while True:
+        cell = derive_cell(rows, names, steps, edge_weights, k=2, residual=residual)
+        chosen = []  # (strength, flat edge index, op position) of every chosen skip
+        start = 0
+        scale = [1.0] * len(rows) if edge_weights is None else [float(w) for w in edge_weights]
+        for node, edges in enumerate(cell.nodes):
+            for op, source in edges:
+                if op == "skip_connect":
+                    flat = start + source
+                    j = names[flat].index(op)
+                    chosen.append((rows[flat][j] * scale[flat], flat, j))
+            start += node + 2
+        if len(chosen) <= max_skip:
+            return cell
+        movable = [c for c in chosen if any(n not in ("none", "skip_connect") for n in names[c[1]])]
+        if not movable:
+            return cell
+        _, flat, j = min(movable)
+        rows[flat][j] = -math.inf
+        names[flat] = [n if i != j else "none" for i, n in enumerate(names[flat])]  # forbidden on this edge
+
+
+def count_skips(cell: CellGenotype) -> int:
+    """Number of ``skip_connect`` edges in a cell."""
+    return sum(op == "skip_connect" for edges in cell.nodes for op, _ in edges)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data splits and loaders
+# ---------------------------------------------------------------------------------------------
+
+
+def split_samples(samples: Sequence[Sample], first_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """A seeded shuffle of ``samples`` cut into (first ``first_fraction``, rest); both non-empty."""
+    if len(samples) < 2:
+        raise SearchError(f"the training split has {len(samples)} image(s); a bi-level search needs 2 or more")
+    order = list(samples)
+    random.Random(seed).shuffle(order)
+    cut = min(max(1, round(first_fraction * len(order))), len(order) - 1)
+    return order[:cut], order[cut:]
+
+
+@dataclass
+class LoaderSpec:
+    """How batches are drawn: crop size, batch size, augmentation (Augment's keywords), seed."""
+
+    crop: tuple[int, int]
+    batch_size: int
+    seed: int
+    augment: dict[str, Any] = field(default_factory=dict)
+
+
+def make_dataset(samples: Sequence[Sample], folder: SegmentationFolder, in_channels: int, spec: LoaderSpec,
+                 salt: int) -> SegmentationDataset:  # fmt: skip
+    """A dataset of ``samples`` with random crops (and the spec's augmentation), seeded per ``salt``."""
+    augment = Augment(crop=tuple(spec.crop), **{"flip": False, "rotate": False, "intensity": 0.0, **spec.augment})
+    return SegmentationDataset(samples, folder.num_classes, in_channels, augment, seed=spec.seed * 7919 + salt)
+
+
+def epoch_loader(dataset: SegmentationDataset, spec: LoaderSpec, epoch: int, salt: int) -> DataLoader:
+    """Batches of one epoch: order and augmentation drawn from (seed, salt, epoch), so a resumed
+    search sees the same batches as an uninterrupted one."""
+    dataset.set_epoch(epoch)
+    generator = torch.Generator().manual_seed(spec.seed * 100_003 + salt * 1009 + epoch)
+    batch = min(spec.batch_size, len(dataset))
+    return DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True, generator=generator)
+
+
+def cycle_batches(dataset: SegmentationDataset, spec: LoaderSpec, epoch: int, salt: int) -> Iterator[Any]:
+    """Endless batches of ``dataset`` for ``epoch`` (reshuffled each pass, deterministically)."""
+    n = 0
+    while True:
+        yield from epoch_loader(dataset, spec, epoch * 1000 + n, salt)
+        n += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Heat maps
+# ---------------------------------------------------------------------------------------------
+
+
+def plot_alpha_history(history: Sequence[dict[str, Any]], kind: str, op_names: Sequence[str], path: Path,
+                       title: str) -> Path | None:  # fmt: skip
+    """Heat map of every edge's op weights over the epochs: one band of ``len(op_names)`` rows per edge
+    (edge 0 on top), one column per epoch; pruned ops are blank. One image, so it is cheap to redraw."""
+    rows = [h for h in history if kind in h["ops"]]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    edges, n_ops = len(rows[0]["ops"][kind]), len(op_names)
+    grid = np.full((edges * n_ops, len(rows)), np.nan)
+    for t, row in enumerate(rows):
+        for e in range(edges):
+            for name, weight in zip(row["ops"][kind][e], row["weights"][kind][e], strict=True):
+                grid[e * n_ops + op_names.index(name), t] = weight
+    fig = Figure(figsize=(min(3 + 0.15 * len(rows), 14), 0.09 * edges * n_ops + 1.2))
+    ax = fig.add_subplot()
+    image = ax.imshow(grid, aspect="auto", vmin=0.0, vmax=1.0, cmap="viridis", interpolation="nearest")
+    for e in range(1, edges):
+        ax.axhline(e * n_ops - 0.5, color="white", linewidth=0.8)
+    edge_weights = rows[-1].get("edges", {}) or {}
+    labels = [
+        f"edge {e}" + (f" (beta {edge_weights[kind][e]:.2f})" if kind in edge_weights else "") for e in range(edges)
+    ]
+    ax.set_yticks([e * n_ops + (n_ops - 1) / 2 for e in range(edges)], labels, fontsize=6)
+    ticks = sorted({0, len(rows) - 1})
+    ax.set_xticks(ticks, [str(rows[t]["epoch"]) for t in ticks], fontsize=6)
+    ax.set_xlabel(f"epoch (rows within an edge: {', '.join(op_names)})", fontsize=6)
+    fig.colorbar(image, ax=ax, shrink=0.5, label="op weight")
+    ax.set_title(title, fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=72, bbox_inches="tight")
+    return path
+
+
+def plot_genotype_picture(genotype: Genotype, path: Path) -> Path | None:
+    """The genotype picture of :func:`zoo.plot.plot_genotype`, when that module is there."""
+    try:
+        from zoo.plot import plot_genotype
+    except ImportError:
+        return None
+    return plot_genotype(genotype, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The shared strategy
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BiLevelConfig:
+    """The schedule of one bi-level phase: weight steps per epoch at most, gradient clipping."""
+
+    max_steps_per_epoch: int | None = None
+    clip_grad_norm: float | None = 5.0
+
+
+class DifferentiableStrategy(Strategy):
+    """Shared loop of the DARTS-family searchers (one :meth:`step` = one supernet epoch).
+
+    Subclasses build ``self.supernet`` (an ``nn.Module`` whose ``arch`` is an
+    :class:`ArchitectureWeights`), say which parameters are the weights (:meth:`weight_parameters`),
+    make the optimisers (:meth:`make_optimizers`), and derive the genotype (:meth:`derive`).
+    """
+
+    name = "differentiable"
+
+    def __init__(self, data: str | Path, seed: int, device: str, loss: str, image_size: tuple[int, int],
+                 max_skip: int | None = None, bilevel: BiLevelConfig | None = None) -> None:  # fmt: skip
+        self.data = Path(data)
+        self.seed = seed
+        self.device_name = device
+        self.device = resolve_device(device)
+        self.loss = loss
+        self.image_size = tuple(image_size)
+        self.max_skip = max_skip
+        self.bilevel = bilevel or BiLevelConfig()
+        self.supernet: nn.Module | None = None
+        self.weight_optimizer: torch.optim.Optimizer | None = None
+        self.arch_optimizer: torch.optim.Optimizer | None = None
+        self.epoch = 0
+        self.alpha_history: list[dict[str, Any]] = []
+
+    # -- subclass hooks --------------------------------------------------------------------------
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """The network weights ``w`` (everything trainable except the architecture weights)."""
+        arch = {id(p) for p in self.supernet.arch.parameters()}
+        return [p for p in self.supernet.parameters() if p.requires_grad and id(p) not in arch]
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return list(self.supernet.arch.parameters())
+
+    def make_optimizers(self) -> None:
+        raise NotImplementedError
+
+    def derive(self) -> Genotype:
+        raise NotImplementedError
+
+    def arch_snapshot(self) -> dict[str, Any]:
+        """Op names and op weights (and edge weights) of every edge, for the history / heat maps."""
+        raise NotImplementedError
+
+    def lr_at_epoch(self) -> None:
+        """Set the learning rate of the coming epoch (default: constant)."""
+
+    # -- one epoch ---------------------------------------------------------------------------------
+
+    def _loss(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        return total_loss(self.supernet(images.to(self.device)), masks.to(self.device), self.loss)
+
+    def train_epoch(self, weight_set: SegmentationDataset, arch_set: SegmentationDataset | None,
+                    spec: LoaderSpec) -> dict[str, float]:  # fmt: skip
+        """One pass over ``weight_set``; with ``arch_set`` one architecture step before every weight
+        step (first-order bi-level alternation), without it weights only (warm-up)."""
+        self.supernet.train()
+        torch.manual_seed(self.seed * 1_000_003 + self.epoch)
+        arch_batches = cycle_batches(arch_set, spec, self.epoch, salt=2) if arch_set is not None else None
+        weights = self.weight_parameters()
+        losses, arch_losses = [], []
+        for step, (images, masks) in enumerate(epoch_loader(weight_set, spec, self.epoch, salt=1)):
+            if self.bilevel.max_steps_per_epoch is not None and step >= self.bilevel.max_steps_per_epoch:
+                break
+            if arch_batches is not None:
+                a_images, a_masks = next(arch_batches)
+                self.arch_optimizer.zero_grad(set_to_none=True)
+                arch_loss = self._loss(a_images, a_masks)
+                arch_loss.backward()
+                self.arch_optimizer.step()
+                arch_losses.append(arch_loss.item())
+            self.weight_optimizer.zero_grad(set_to_none=True)
+            for p in self.arch_parameters():
+                p.grad = None
+            loss = self._loss(images, masks)
+            loss.backward()
+            if self.bilevel.clip_grad_norm:
+                nn.utils.clip_grad_norm_(weights, self.bilevel.clip_grad_norm)
+            self.weight_optimizer.step()
+            losses.append(loss.item())
+            if not math.isfinite(losses[-1]):
+                raise SearchError(f"{self.name}: supernet loss diverged at epoch {self.epoch + 1}, step {step + 1}")
+        for p in self.arch_parameters():
+            p.grad = None
+        out = {"loss": sum(losses) / max(len(losses), 1)}
+        if arch_losses:
+            out["arch_loss"] = sum(arch_losses) / len(arch_losses)
+        return out
+
+    def score(self, folder: SegmentationFolder) -> dict[str, float]:
+        """Validation metrics of the supernet itself (the fitness of the derived genotype)."""
+        metrics = evaluate(self.supernet, folder, "val", self.device, loss=self.loss)
+        return {k: float(metrics[k]) for k in ("iou", "dice", "miou", "pixel_accuracy", "loss") if k in metrics}
+
+    def record_epoch(self, context: Any, genotype: Genotype, metrics: dict[str, float], start: float,
+                     extra: dict[str, Any]) -> EvalResult:  # fmt: skip
+        """Record the derived genotype of this epoch (one history line) and the arch-weight snapshot."""
+        snapshot = self.arch_snapshot()
+        self.alpha_history.append(
+            {"epoch": self.epoch + 1, **snapshot, **{k: extra[k] for k in ("stage",) if k in extra}}
+        )
+        try:
+            macs, params = measure(genotype, self.image_size)
+        except Exception:  # a derived genotype that cannot be profiled is still recorded
+            macs, params = None, None
+        skips = {kind: count_skips(cell) for kind, cell in genotype.cells().items()}
+        result = EvalResult(key=f"e{self.epoch + 1:03d}", genotype=genotype, metrics=metrics, macs=macs, params=params,
+                            seconds=time.perf_counter() - start,
+                            extra={"epoch": self.epoch + 1, "skip_connects": skips, **extra})  # fmt: skip
+        return context.record(result)
+
+    # -- state -------------------------------------------------------------------------------------
+
+    def base_state(self) -> dict[str, Any]:
+        """Supernet, optimisers, epoch, arch history and RNG states (subclasses add their own)."""
+        return {
+            "supernet": _to_bytes(self.supernet.state_dict()) if self.supernet is not None else None,
+            "weight_optimizer": self.weight_optimizer.state_dict() if self.weight_optimizer else None,
+            "arch_optimizer": self.arch_optimizer.state_dict() if self.arch_optimizer else None,
+            "epoch": self.epoch,
+            "alpha_history": self.alpha_history,
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(),
+            "python_rng": random.getstate(),
+        }
+
+    def load_base_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`base_state` (the supernet must already have the checkpoint's structure)."""
+        if state["supernet"] is not None:
+            self.supernet.load_state_dict(torch.load(io.BytesIO(state["supernet"]), map_location=self.device))
+        self.make_optimizers()
+        if state["weight_optimizer"] is not None:
+            self.weight_optimizer.load_state_dict(state["weight_optimizer"])
+        if state["arch_optimizer"] is not None:
+            self.arch_optimizer.load_state_dict(state["arch_optimizer"])
+        self.epoch = state["epoch"]
+        self.alpha_history = list(state["alpha_history"])
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        random.setstate(state["python_rng"])
+
+    def best(self, history: Sequence[EvalResult]) -> EvalResult | None:
+        """A one-shot search answers with the genotype derived last (not the best-scoring supernet)."""
+        finished = [r for r in history if r.ok]
+        return finished[-1] if finished else None
+
+
+def _to_bytes(state: dict[str, torch.Tensor]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in state.items()}, buffer)
+    return buffer.getvalue()
+
+
+def gather_weights(alphas: torch.Tensor, active: Sequence[Sequence[int]]) -> torch.Tensor:
+    """Softmax over each edge's active ops: ``alphas`` (edges, all ops) gathered at ``active``."""
+    index = torch.tensor([list(a) for a in active], dtype=torch.long, device=alphas.device)
+    return torch.softmax(alphas.gather(1, index), dim=-1)
+
+
+def edge_count(steps: int) -> int:
+    """Edges of a full DAG cell (14 for 4 nodes)."""
+    return full_dag_edges(steps)

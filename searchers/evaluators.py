@@ -1,0 +1,130 @@
+"""Evaluators that train a candidate at a search fidelity and score it on the validation split.
+
+:class:`SegmentationEvaluator` trains with the zoo's :class:`~zoo.training.trainer.Trainer` (the
+same training steps ``nasseg train`` runs), at ``fidelity.image_size`` crops for
+``fidelity.epochs`` on at most ``fidelity.max_images`` training images, then scores the net on
+the validation split (IoU, Dice, the segmentation loss) and measures its MACs and parameters at
+the search size. Subclasses change how the net is made (``build``) or what happens to the trained
+weights (``after_training``), e.g. for parameter inheritance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import zoo
+from searchers.base import EvalResult, Evaluator, Fidelity, Proposal, SearchError
+from zoo.data.folder import SegmentationFolder, open_folder
+from zoo.genotype import Genotype
+from zoo.io import atomic_write_bytes
+from zoo.training.losses import default_loss
+from zoo.training.trainer import TrainConfig, Trainer, evaluate
+
+METRIC_KEYS = ("iou", "dice", "miou", "pixel_accuracy", "loss")
+
+
+def subset(folder: SegmentationFolder, max_train: int | None, max_val: int | None) -> SegmentationFolder:
+    """The first ``max_train`` training and ``max_val`` validation samples (the search's mini-sets)."""
+    splits = dict(folder.splits)
+    if max_train is not None:
+        splits["train"] = splits["train"][:max_train]
+    if max_val is not None:
+        splits["val"] = splits["val"][:max_val]
+    return dataclasses.replace(folder, splits=splits)
+
+
+def search_task(data: str | Path, image_size: tuple[int, int], in_channels: int | None = None) -> dict[str, Any]:
+    """The genotype ``task`` a search on ``data`` at ``image_size`` needs (classes from the folder)."""
+    folder = open_folder(data)
+    task: dict[str, Any] = {"kind": "segmentation", "num_classes": folder.model_classes, "input_size": list(image_size)}
+    if in_channels is not None:
+        task["in_channels"] = in_channels
+    return task
+
+
+def measure(genotype: Genotype, image_size: tuple[int, int]) -> tuple[int, int]:
+    """(MACs, parameters) of one image at ``image_size`` (the zoo's counting convention)."""
+    model = zoo.build_model(genotype)
+    report = zoo.profile(model, input_size=(1, genotype.task.in_channels, *image_size))
+    return int(report.macs), int(report.params_total - report.params_auxiliary)
+
+
+class SegmentationEvaluator(Evaluator):
+    """Train a candidate briefly and score it on the validation split (picklable, for Ray)."""
+
+    def __init__(self, data: str | Path, fidelity: Fidelity, device: str = "cpu", loss: str | None = None,
+                 keep_weights: bool = False) -> None:  # fmt: skip
+        self.data = Path(data)
+        self.fidelity = fidelity
+        self.device = device
+        self.loss = loss
+        self.keep_weights = keep_weights
+        self._folder: SegmentationFolder | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_folder": None}
+
+    def folder(self) -> SegmentationFolder:
+        """The dataset, cut to the fidelity's mini-sets (opened once per process)."""
+        if self._folder is None:
+            self._folder = subset(open_folder(self.data), self.fidelity.max_images, self.fidelity.max_val_images)
+        return self._folder
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": type(self).__name__, "data": str(self.data), "fidelity": dataclasses.asdict(self.fidelity),
+                "device": self.device, "loss": self.loss}  # fmt: skip
+
+    def train_config(self, seed: int) -> TrainConfig:
+        """The trainer's hyper-parameters at this fidelity."""
+        f = self.fidelity
+        return TrainConfig(epochs=f.epochs, batch_size=f.batch_size, crop=f.image_size, optimizer=f.optimizer, lr=f.lr,
+                           scheduler="none", loss=self.loss, seed=seed, device=self.device,
+                           max_steps_per_epoch=f.max_steps_per_epoch)  # fmt: skip
+
+    def build(self, proposal: Proposal, seed: int, workdir: Path) -> nn.Module:
+        """The net to train (random initialisation from ``seed``)."""
+        torch.manual_seed(seed)
+        return zoo.build_model(proposal.genotype)
+
+    def make_trainer(self, model: nn.Module, proposal: Proposal, seed: int, workdir: Path) -> Trainer:
+        """The trainer (subclasses may change its optimiser, e.g. per-parameter learning rates)."""
+        return Trainer(model, self.folder(), self.train_config(seed), workdir)
+
+    def after_training(self, model: nn.Module, proposal: Proposal, workdir: Path) -> None:
+        """Keep the trained weights in the candidate's folder when asked (children may inherit them)."""
+        if self.keep_weights:
+            atomic_write_bytes(workdir / "weights.pt", _state_bytes(model))
+
+    def evaluate(self, proposal: Proposal, seed: int, workdir: Path) -> EvalResult:
+        start = time.perf_counter()
+        genotype = proposal.genotype
+        folder = self.folder()
+        if genotype.task.num_classes != folder.model_classes:
+            raise SearchError(f"candidate {proposal.key}: {genotype.task.num_classes} output(s), but {self.data} "
+                              f"needs {folder.model_classes}")  # fmt: skip
+        model = self.build(proposal, seed, workdir)
+        trainer = self.make_trainer(model, proposal, seed, workdir)
+        for _ in range(self.fidelity.epochs):
+            trainer.train_epoch()
+            trainer.epoch += 1
+        loss_name = self.loss or default_loss(genotype.task.num_classes)
+        metrics = evaluate(model, folder, "val", trainer.device, loss=loss_name)
+        self.after_training(model, proposal, workdir)
+        macs, params = measure(genotype, self.fidelity.image_size)
+        scores = {k: float(metrics[k]) for k in METRIC_KEYS if k in metrics}
+        return EvalResult(key=proposal.key, genotype=genotype, metrics=scores, macs=macs, params=params,
+                          seconds=time.perf_counter() - start)  # fmt: skip
+
+
+def _state_bytes(model: nn.Module) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
+    return buffer.getvalue()

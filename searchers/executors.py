@@ -1,0 +1,157 @@
+"""Executors run candidate evaluations: in this process (default) or as Ray tasks.
+
+Candidates are independent tasks. A failed evaluation (an exception, e.g. out of memory) becomes
+an :class:`EvalResult` with ``status="failed"`` and the error's first line; the search goes on.
+Results are handed to ``on_result`` as each finishes (the searcher appends them to the history at
+once), and returned in the order of the jobs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from searchers.base import EvalResult, Evaluator, Proposal, SearchError
+
+OnResult = Callable[[EvalResult], None]
+
+
+@dataclass
+class Job:
+    """One evaluation: the candidate, its seed and its work folder."""
+
+    proposal: Proposal
+    seed: int
+    workdir: Path
+
+
+def run_job(evaluator: Evaluator, job: Job) -> EvalResult:
+    """Evaluate one job; any exception becomes a failed result that names the error."""
+    start = time.perf_counter()
+    try:
+        result = evaluator.evaluate(job.proposal, job.seed, job.workdir)
+    except Exception as exc:  # noqa: BLE001  (every failure of a candidate is recorded, none stops the search)
+        lines = str(exc).strip().splitlines() or [""]
+        detail = traceback.format_exc(limit=-3).strip().splitlines()[-1]
+        return EvalResult(key=job.proposal.key, genotype=job.proposal.genotype, status="failed",
+                          error=f"{type(exc).__name__}: {lines[0]}" if lines[0] else detail,
+                          seconds=time.perf_counter() - start, parent=job.proposal.parent,
+                          extra=dict(job.proposal.extra))  # fmt: skip
+    result.seconds = result.seconds or time.perf_counter() - start
+    result.parent = job.proposal.parent
+    result.extra = {**job.proposal.extra, **result.extra}
+    return result
+
+
+class InProcessExecutor:
+    """Evaluates one candidate after the other in this process."""
+
+    name = "in-process"
+    workers = 1
+
+    def map(self, evaluator: Evaluator, jobs: Sequence[Job], on_result: OnResult | None = None) -> list[EvalResult]:
+        results = []
+        for job in jobs:
+            result = run_job(evaluator, job)
+            if on_result:
+                on_result(result)
+            results.append(result)
+        return results
+
+    def shutdown(self) -> None:
+        """Nothing to release."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"executor": self.name}
+
+
+class RayExecutor:
+    """Evaluates candidates as Ray tasks: a local Ray with ``workers`` CPUs, or an existing cluster.
+
+    Each task gets ``cpus_per_task`` CPUs (torch uses that many threads in it). The evaluator is
+    shipped to the workers once (``ray.put``); the run directory must be on a file system the
+    workers share (true on one machine; on a cluster, a shared mount).
+    """
+
+    name = "ray"
+
+    def __init__(self, workers: int | None = None, address: str | None = None, cpus_per_task: int = 1) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise SearchError(
+                "the Ray executor needs ray: pip install 'nasseg[distributed]' (or pip install ray)"
+            ) from None
+        if workers is None and address is None:
+            raise SearchError("the Ray executor needs --workers N (a local Ray) or --ray ADDRESS (a cluster)")
+        self._ray = ray
+        self.cpus_per_task = cpus_per_task
+        self.address = address
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
+            if address:
+                ray.init(address=address, **kwargs)
+            else:  # local workers import what this process imports (e.g. an evaluator defined in a script's folder)
+                path = os.pathsep.join(p for p in sys.path if p)
+                ray.init(num_cpus=workers * cpus_per_task, runtime_env={"env_vars": {"PYTHONPATH": path}}, **kwargs)
+        self.workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus_per_task)
+        self._remote = ray.remote(num_cpus=cpus_per_task, max_retries=0)(_ray_job)
+
+    def map(self, evaluator: Evaluator, jobs: Sequence[Job], on_result: OnResult | None = None) -> list[EvalResult]:
+        ray = self._ray
+        evaluator_ref = ray.put(evaluator)
+        pending = {self._remote.remote(evaluator_ref, job, self.cpus_per_task): index for index, job in enumerate(jobs)}
+        results: list[EvalResult | None] = [None] * len(jobs)
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            index = pending.pop(done[0])
+            try:
+                result = ray.get(done[0])
+            except Exception as exc:  # noqa: BLE001  (a worker died: the candidate failed, the search goes on)
+                job = jobs[index]
+                result = EvalResult(key=job.proposal.key, genotype=job.proposal.genotype, status="failed",
+                                    error=f"ray worker lost: {type(exc).__name__}: {_last_line(exc)}",
+                                    parent=job.proposal.parent, extra=dict(job.proposal.extra))  # fmt: skip
+            if on_result:
+                on_result(result)
+            results[index] = result
+        return [r for r in results if r is not None]
+
+    def shutdown(self) -> None:
+        """Leave a joined cluster running; stop a local Ray."""
+        if self.address is None and self._ray.is_initialized():
+            self._ray.shutdown()
+
+    def describe(self) -> dict[str, Any]:
+        return {"executor": self.name, "workers": self.workers, "address": self.address}
+
+
+def _ray_job(evaluator: Evaluator, job: Job, threads: int) -> EvalResult:
+    import torch
+
+    torch.set_num_threads(threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    return run_job(evaluator, job)
+
+
+def make_executor(workers: int | None = None, ray_address: str | None = None) -> InProcessExecutor | RayExecutor:
+    """In-process unless ``workers`` > 1 or a Ray address is given."""
+    if ray_address:
+        return RayExecutor(workers=workers, address=ray_address)
+    if workers is not None and workers > 1:
+        return RayExecutor(workers=workers)
+    if workers is not None and workers < 1:
+        raise SearchError(f"--workers must be at least 1, got {workers}")
+    return InProcessExecutor()
+
+
+def _last_line(exc: BaseException) -> str:
+    """The line of a Ray error that says what went wrong (its first lines name the task)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__

@@ -1,0 +1,413 @@
+"""IAC (seed 004): Implantable Adaptive Cells searched inside the skips of a frozen, pre-trained U-Net.
+
+Three stages, one strategy (``step`` 0 = stage I, one ``step`` per stage II epoch, one for stage III):
+
+- **Stage I** (section IV-B.1): the base U-Net of the ``iac-unet`` family (``--base NAME``: any
+  ``genotypes/iac-base-*.json`` or a base genotype file) is trained on the training split with the
+  zoo :class:`~zoo.training.trainer.Trainer` (Adam, constant lr 0.001, Dice loss, no augmentation,
+  section IV-A) and written to ``RUN/base.json`` + ``RUN/base.safetensors``; or, from stage II,
+  a trained base is loaded (``--base-weights FILE``, checked against the base's arch hash).
+- **Stage II** (section III-B, IV-B.2, Algorithms 1-2): the supernet is the family's
+  :class:`~zoo.families.iac_unet.IACImplant` around the frozen base, its cell factory giving a
+  :class:`~searchers.differentiable.BoundMixedCell` (4 nodes, 14 edges, the 8 DARTS ops, partial
+  channels 1/K with channel shuffle, K = 4) in every skip. One ``alpha`` / ``beta`` set is shared by
+  all levels ("a single architecture shared across all levels"), each level has its own cell
+  weights. ``alpha`` and ``beta`` start at ones; edges are normalised with the tan-rescaled,
+  0.5-capped softmax of eqs. 6-10 (:func:`zoo.supernet.tan_capped_softmax`). ``train_search`` /
+  ``val_search`` are two equal halves of the training split; the first ``warmup_epochs`` (paper 15)
+  train the cell weights only, then every step updates ``(alpha, beta)`` on a ``val_search`` batch
+  and then ``omega`` on a ``train_search`` batch (Algorithm 1, lines 6-9). SGD for ``omega`` (lr
+  0.01, momentum 0, no weight decay) under cosine power annealing (Hundt et al., sharpDARTS,
+  the paper's [40]: ``p ** ((1 + cos(pi e / E)) / 2)`` rescaled, ``p = 10``; ``p = 1`` is plain
+  cosine) over the stage's epochs; Adam for ``alpha, beta`` (lr 0.001, constant). Dice loss. The
+  genotype derived after each epoch is recorded (fitness: the supernet's validation IoU); the
+  epochs in ``record_epochs`` (paper: 25/50/100/150/200) are also written as implant genotypes to
+  ``RUN/genotypes/``. Derivation (section III-B.3): per edge the strongest non-zero op, per node the
+  two edges with the largest (op weight x edge weight), PC-DARTS' rule.
+- **Stage III** (section IV-B.3, Algorithm 3): the discrete cell of the chosen epoch (default: the
+  last) is implanted into the base (``RUN/implant.json``, a plain ``iac-unet`` genotype), its cell
+  weights freshly initialised, the base loaded and frozen, and the cells trained with the Stage I
+  hyper-parameters (the Trainer's ``freeze_base``). The result is reported against the base.
+
+Epoch numbers in ``record_epochs`` / ``select_epoch`` count stage II epochs, warm-up included.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import zoo
+from searchers.base import EvalResult, SearchError
+from searchers.differentiable import (
+    BiLevelConfig,
+    BoundMixedCell,
+    DifferentiableStrategy,
+    LoaderSpec,
+    derive_capped,
+    full_dag_cell,
+    make_dataset,
+    plot_alpha_history,
+    plot_genotype_picture,
+    split_samples,
+)
+from searchers.evaluators import METRIC_KEYS, measure, search_task, subset
+from zoo.data.folder import SegmentationFolder, open_folder
+from zoo.errors import NassegError
+from zoo.families.iac_unet import IACImplant
+from zoo.genotype import Cell as CellGenotype
+from zoo.genotype import Genotype
+from zoo.ops import DARTS_OPS
+from zoo.supernet import ArchitectureWeights
+from zoo.training.trainer import TrainConfig, Trainer, evaluate
+from zoo.weights import load_weights, save_weights
+
+STEPS = 4
+NO_AUGMENT = {"flip": False, "rotate": False, "intensity": 0.0}
+
+
+@dataclass
+class IacConfig:
+    """Hyper-parameters of an IAC search (defaults: the paper's, section IV-B, except the batch size:
+    the paper's 128 is a GPU figure)."""
+
+    base: str = "iac-base-unet-small"
+    from_stage: int = 1
+    base_weights: str | None = None
+    base_epochs: int = 200
+    warmup_epochs: int = 15
+    search_epochs: int = 200
+    cell_epochs: int = 200
+    batch_size: int = 16
+    image_size: tuple[int, int] = (128, 128)
+    cell_channels: int = 16
+    partial_channels: int = 4
+    levels: list[int] | None = None
+    weight_lr: float = 0.01
+    weight_momentum: float = 0.0
+    weight_decay: float = 0.0
+    arch_lr: float = 0.001
+    cosine_power: float = 10.0
+    stage_lr: float = 0.001
+    record_epochs: tuple[int, ...] = (25, 50, 100, 150, 200)
+    select_epoch: int | None = None
+    max_steps_per_epoch: int | None = None
+    max_images: int | None = None
+    max_val_images: int | None = None
+    max_skip: int | None = None
+    augment: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.image_size = tuple(self.image_size)
+        self.record_epochs = tuple(self.record_epochs)
+        if self.from_stage not in (1, 2):
+            raise SearchError(f"iac: --from-stage must be 1 or 2, got {self.from_stage}")
+        if self.cell_channels % self.partial_channels:
+            raise SearchError(
+                f"iac: cell channels {self.cell_channels} are not divisible by K = {self.partial_channels}"
+            )
+        if self.select_epoch is not None and not 1 <= self.select_epoch <= self.stage2_epochs:
+            raise SearchError(f"iac: --select-epoch {self.select_epoch} is outside stage II's 1..{self.stage2_epochs}")
+
+    @property
+    def stage2_epochs(self) -> int:
+        return self.warmup_epochs + self.search_epochs
+
+    @property
+    def total_steps(self) -> int:
+        """Strategy steps of the whole search: stage I, every stage II epoch, stage III."""
+        return self.stage2_epochs + 2
+
+
+def cosine_power_lr(lr_max: float, epoch: int, epochs: int, power: float = 10.0, lr_min: float = 0.0) -> float:
+    """Cosine power annealing (sharpDARTS, eq. 1): ``power = 1`` is plain cosine annealing."""
+    cosine = (1.0 + math.cos(math.pi * epoch / max(epochs, 1))) / 2.0
+    scale = cosine if power == 1.0 else (power**cosine - 1.0) / (power - 1.0)
+    return lr_min + (lr_max - lr_min) * scale
+
+
+class IacSupernet(nn.Module):
+    """The frozen base with a continuous cell in every implanted skip (``implant``), and the shared
+    architecture weights (``arch``: alpha (14, 8), beta (14,), initialised to ones)."""
+
+    def __init__(self, base: nn.Module, base_genotype: Genotype, config: IacConfig):
+        super().__init__()
+        self.config = config
+        self.arch = ArchitectureWeights(["cell"], STEPS, len(DARTS_OPS), edge_normalisation=True, init_scale=None,
+                                        edge_norm="tan")  # fmt: skip
+        levels = list(range(len(base.skip_channels))) if config.levels is None else list(config.levels)
+        self.implant = IACImplant(base, full_dag_cell(STEPS), config.cell_channels, levels, base_genotype,
+                                  cell_factory=self._make_cell)  # fmt: skip
+        self.implant.freeze_base()
+        self.genotype = base_genotype
+        self.divisor = getattr(base, "divisor", 1)
+
+    def _make_cell(self, genotype: CellGenotype, C_pp: int, C_p: int, C: int, reduction: bool,
+                   reduction_prev: bool) -> BoundMixedCell:  # fmt: skip
+        return BoundMixedCell(self.weights, STEPS, C_pp, C_p, C, reduction, reduction_prev, DARTS_OPS,
+                              residual=False, affine=False, partial_channels=self.config.partial_channels)  # fmt: skip
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(op weights (14, 8), edge weights (14,)) of the shared cell (eqs. 1 and 6-10)."""
+        return self.arch.op_weights("cell"), self.arch.edge_weights("cell")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.implant(x)
+
+
+class IacStrategy(DifferentiableStrategy):
+    """Stage I base, stage II PC-DARTS cell search on the frozen base, stage III cell training."""
+
+    name = "iac"
+
+    def __init__(self, data: str | Path, config: IacConfig | None = None, seed: int = 0, device: str = "cpu") -> None:
+        self.config = config or IacConfig()
+        c = self.config
+        super().__init__(data, seed, device, "dice", c.image_size, c.max_skip,
+                         BiLevelConfig(max_steps_per_epoch=c.max_steps_per_epoch, clip_grad_norm=None))  # fmt: skip
+        self.stage = 1
+        self.run_path: Path | None = None
+        self.folder: SegmentationFolder | None = None
+        self.base_metrics: dict[str, float] = {}
+        self.derived: dict[int, dict[str, Any]] = {}
+        self.finished = False
+        self._pending: dict[str, Any] | None = None
+
+    # -- data / names ------------------------------------------------------------------------------
+
+    def _open(self) -> SegmentationFolder:
+        if self.folder is None:
+            c = self.config
+            self.folder = subset(open_folder(self.data, seed=self.seed), c.max_images, c.max_val_images)
+        return self.folder
+
+    def _base_template(self) -> Genotype:
+        try:
+            base = zoo.resolve_genotype(self.config.base)
+        except NassegError as exc:
+            raise SearchError(f"iac: --base {self.config.base!r}: {exc}") from None
+        if base.family != "iac-unet" or base.arch.cell is not None:
+            raise SearchError(f"iac: --base {self.config.base!r} must be an iac-unet base U-Net (no cell), "
+                              f"got family {base.family!r}; e.g. iac-base-unet-small, iac-base-resnet18")  # fmt: skip
+        task = search_task(self.data, self.config.image_size, in_channels=base.task.in_channels)
+        return base.replace(task=task, weights=None)
+
+    def _train_config(self, epochs: int, freeze_base: bool) -> TrainConfig:
+        c = self.config
+        return TrainConfig(epochs=epochs, batch_size=c.batch_size, crop=c.image_size, optimizer="adam", lr=c.stage_lr,
+                           weight_decay=0.0, scheduler="none", loss="dice", seed=self.seed, device=self.device_name,
+                           freeze_base=freeze_base, max_steps_per_epoch=c.max_steps_per_epoch,
+                           augment={**NO_AUGMENT, **c.augment})  # fmt: skip
+
+    def _metrics(self, model: nn.Module) -> dict[str, float]:
+        metrics = evaluate(model, self._open(), "val", self.device, loss="dice")
+        return {k: float(metrics[k]) for k in METRIC_KEYS if k in metrics}
+
+    # -- stage I -----------------------------------------------------------------------------------
+
+    def stage_one(self, context: Any) -> EvalResult:
+        """Train (or load) the base U-Net; write ``RUN/base.json`` and ``RUN/base.safetensors``."""
+        start = time.perf_counter()
+        c = self.config
+        genotype = self._base_template()
+        torch.manual_seed(self.seed)
+        model = zoo.build_model(genotype)
+        if c.from_stage == 1:
+            folder = self._open()
+            workdir = self.run_path / "stage1"
+            trainer = Trainer(model, folder, self._train_config(c.base_epochs, False), workdir)
+            trainer.fit(resume=trainer.checkpoint_path.is_file())
+            how = f"trained {c.base_epochs} epochs (stage I)"
+        elif c.base_weights is not None:
+            try:
+                load_weights(model, genotype, Path(c.base_weights))
+            except NassegError as exc:
+                raise SearchError(f"iac: --base-weights {c.base_weights}: {exc}") from None
+            how = f"loaded {c.base_weights}"
+        else:
+            template = zoo.resolve_genotype(c.base)
+            if template.weights is None:
+                raise SearchError(f"iac: --from-stage 2 needs a trained base: pass --base-weights FILE "
+                                  f"(e.g. from `nasseg train {c.base} --data ...`)")  # fmt: skip
+            load_weights(model, template)
+            how = f"loaded the weights of {c.base}"
+        weights = save_weights(model.cpu(), genotype, self.run_path / "base.safetensors")
+        genotype = genotype.replace(weights=weights, provenance={**genotype.provenance.model_dump(mode="json"),
+                                                                  "source": f"IAC stage I base: {how}"})  # fmt: skip
+        genotype.to_json(self.run_path / "base.json")
+        model.to(self.device)
+        self.base_metrics = self._metrics(model)
+        macs, params = measure(genotype, self.image_size)
+        result = EvalResult(key="base", genotype=genotype, metrics=dict(self.base_metrics), macs=macs, params=params,
+                            seconds=time.perf_counter() - start, extra={"stage": 1, "how": how})  # fmt: skip
+        return context.record(result)
+
+    # -- stage II ----------------------------------------------------------------------------------
+
+    def _setup_search(self) -> None:
+        c = self.config
+        folder = self._open()
+        base_path = self.run_path / "base.json"
+        if not base_path.is_file():
+            raise SearchError(f"iac: {base_path} is missing; stage I did not finish in this run directory")
+        base = zoo.create_model(base_path, pretrained=True)
+        base_genotype = Genotype.from_json(base_path)
+        train_search, val_search = split_samples(folder.splits["train"], 0.5, self.seed)
+        self.spec = LoaderSpec(c.image_size, c.batch_size, self.seed, {**NO_AUGMENT, **c.augment})
+        in_channels = base_genotype.task.in_channels
+        self.train_search = make_dataset(train_search, folder, in_channels, self.spec, salt=1)
+        self.val_search = make_dataset(val_search, folder, in_channels, self.spec, salt=2)
+        torch.manual_seed(self.seed + 1)
+        self.supernet = IacSupernet(base, base_genotype, c).to(self.device)
+        self.base_genotype = base_genotype
+        self.make_optimizers()
+
+    def make_optimizers(self) -> None:
+        c = self.config
+        self.weight_optimizer = torch.optim.SGD(self.weight_parameters(), lr=c.weight_lr, momentum=c.weight_momentum,
+                                                weight_decay=c.weight_decay)  # fmt: skip
+        self.arch_optimizer = torch.optim.Adam(self.arch_parameters(), lr=c.arch_lr)
+
+    def lr_at_epoch(self) -> float:
+        c = self.config
+        lr = cosine_power_lr(c.weight_lr, self.epoch, c.stage2_epochs, c.cosine_power)
+        for group in self.weight_optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def derive_cell(self) -> CellGenotype:
+        """The discrete cell: strongest non-zero op per edge, two edges per node by op x edge weight."""
+        ops, edges = (w.detach().cpu() for w in self.supernet.weights())
+        return derive_capped(ops, [DARTS_OPS] * len(ops), STEPS, edge_weights=edges, max_skip=self.max_skip)
+
+    def implant_genotype(self, cell: CellGenotype, base_model: str = "base.json") -> Genotype:
+        """A plain ``iac-unet`` implant genotype of ``cell`` on this run's base (``base.json`` beside it)."""
+        c = self.config
+        base = self.base_genotype
+        name = f"iac-{base.name.removeprefix('iac-base-')}-{_slug(self.data.name)}-s{self.seed}"
+        return Genotype.from_dict({
+            "schema": "nasseg.genotype/1", "name": name[:128], "family": "iac-unet", "task": base.task.model_dump(),
+            "arch": {"base": {"model": base_model, "arch_hash": base.arch_hash}, "cell": cell.model_dump(),
+                     "cell_channels": c.cell_channels, "levels": c.levels},
+            "provenance": {"searcher": "iac"},
+        })  # fmt: skip
+
+    def derive(self) -> Genotype:
+        return self.implant_genotype(self.derive_cell())
+
+    def arch_snapshot(self) -> dict[str, Any]:
+        ops, edges = (w.detach().cpu().tolist() for w in self.supernet.weights())
+        return {"ops": {"cell": [list(DARTS_OPS)] * len(ops)}, "weights": {"cell": ops}, "edges": {"cell": edges}}
+
+    def stage_two_epoch(self, context: Any) -> EvalResult:
+        start = time.perf_counter()
+        c = self.config
+        lr = self.lr_at_epoch()
+        warmup = self.epoch < c.warmup_epochs
+        losses = self.train_epoch(self.train_search, None if warmup else self.val_search, self.spec)
+        genotype = self.derive()
+        metrics = self.score(self.folder)
+        number = self.epoch + 1
+        self.derived[number] = genotype.arch.cell.model_dump(mode="json")
+        extra = {"stage": 2, "arch_updates": not warmup, "lr": lr, **losses}
+        result = self.record_epoch(context, genotype, metrics, start, extra)
+        if number in c.record_epochs or number == c.stage2_epochs:
+            folder = self.run_path / "genotypes"
+            folder.mkdir(exist_ok=True)
+            genotype.replace(name=f"{genotype.name}-e{number:03d}").to_json(folder / f"epoch-{number:03d}.json")
+            plot_alpha_history(self.alpha_history, "cell", DARTS_OPS, self.run_path / "plots" / "alphas-cell.png",
+                               "IAC cell: op weights per edge over stage II epochs")  # fmt: skip
+        self.epoch += 1
+        return result
+
+    # -- stage III ---------------------------------------------------------------------------------
+
+    def stage_three(self, context: Any) -> EvalResult:
+        """Implant the chosen discrete cell, re-initialise its weights, train it on the frozen base."""
+        start = time.perf_counter()
+        c = self.config
+        chosen = c.select_epoch or max(self.derived)
+        self.base_genotype = Genotype.from_json(self.run_path / "base.json")
+        cell = CellGenotype.model_validate(self.derived[chosen])
+        genotype = self.implant_genotype(cell)
+        path = self.run_path / "implant.json"
+        genotype.to_json(path)
+        torch.manual_seed(self.seed + 2)  # fresh cell weights (Algorithm 3), not the supernet's
+        model = zoo.create_model(path, pretrained=True)  # loads and freezes the base
+        trainer = Trainer(model, self._open(), self._train_config(c.cell_epochs, True), self.run_path / "stage3")
+        trainer.fit(resume=trainer.checkpoint_path.is_file())
+        weights = save_weights(model.cpu(), genotype, self.run_path / "implant.safetensors")
+        genotype = Genotype.from_json(path).replace(weights=weights)
+        genotype.to_json(path)
+        model.to(self.device)
+        metrics = self._metrics(model)
+        macs, params = measure(self.implant_genotype(cell, str(self.run_path / "base.json")), self.image_size)
+        extra = {"stage": 3, "selected_epoch": chosen, "base": dict(self.base_metrics),
+                 "gain_iou": metrics.get("iou", 0.0) - self.base_metrics.get("iou", 0.0),
+                 "skip_connects": {"cell": sum(op == "skip_connect" for e in cell.nodes for op, _ in e)}}  # fmt: skip
+        result = EvalResult(key="implant", genotype=genotype, metrics=metrics, macs=macs, params=params,
+                            seconds=time.perf_counter() - start, extra=extra)  # fmt: skip
+        plot_genotype_picture(genotype, self.run_path / "plots" / "genotype.png")
+        return context.record(result)
+
+    # -- the step ----------------------------------------------------------------------------------
+
+    def done(self) -> bool:
+        return self.finished
+
+    def step(self, context: Any) -> list[EvalResult]:
+        self.run_path = context.run.path
+        if self.stage == 1:
+            result = self.stage_one(context)
+            self.stage = 2
+            return [result]
+        if self.stage == 2:
+            if self.supernet is None:
+                self._setup_search()
+                if self._pending is not None:  # resumed: the checkpoint's supernet, optimisers, RNG
+                    self.load_base_state(self._pending)
+                    self._pending = None
+            result = self.stage_two_epoch(context)
+            if self.epoch >= self.config.stage2_epochs:
+                self.stage = 3
+            return [result]
+        result = self.stage_three(context)
+        self.finished = True
+        return [result]
+
+    def best(self, history: list[EvalResult]) -> EvalResult | None:
+        """The trained implant once stage III is done, else the latest derived genotype (never the base)."""
+        finished = [r for r in history if r.ok and r.key != "base"]
+        implants = [r for r in finished if r.key == "implant"]
+        return (implants or finished or [None])[-1]
+
+    # -- state -------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"stage": self.stage, "finished": self.finished, "base_metrics": self.base_metrics,
+                 "derived": self.derived, "epoch": self.epoch}  # fmt: skip
+        if self.supernet is not None:
+            state["search"] = self.base_state()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stage, self.finished = state["stage"], state["finished"]
+        self.base_metrics = dict(state["base_metrics"])
+        self.derived = {int(k): v for k, v in state["derived"].items()}
+        self.epoch = state["epoch"]
+        self._pending = state.get("search")
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "config": asdict(self.config), "ops": list(DARTS_OPS),
+                "fitness": "stage II: supernet val IoU; stage III: trained implant val IoU"}  # fmt: skip
+
+
+def _slug(text: str) -> str:
+    slug = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in text).strip("-.") or "data"
+    return slug[:40]

@@ -1,0 +1,75 @@
+"""Plots of a search's history: fitness per step, and IoU against MACs with the Pareto front."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+from searchers.base import EvalResult
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points ``(cost, quality)`` no other point beats on both (lower cost, higher quality), by cost."""
+    front: list[tuple[float, float]] = []
+    for cost, quality in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or quality > front[-1][1]:
+            front.append((cost, quality))
+    return front
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def write_plots(folder: Path, history: Sequence[EvalResult]) -> list[Path]:
+    """Write ``fitness.png`` and (when MACs are known) ``iou_vs_macs.png``; returns the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in history if r.ok and _finite(r.fitness)]
+    if not ok:
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    by_step: dict[int, list[float]] = defaultdict(list)
+    for result in ok:
+        by_step[result.step].append(result.fitness)
+    steps = sorted(by_step)
+    best_so_far, running = [], -math.inf
+    for step in steps:
+        running = max(running, max(by_step[step]))
+        best_so_far.append(running)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    ax.scatter([r.step for r in ok], [r.fitness for r in ok], s=10, alpha=0.4, label="candidates")
+    ax.plot(steps, [sum(by_step[s]) / len(by_step[s]) for s in steps], label="mean of step")
+    ax.plot(steps, best_so_far, label="best so far")
+    ax.set_xlabel("step (generation / epoch)")
+    ax.set_ylabel("fitness")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    written.append(folder / "fitness.png")
+    fig.savefig(written[-1])
+    plt.close(fig)
+
+    points = [(r.macs / 1e9, r.metrics["iou"]) for r in ok if r.macs and _finite(r.metrics.get("iou"))]
+    if points:
+        front = pareto_front(points)
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+        ax.scatter(*zip(*points, strict=True), s=12, alpha=0.5, label="candidates")
+        ax.step(*zip(*front, strict=True), where="post", color="C3", label="Pareto front")
+        ax.scatter(*zip(*front, strict=True), s=22, color="C3")
+        ax.set_xlabel("GMACs (multiply-accumulates, one image at the search size)")
+        ax.set_ylabel("validation IoU")
+        ax.legend(loc="lower right")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        written.append(folder / "iou_vs_macs.png")
+        fig.savefig(written[-1])
+        plt.close(fig)
+    return written

@@ -1,0 +1,165 @@
+"""The run directory every search writes, and reads back on ``--resume``.
+
+::
+
+    RUN/
+      run.json          what was asked: strategy, evaluator, budget, seed, data (written once)
+      checkpoint.pt     strategy state after the last finished step (atomic write)
+      history.jsonl     one line per evaluated candidate (appended and fsynced as each finishes)
+      best.json         the best genotype so far, with provenance; ``zoo.create_model(path)`` builds it
+      candidates/KEY/   a candidate's own files (weights a child may inherit)
+      plots/*.png       fitness per step; IoU against MACs with the Pareto front
+
+A search killed at any point loses no finished evaluation: results reach ``history.jsonl`` as they
+finish, before the step's checkpoint; on resume the steps after the checkpoint are replayed and
+their candidates already in the history are taken from it instead of being trained again.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from searchers.base import EvalResult, SearchError
+from zoo.genotype import Genotype
+from zoo.io import atomic_write_bytes, atomic_write_text
+from zoo.versions import library_versions
+
+# What a resumed run must share with the run it continues (budget and executor may change).
+RESUME_MUST_MATCH = ("strategy", "evaluator", "seed", "dataset")
+
+
+class RunDirectory:
+    """Files of one search run (see the module docstring)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    # -- layout ----------------------------------------------------------------------------------
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    @property
+    def history_path(self) -> Path:
+        return self.path / "history.jsonl"
+
+    @property
+    def best_path(self) -> Path:
+        return self.path / "best.json"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.path / "plots"
+
+    def candidate_dir(self, key: str) -> Path:
+        """The folder of candidate ``key`` (created)."""
+        folder = self.path / "candidates" / key
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    # -- creation / resume -----------------------------------------------------------------------
+
+    def create(self, config: dict[str, Any], resume: bool) -> None:
+        """Start a new run (refused if one is there and not ``resume``) or check the one to resume."""
+        run_json = self.path / "run.json"
+        if resume:
+            if not run_json.is_file():
+                raise SearchError(f"{self.path}: nothing to resume (no run.json)")
+            stored = self.config()
+            for key in RESUME_MUST_MATCH:
+                if key in stored and json.loads(json.dumps(config.get(key), default=str)) != stored[key]:
+                    raise SearchError(f"{self.path} was started with {key} {stored[key]}, not "
+                                      f"{config.get(key)}: resume it with the same settings")  # fmt: skip
+            return
+        if run_json.is_file() or self.history_path.is_file():
+            raise SearchError(f"{self.path} already holds a search: pass --resume to continue it, or another --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_json, json.dumps(config, indent=2, default=str) + "\n")
+
+    def config(self) -> dict[str, Any]:
+        """``run.json``: what the run was started with."""
+        path = self.path / "run.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SearchError(f"{path}: cannot read the run's configuration ({exc})") from None
+
+    # -- checkpoint ------------------------------------------------------------------------------
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """Write ``state`` so that a kill at any moment leaves the previous or the new checkpoint."""
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        atomic_write_bytes(self.checkpoint_path, buffer.getvalue())
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """The last checkpoint, or ``None`` when the run died before its first step finished."""
+        if not self.checkpoint_path.is_file():
+            return None
+        try:
+            return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # a checkpoint is written atomically; anything here is outside damage
+            raise SearchError(f"{self.checkpoint_path}: unreadable checkpoint ({exc})") from None
+
+    # -- history ---------------------------------------------------------------------------------
+
+    def append(self, result: EvalResult) -> None:
+        """Append one evaluated candidate to ``history.jsonl`` and make it durable."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(result.to_record(), default=float) + "\n"
+        with open(self.history_path, "a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def history(self) -> list[EvalResult]:
+        """Every finished evaluation, in order (a torn last line from a kill is ignored)."""
+        if not self.history_path.is_file():
+            return []
+        results = []
+        lines = self.history_path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                results.append(EvalResult.from_record(json.loads(line)))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                if number == len(lines):  # the process died while writing it
+                    break
+                raise SearchError(f"{self.history_path}:{number}: unreadable history line ({exc})") from None
+        return results
+
+    def truncate_torn_line(self) -> None:
+        """Drop a half-written last line (left by a kill) so new lines start clean."""
+        if not self.history_path.is_file():
+            return
+        data = self.history_path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            atomic_write_bytes(self.history_path, data[: data.rfind(b"\n") + 1])
+
+    # -- result ----------------------------------------------------------------------------------
+
+    def write_best(self, best: EvalResult, searcher: str, dataset: str | None, seed: int, seconds: float) -> Path:
+        """``best.json``: the best genotype with its provenance (searcher, data, seed, time, versions)."""
+        provenance = best.genotype.provenance.model_dump(mode="json")
+        provenance.update(
+            searcher=searcher,
+            dataset=dataset,
+            seed=seed,
+            search_seconds=round(seconds, 2),
+            metrics={f"search_{k}": float(v) for k, v in best.metrics.items() if isinstance(v, int | float)}
+            | {"search_fitness": float(best.fitness)},
+            library_versions=library_versions(),
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        genotype: Genotype = best.genotype.replace(provenance=provenance)
+        genotype.to_json(self.best_path)
+        return self.best_path

@@ -1,0 +1,202 @@
+"""The U-Net GA (seed 002, Alg. 1) as an ask/tell strategy, its fitness, and its random baseline.
+
+Step 0 evaluates the initial population P_0 (K bootstrap samples of the space); step t >= 1 breeds
+P_t from the scored P_{t-1}: the best individual is kept (Alg. 1 line 8), and each further
+offspring comes from selection (copy of a roulette pick, probability s1 = 0.2), crossover (two
+roulette picks swap pieces, both children kept while there is room, s2 = 0.7) or mutation (one
+roulette pick, s3 = 0.1). ``generations`` = T: the search ends after P_T is scored (T + 1 steps).
+
+Alg. 1 retrains every individual of each generation. Our evaluations are deterministic per
+architecture and key-seeded, so an architecture is trained once and its fitness cached: copies
+(selection, the elite, a repeated child) cost no evaluation. A generation therefore has at most
+K (after P_0: K - 1) evaluations, and the budget counts evaluations actually run.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from searchers.base import AskTellStrategy, EvalResult, Proposal, SearchError, rng_state, set_rng_state
+from searchers.random_search import RandomStrategy
+from searchers.unet_ga.operators import crossover, mutate, roulette
+from searchers.unet_ga.space import Codes, UNetSpace, code_key
+
+
+@dataclass
+class UNetFitness:
+    """f(q) = 1 / (L_gen + gamma * p(q)) (eq. 7).
+
+    ``L_gen`` is ``metrics["loss"]`` of the evaluator (segmentation loss, or L_GAN + lambda L1 for
+    translation) on the mini-validation set; ``p(q)`` is in **GFLOPs = 2 x GMACs** (the zoo's
+    counting convention, one image) at ``flops_size`` (default: the genotype's search size). For
+    this fully convolutional family MACs scale exactly with the pixel count, so ``p`` is the
+    evaluator's MACs at the search size scaled by the area ratio. (The paper's Table 1 gives
+    18147M "FLOPs" for pix2pix unet_256, which the zoo counts as 6048 GMACs = 12.1 GFLOPs: its
+    convention is not ours, so gamma values do not transfer one to one.) Failed candidates, and a
+    non-positive denominator, get fitness 0: they are never selected.
+    """
+
+    gamma: float = 0.01
+    flops_size: tuple[int, int] | None = None
+
+    def flops(self, result: EvalResult) -> float:
+        """p(q) in GFLOPs."""
+        macs = float(result.macs or 0)
+        if self.flops_size is not None:
+            h, w = result.genotype.task.input_size
+            macs *= self.flops_size[0] * self.flops_size[1] / (h * w)
+        return 2.0 * macs / 1e9
+
+    def __call__(self, result: EvalResult) -> float:
+        if not result.ok:
+            return 0.0
+        loss = float(result.metrics.get("loss", math.nan))
+        denominator = loss + self.gamma * self.flops(result)
+        if not math.isfinite(denominator) or denominator <= 0:
+            return 0.0
+        return 1.0 / denominator
+
+
+class UNetGAStrategy(AskTellStrategy):
+    """Roulette-wheel GA over :class:`UNetSpace` (K = 32, T = 100, s = 0.2 / 0.7 / 0.1 as in section 4)."""
+
+    name = "unet-ga"
+
+    def __init__(self, space: UNetSpace, population: int = 32, generations: int = 100, gamma: float = 0.01,
+                 probabilities: tuple[float, float, float] = (0.2, 0.7, 0.1), seed: int = 0,
+                 flops_size: tuple[int, int] | None = None) -> None:  # fmt: skip
+        if population < 2:
+            raise SearchError(f"unet-ga: population K must be at least 2, got {population}")
+        if generations < 0:
+            raise SearchError(f"unet-ga: generations T must be >= 0, got {generations}")
+        if min(probabilities) < 0 or not math.isclose(sum(probabilities), 1.0):
+            raise SearchError(f"unet-ga: s1 + s2 + s3 must be 1 with none negative, got {probabilities}")
+        self.space = space
+        self.population_size = population
+        self.generations = generations
+        self.probabilities = tuple(probabilities)
+        self.scorer = UNetFitness(gamma, flops_size)
+        self.rng = random.Random(seed)
+        self.generation = 0  # the next population to score
+        self.population: list[dict[str, Any]] = []  # scored P_{generation - 1}: {"c1", "c2", "key", "fitness"}
+        self.cache: dict[str, dict[str, Any]] = {}  # code_key -> {"key", "fitness"}
+        self._pending: list[Codes] = []
+
+    # -- the strategy --------------------------------------------------------------------------
+
+    def fitness(self, result: EvalResult) -> float:
+        return self.scorer(result)
+
+    def done(self) -> bool:
+        return self.generation > self.generations
+
+    def ask(self, step: int) -> list[Proposal]:
+        if not self.population:
+            self._pending = [self.space.sample_codes(self.rng) for _ in range(self.population_size)]
+        else:
+            self._pending = self.breed()
+        proposals, proposed = [], set()
+        for index, (c1, c2) in enumerate(self._pending):
+            key = code_key(c1, c2)
+            if key in self.cache or key in proposed:
+                continue
+            proposed.add(key)
+            proposals.append(Proposal(f"g{self.generation:03d}-{index:02d}", self.space.genotype(c1, c2),
+                                      extra={"code": key}))  # fmt: skip
+        return proposals
+
+    def tell(self, step: int, results: list[EvalResult]) -> None:
+        for result in results:
+            code = result.extra.get("code") or code_key(*self.space.encode(result.genotype))
+            self.cache[code] = {"key": result.key, "fitness": self.scorer(result)}
+        self.population = []
+        for c1, c2 in self._pending:
+            entry = self.cache[code_key(c1, c2)]
+            self.population.append({"c1": list(c1), "c2": list(c2), "key": entry["key"], "fitness": entry["fitness"]})
+        self._pending = []
+        self.generation += 1
+
+    def breed(self) -> list[Codes]:
+        """P_t from the scored P_{t-1}: the elite, then offspring by selection / crossover / mutation."""
+        fitnesses = [m["fitness"] for m in self.population]
+        parents = [(list(m["c1"]), list(m["c2"])) for m in self.population]
+        elite = max(range(len(parents)), key=lambda i: fitnesses[i])
+        children: list[Codes] = [parents[elite]] if fitnesses[elite] > 0 else []
+        s1, s2, _ = self.probabilities
+        while len(children) < self.population_size:
+            first = roulette(self.rng, fitnesses)
+            if first is None:  # every parent failed: start again from the space
+                children.append(self.space.sample_codes(self.rng))
+                continue
+            draw = self.rng.random()
+            if draw < s1:
+                children.append(parents[first])
+            elif draw < s1 + s2:
+                second = roulette(self.rng, fitnesses)
+                one, two = crossover(self.rng, parents[first], parents[second])
+                children.extend([one, two][: self.population_size - len(children)])
+            else:
+                children.append(mutate(self.rng, parents[first], self.space.widths))
+        return children
+
+    def final_population(self) -> list[dict[str, Any]]:
+        """The last scored population (``c1``, ``c2``, ``key``, ``fitness`` per individual)."""
+        return [dict(m) for m in self.population]
+
+    # -- resume --------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generation": self.generation, "rng": rng_state(self.rng), "population": self.final_population(),
+                "cache": {k: dict(v) for k, v in self.cache.items()}}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generation = int(state["generation"])
+        set_rng_state(self.rng, state["rng"])
+        self.population = [dict(m) for m in state["population"]]
+        self.cache = {k: dict(v) for k, v in state["cache"].items()}
+        self._pending = []
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "space": self.space.describe(), "population": self.population_size,
+                "generations": self.generations, "gamma": self.scorer.gamma, "probabilities": list(self.probabilities),
+                "flops_unit": "GFLOPs = 2 x GMACs, one image",
+                "flops_size": list(self.scorer.flops_size) if self.scorer.flops_size else None}  # fmt: skip
+
+
+class UNetRandomStrategy(RandomStrategy):
+    """Random sampling from the same space, scored with the GA's fitness (the benchmark's baseline);
+    ``total`` caps the number of candidates (the GA's evaluation count)."""
+
+    name = "unet-ga-random"
+
+    def __init__(self, space: UNetSpace, per_step: int = 32, seed: int = 0, gamma: float = 0.01,
+                 flops_size: tuple[int, int] | None = None, total: int | None = None) -> None:  # fmt: skip
+        super().__init__(space, per_step=per_step, seed=seed)
+        self.scorer = UNetFitness(gamma, flops_size)
+        self.total = total
+        self.asked = 0
+
+    def fitness(self, result: EvalResult) -> float:
+        return self.scorer(result)
+
+    def ask(self, step: int) -> list[Proposal]:
+        count = self.per_step if self.total is None else max(0, min(self.per_step, self.total - self.asked))
+        self.asked += count
+        return [Proposal(f"s{step:03d}-{i:02d}", self.space.sample(self.rng)) for i in range(count)]
+
+    def done(self) -> bool:
+        return self.total is not None and self.asked >= self.total
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "asked": self.asked}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.asked = int(state.get("asked", 0))
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "name": self.name, "gamma": self.scorer.gamma, "total": self.total,
+                "flops_size": list(self.scorer.flops_size) if self.scorer.flops_size else None}  # fmt: skip

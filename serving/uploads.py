@@ -1,0 +1,182 @@
+"""HTTP side of the service's inputs: multipart uploads read under limits and decoded into frames,
+client faults as 4xx JSON errors.
+
+BentoML's own multipart parsing reads bodies of any size, fetches a URL given in place of a
+file and answers some malformed inputs with 500, so the service's input specs read the request
+here instead: the ``Content-Length`` and the streamed byte count are held to the body limit (413),
+the form must be ``multipart/form-data`` (415) with the named file field (400), and every upload
+goes through :func:`serving.decode.decode_frame` in a worker thread (the event loop stays free).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import anyio.to_thread
+import numpy as np
+from bentoml.exceptions import BentoMLException
+from pydantic_core import core_schema
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+
+from serving.decode import DecodeError, DecodeLimits, decode_frame
+
+MAX_FORM_FIELDS = 16
+
+
+class ClientError(BentoMLException):
+    """A request the service refuses; BentoML answers it with ``status`` and ``{"error": message}``."""
+
+    def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> None:
+        super().__init__(message, error_code=status)
+
+
+@dataclass
+class Upload:
+    """One decoded image: the uint8 ``(H, W, C)`` frame, its file name, when its request arrived."""
+
+    frame: np.ndarray
+    filename: str | None
+    received: float
+    decode_ms: float
+
+
+class UploadField:
+    """Pydantic marker for an :class:`Upload` field: no validation (the input spec decodes), and a
+    ``file``/``image`` JSON schema so the OpenAPI page offers a file picker."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.any_schema()
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: Any) -> dict[str, Any]:
+        return {"type": "file", "format": "image"} if handler.mode == "validation" else {"type": "string"}
+
+
+async def _limited(request: Request, max_bytes: int) -> AsyncIterator[bytes]:
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > max_bytes:
+            raise ClientError(f"request body is over the limit of {max_bytes} bytes",
+                              HTTPStatus.REQUEST_ENTITY_TOO_LARGE)  # fmt: skip
+        yield chunk
+
+
+async def read_form(request: Request, max_bytes: int, max_files: int = 1) -> Any:
+    """The multipart form of ``request``, read under the body limit (a few more files than ``max_files``
+    are parsed, so that the caller can say how many it takes)."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_bytes:
+        raise ClientError(f"request body of {length} bytes is over the limit of {max_bytes} bytes",
+                          HTTPStatus.REQUEST_ENTITY_TOO_LARGE)  # fmt: skip
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "multipart/form-data":
+        raise ClientError(f"send the image as a multipart/form-data file field, e.g. curl -F image=@frame.png "
+                          f"(got content type {media or 'none'!r})", HTTPStatus.UNSUPPORTED_MEDIA_TYPE)  # fmt: skip
+    parser = MultiPartParser(request.headers, _limited(request, max_bytes), max_files=max_files + MAX_FORM_FIELDS,
+                             max_fields=MAX_FORM_FIELDS, max_part_size=64 * 2**10)  # fmt: skip
+    try:
+        return await parser.parse()
+    except MultiPartException as exc:
+        raise ClientError(f"unreadable multipart/form-data body ({exc.message})") from None
+
+
+async def read_images(request: Request, field: str, channels: int, limits: DecodeLimits,
+                      max_images: int = 1) -> list[Upload]:  # fmt: skip
+    """The decoded files of form field ``field`` (exactly one unless ``max_images`` > 1)."""
+    received = time.perf_counter()
+    form = await read_form(request, limits.max_bytes, max_images)
+    try:
+        values = form.getlist(field)
+        if not values:
+            names = ", ".join(repr(k) for k in form.keys()) or "none"
+            raise ClientError(f"missing form field {field!r} with the image file (fields sent: {names}); "
+                              f"e.g. curl -F {field}=@frame.png")  # fmt: skip
+        texts = [v for v in values if not isinstance(v, UploadFile)]
+        if texts:
+            raise ClientError(f"form field {field!r} must be a file upload (curl -F {field}=@frame.png), "
+                              "not a text value or URL")  # fmt: skip
+        if len(values) > max_images:
+            hint = "; /inspect_batch takes several" if max_images == 1 else ""
+            raise ClientError(f"form field {field!r} holds {len(values)} files; at most {max_images}{hint}")
+        return [await _decode(upload, channels, limits, received) for upload in values]
+    finally:
+        await form.close()
+
+
+async def _decode(upload: UploadFile, channels: int, limits: DecodeLimits, received: float) -> Upload:
+    start = time.perf_counter()
+    data = await upload.read()
+    try:
+        frame = await anyio.to_thread.run_sync(decode_frame, data, channels, upload.content_type, limits)
+    except DecodeError as exc:
+        name = f"{upload.filename}: " if upload.filename else ""
+        raise ClientError(f"{name}{exc}", exc.status) from None
+    return Upload(frame, upload.filename, received, (time.perf_counter() - start) * 1000)
+
+
+class ErrorBodyMiddleware:
+    """ASGI middleware: BentoML 1.4 answers a 4xx ``BentoMLException`` with ``[{"error": ...}]``; this
+    unwraps it to ``{"error": ...}`` so that every error body is one JSON object."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        held: dict[str, Any] = {}
+
+        async def _send(message: dict) -> None:
+            if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+                held["start"], held["body"] = message, b""
+                return
+            if "start" not in held or message["type"] != "http.response.body":
+                await send(message)
+                return
+            held["body"] += message.get("body", b"")
+            if message.get("more_body", False):
+                return
+            start, body = held.pop("start"), _unwrap(held.pop("body"))
+            headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, _send)
+
+
+def _unwrap(body: bytes) -> bytes:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return body
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict) and "error" in value[0]:
+        return json.dumps(value[0]).encode()
+    return body
+
+
+class _ClientFaultFilter(logging.Filter):
+    """BentoML logs every refused request with a traceback at ERROR; a client fault gets one WARNING line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fault = record.exc_info[1] if record.exc_info else None
+        if isinstance(fault, ClientError):
+            record.msg, record.args = "%s refused (%d): %s", (record.getMessage(), fault.error_code, fault.message)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_client_faults(logger: str = "bentoml._internal.server.http_app") -> None:
+    """Install :class:`_ClientFaultFilter` on BentoML's request-error logger (once)."""
+    target = logging.getLogger(logger)
+    if not any(isinstance(f, _ClientFaultFilter) for f in target.filters):
+        target.addFilter(_ClientFaultFilter())

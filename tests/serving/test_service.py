@@ -1,0 +1,412 @@
+"""The BentoML service against a real server: ``nasseg serve`` (which becomes ``bentoml serve``) in a
+subprocess on 127.0.0.1, a real HTTP client (httpx), answers checked against ``nasseg predict`` on the
+same files, every bad input tried, and the server still healthy afterwards.
+
+One tiny net (a 3-level U-Net) is exported once per module through the same cache ``nasseg serve``
+uses, so the server finds it there and starts in seconds.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+from upload_images import corrupt_idat, encode, good_images, png_header_only, rgb
+
+import zoo
+from nasseg.cli import app
+from serving.defects import find_defects
+from serving.resolve import resolve_onnx
+from serving.runtime import OnnxSegmenter
+
+GOOD = good_images()
+MIN_DEFECT_AREA = 5
+# device cpu: the provider of the nasseg predict reference below
+SERVER_OPTIONS = ["--max-body-mb", "1", "--max-pixels", "2000000", "--max-concurrency", "4",
+                  "--min-defect-area", str(MIN_DEFECT_AREA), "--max-batch-size", "4", "--max-latency-ms", "10000",
+                  "--threads", "1", "--graceful-timeout", "20", "--device", "cpu"]  # fmt: skip
+START_DEADLINE_S = 120
+runner = CliRunner()
+
+
+# -- the server ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    url: str
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM (as a supervisor would), then SIGKILL of the process group if it hangs."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait(10)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(spec: str | Path, home: Path, *options: str) -> Server:
+    """``nasseg serve SPEC`` on a free loopback port; returns once /readyz answers 200."""
+    port = _free_port()
+    log = home / f"server-{port}.log"
+    command = [sys.executable, "-c", "from nasseg.cli import main; main()", "serve", str(spec),
+               "--host", "127.0.0.1", "--port", str(port), *options]  # fmt: skip
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+                                   env={**os.environ, "NASSEG_HOME": str(home)})  # fmt: skip
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + START_DEADLINE_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"nasseg serve exited with {process.returncode}:\n{server.log_text()[-3000:]}")
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    server.stop()
+    pytest.fail(f"server not ready within {START_DEADLINE_S} s:\n{server.log_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("serve_home")
+
+
+@pytest.fixture(scope="module")
+def genotype_file(home: Path) -> Path:
+    """A 3-level U-Net (divisor 8) registered nowhere: served by its genotype file."""
+    genotype = zoo.apply_overrides(zoo.resolve_genotype("unet-small"), {"channels": [8, 16, 32], "skips": [True, True],
+                                   "dropout_layers": 1, "input_size": [64, 64]}).replace(name="serve-tiny")  # fmt: skip
+    path = home / "serve-tiny.json"
+    genotype.to_json(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def onnx_file(genotype_file: Path, home: Path) -> Path:
+    """The export ``nasseg serve serve-tiny.json`` will find in $NASSEG_HOME/onnx."""
+    return resolve_onnx(genotype_file, cache_dir=home / "onnx")
+
+
+@pytest.fixture(scope="module")
+def server(genotype_file: Path, onnx_file: Path, home: Path) -> Iterator[Server]:
+    server = start_server(genotype_file, home, *SERVER_OPTIONS)
+    yield server
+    assert server.stop() == 0, server.log_text()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def image_dir(home: Path) -> Path:
+    directory = home / "images"
+    directory.mkdir()
+    for filename, data in GOOD.values():
+        (directory / filename).write_bytes(data)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def predicted(genotype_file: Path, onnx_file: Path, image_dir: Path, home: Path) -> Path:
+    """``nasseg predict GENOTYPE IMAGES --onnx ONNX`` masks, the reference for the server's answers."""
+    out = home / "predicted"
+    result = runner.invoke(app, ["predict", str(genotype_file), str(image_dir), "--onnx", str(onnx_file),
+                                 "--out", str(out), "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _file(name: str, content_type: str | None = None) -> dict:
+    filename, data = GOOD[name]
+    return {"image": (filename, data, content_type or _content_type(filename))}
+
+
+def _content_type(filename: str) -> str:
+    suffix = filename.rsplit(".", 1)[-1]
+    return {"jpg": "image/jpeg", "tiff": "image/tiff", "bmp": "image/bmp"}.get(suffix, "image/png")
+
+
+# -- health, card, startup -----------------------------------------------------------------------
+
+
+def test_health_metrics_and_cached_export(server: Server, client: httpx.Client, onnx_file: Path) -> None:
+    assert client.get("/livez").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    assert "bentoml_service_request" in client.get("/metrics").text
+    spec = client.get("/docs.json").json()  # the OpenAPI page offers a file upload for each route
+    assert "multipart/form-data" in spec["paths"]["/inspect"]["post"]["requestBody"]["content"]
+    assert f"from {onnx_file}" in server.log_text()  # nasseg serve found the cached export
+
+
+def test_model_card(client: httpx.Client, genotype_file: Path) -> None:
+    response = client.get("/model")
+    assert response.status_code == 200
+    card = response.json()
+    genotype = zoo.Genotype.from_json(genotype_file)
+    assert (card["name"], card["arch_hash"]) == ("serve-tiny", genotype.arch_hash)
+    assert card["class_names"] == ["background", "foreground"] and card["params"] > 0
+
+
+# -- answers agree with nasseg predict ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(GOOD))
+def test_segment_equals_nasseg_predict(name: str, client: httpx.Client, predicted: Path) -> None:
+    response = client.post("/segment", files=_file(name))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    served = np.asarray(Image.open(io.BytesIO(response.content)))
+    stem = GOOD[name][0].rsplit(".", 1)[0]
+    expected = np.asarray(Image.open(predicted / f"{stem}_mask.png"))
+    assert served.shape == expected.shape  # the (EXIF-oriented) input's size
+    np.testing.assert_array_equal(served, expected)
+
+
+@pytest.fixture(scope="module")
+def segmenter(onnx_file: Path) -> OnnxSegmenter:
+    return OnnxSegmenter(onnx_file, device="cpu", threads=1)
+
+
+def _expected_inspection(segmenter: OnnxSegmenter, path: Path) -> dict:
+    _, mask, probability = segmenter.predict_file(path)
+    return find_defects(mask, probability, segmenter.metadata.class_names, MIN_DEFECT_AREA).to_dict(100)
+
+
+@pytest.mark.parametrize("name", ["rgb-odd-size", "exif-rotated-jpeg", "gray-16bit", "cmyk-jpeg"])
+def test_inspect_equals_defects_of_predict(name: str, client: httpx.Client, segmenter: OnnxSegmenter,
+                                           image_dir: Path) -> None:  # fmt: skip
+    response = client.post("/inspect", files=_file(name))
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    expected = _expected_inspection(segmenter, image_dir / GOOD[name][0])
+    assert {k: answer[k] for k in expected} == expected
+    assert answer["verdict"] in ("OK", "NG") and (answer["verdict"] == "NG") == bool(answer["defects"])
+    assert (answer["model"], answer["arch_hash"]) == ("serve-tiny", segmenter.metadata.arch_hash)
+    assert answer["filename"] == GOOD[name][0]
+    height, width = segmenter.predict_file(image_dir / GOOD[name][0])[1].shape
+    assert (answer["height"], answer["width"]) == (height, width)
+    assert set(answer["latency_ms"]) == {"decode", "inference", "defects", "total"}
+
+
+def test_inspect_batch_equals_inspect(client: httpx.Client) -> None:
+    names = sorted(GOOD)
+    files = [("images", _file(name)["image"]) for name in names[:4]]
+    response = client.post("/inspect_batch", files=files)
+    assert response.status_code == 200, response.text
+    answers = response.json()
+    assert [a["filename"] for a in answers] == [GOOD[n][0] for n in names[:4]]
+    for name, answer in zip(names[:4], answers, strict=True):
+        single = client.post("/inspect", files=_file(name)).json()
+        assert {k: v for k, v in answer.items() if k != "latency_ms"} == {
+            k: v for k, v in single.items() if k != "latency_ms"
+        }
+
+
+def test_concurrent_batch_requests_are_answered_each_their_own(client: httpx.Client) -> None:
+    names = ["rgb-odd-size", "gray", "palette", "bmp"]  # one size: the server may batch them together
+    expected = {n: client.post("/inspect", files=_file(n)).json()["defects"] for n in names}
+
+    def one(name: str) -> tuple[str, httpx.Response]:
+        return name, client.post("/inspect_batch", files=[("images", _file(name)["image"])])
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(one, names * 2))
+    for name, response in results:
+        assert response.status_code == 200, response.text
+        assert [a["defects"] for a in response.json()] == [expected[name]]
+
+
+# -- bad inputs: 4xx JSON that says what was wrong ------------------------------------------------------
+
+PNG = GOOD["rgb-odd-size"][1]
+JPEG = GOOD["cmyk-jpeg"][1]
+BAD_FILES = {
+    "zero-bytes": (("a.png", b"", "image/png"), 400, "empty (0 bytes)"),
+    "random-bytes": (("a.png", np.random.default_rng(1).bytes(5000), "image/png"), 415, "not an image"),
+    "truncated-png": (("a.png", PNG[: len(PNG) // 2], "image/png"), 400, "truncated or corrupt PNG"),
+    "truncated-jpeg": (("a.jpg", JPEG[: len(JPEG) // 2], "image/jpeg"), 400, "truncated or corrupt JPEG"),
+    "corrupt-png": (("a.png", corrupt_idat(PNG), "image/png"), 400, "corrupt PNG"),
+    "text-as-image": (("notes.png", b"camera 3 frame 1234\nOK\n" * 20, "image/png"), 415, "it is text"),
+    "png-labelled-jpeg": (("a.jpg", PNG, "image/jpeg"), 400, "declared as image/jpeg but its bytes are a PNG"),
+    "gif": (("a.gif", encode(Image.fromarray(rgb(8, 8)), "GIF"), "image/gif"), 415, "it is a GIF file"),
+    "pixel-bomb-header": (("bomb.png", png_header_only(60_000, 60_000), "image/png"), 413, "decompression bomb"),
+    "pixel-bomb-real": (("bomb.png", encode(Image.new("L", (1600, 1600))), "image/png"), 413, "decompression bomb"),
+    "side-too-long": (("strip.png", encode(Image.new("L", (9000, 1))), "image/png"), 413, "each side must be"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("route", ["/segment", "/inspect", "/inspect_batch"])
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_bad_files_get_4xx_json(route: str, name: str, client: httpx.Client) -> None:
+    upload, status, words = BAD_FILES[name]
+    field = "images" if route == "/inspect_batch" else "image"
+    response = client.post(route, files={field: upload})
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert words in error and "\n" not in error
+
+
+def _oversized(n_bytes: int) -> bytes:
+    return np.random.default_rng(2).bytes(n_bytes)
+
+
+def _chunked_upload(data: bytes, chunk: int = 65536) -> Iterator[bytes]:
+    """A valid multipart body (boundary ``abc``) sent in chunks: no Content-Length, the server must count."""
+    head = b'--abc\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
+    body = head + data + b"\r\n--abc--\r\n"
+    return iter([body[i : i + chunk] for i in range(0, len(body), chunk)])
+
+
+BAD_REQUESTS = {
+    "missing-field": (dict(files={"img": ("a.png", PNG, "image/png")}), 400, "missing form field 'image'"),
+    "no-fields": (dict(files={"x": ("", b"")}, data={}), 400, "missing form field 'image'"),
+    "text-value-not-file": (dict(data={"image": "http://10.0.0.1/frame.png"}, files={"note": ("n.txt", b"x")}), 400,
+                            "must be a file upload"),
+    "raw-body": (dict(content=PNG, headers={"content-type": "image/png"}), 415, "multipart/form-data"),
+    "json-body": (dict(json={"image": "a.png"}), 415, "multipart/form-data"),
+    "empty-body": (dict(content=b""), 415, "multipart/form-data"),
+    "malformed-multipart": (dict(content=b"--x\r\nnot a part", headers={"content-type": "multipart/form-data"}), 400,
+                            "unreadable multipart"),
+    "two-files": (dict(files=[("image", ("a.png", PNG, "image/png")), ("image", ("b.png", PNG, "image/png"))]), 400,
+                  "/inspect_batch takes several"),
+    "body-over-limit": (dict(files={"image": ("big.png", _oversized(1_200_000), "image/png")}), 413, "over the limit"),
+    "chunked-over-limit": (dict(content=_chunked_upload(_oversized(1_200_000)),
+                                headers={"content-type": "multipart/form-data; boundary=abc"}), 413, "over the limit"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(BAD_REQUESTS))
+def test_bad_requests_get_4xx_json(name: str, client: httpx.Client) -> None:
+    kwargs, status, words = BAD_REQUESTS[name]
+    response = client.post("/inspect", **kwargs)
+    assert response.status_code == status, response.text
+    assert words in response.json()["error"]
+
+
+def test_too_many_images_in_one_batch(client: httpx.Client) -> None:
+    files = [("images", ("a.png", PNG, "image/png"))] * 17
+    response = client.post("/inspect_batch", files=files)
+    assert response.status_code == 400 and "at most 16" in response.json()["error"]
+
+
+def test_overload_is_answered_429_not_a_crash(server: Server) -> None:
+    frame = encode(Image.fromarray(rgb(400, 400)))
+    with httpx.Client(base_url=server.url, timeout=60, limits=httpx.Limits(max_connections=32)) as burst:
+
+        def one(_: int) -> int:
+            return burst.post("/segment", files={"image": ("f.png", frame, "image/png")}).status_code
+
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(one, range(16)))
+    assert set(statuses) <= {200, 429} and 429 in statuses and 200 in statuses, statuses
+
+
+def test_server_is_healthy_after_everything(server: Server, client: httpx.Client) -> None:
+    assert server.process.poll() is None
+    assert client.get("/readyz").status_code == 200
+    assert client.post("/inspect", files=_file("rgb-odd-size")).status_code == 200
+    log = server.log_text()
+    assert "status=500" not in log and "Traceback" not in log, log[-3000:]
+
+
+# -- the command -------------------------------------------------------------------------------------
+
+
+def test_serve_dry_run_prints_the_bentoml_command(onnx_file: Path) -> None:
+    result = runner.invoke(app, ["serve", str(onnx_file), "--port", "3999", "--workers", "2", "--threads", "1",
+                                 "--max-body-mb", "5", "--dry-run"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    line = result.stdout.strip().splitlines()[-1]
+    assert "bentoml serve serving.service:Segmenter" in line and "--port 3999" in line
+    assert f"NASSEG_SERVE_MODEL={onnx_file}" in line and "NASSEG_SERVE_WORKERS=2" in line
+    assert "NASSEG_SERVE_MAX_BODY_MB=5.0" in line
+
+
+@pytest.mark.parametrize(("spec", "words"), [("missing.onnx", "no such ONNX file"), ("no-such-model", "unknown model")])
+def test_serve_refuses_bad_models_in_one_line(spec: str, words: str) -> None:
+    result = runner.invoke(app, ["serve", spec, "--dry-run"])
+    assert result.exit_code == 2 and words in result.output
+
+
+def test_settings_from_environment_and_arguments() -> None:
+    from serving.settings import SettingsError, load_settings
+
+    settings = load_settings({"threads": "3"}, {"NASSEG_SERVE_MODEL": "m.onnx", "NASSEG_SERVE_THREADS": "2"})
+    assert (settings.model, settings.threads, settings.max_body_bytes) == ("m.onnx", 3, 20 * 2**20)
+    with pytest.raises(SettingsError, match="max_pixels"):
+        load_settings({}, {"NASSEG_SERVE_MAX_PIXELS": "lots"})
+    assert json.loads(json.dumps(settings.model_dump()))["model"] == "m.onnx"
+
+
+# -- last: SIGTERM finishes the requests in flight (this stops the module's server) -------------------
+
+
+def test_sigterm_finishes_requests_in_flight(server: Server) -> None:
+    ramp = np.linspace(0, 255, 1400, dtype=np.float32)
+    frame = encode(Image.fromarray(np.add.outer(ramp, ramp).astype(np.uint8)))  # 1.96 Mpixel, small PNG: slow to serve
+    answer: dict[str, httpx.Response] = {}
+
+    def slow() -> None:
+        answer["response"] = httpx.post(f"{server.url}/segment", files={"image": ("f.png", frame)}, timeout=60)
+
+    worker = threading.Thread(target=slow)
+    worker.start()
+    time.sleep(0.4)  # the upload is in; the frame is being decoded or segmented
+    code = server.stop()
+    worker.join(60)
+    assert answer["response"].status_code == 200
+    assert Image.open(io.BytesIO(answer["response"].content)).size == (1400, 1400)
+    assert code == 0, server.log_text()[-3000:]
+
+
+# -- a zoo name on a fresh NASSEG_HOME: exported, cached, served (what the README shows) ----------------
+
+
+@pytest.mark.slow
+def test_serve_zoo_name_on_a_fresh_home(tmp_path: Path) -> None:
+    server = start_server("unet-small", tmp_path, "--threads", "1")  # device auto: CUDA where there is a GPU
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            response = client.post("/inspect", files={"image": ("frame.png", encode(Image.fromarray(rgb(96, 128))))})
+            assert response.status_code == 200, response.text
+            assert response.json()["model"] == "unet-small"
+            assert client.get("/model").json()["name"] == "unet-small"
+    finally:
+        assert server.stop() == 0, server.log_text()[-3000:]
+    assert len(list((tmp_path / "onnx").glob("unet-small-*-random.onnx"))) == 1
