@@ -319,10 +319,11 @@ def _time_rows(net: nn.Module, files: dict[str, Path], sizes: list[tuple[int, in
             for height, width in sizes:
                 say(f"{', '.join(runtimes)}: {count} thread{'s' * (count != 1)}, {height}x{width}")
                 stats = {}
-                for n, n_warmup, n_repeats in ((1, warmup, repeats), (batch, min(warmup, 2), max(3, repeats // 5))):
+                plan = ((1, warmup, repeats, 3), (batch, min(warmup, 1), max(3, repeats // 5), 1))
+                for n, n_warmup, n_repeats, rounds in plan:  # batch 1, then throughput at ``batch``
                     x = torch.randn(n, channels, height, width, generator=generator).to(device)
                     calls = {r: _runner(runner, x, device) for r, runner in runners.items()}
-                    stats[n] = interleaved_stats(calls, n_warmup, n_repeats, sync=sync)
+                    stats[n] = interleaved_stats(calls, n_warmup, n_repeats, rounds, sync=sync)
                 for runtime, runner in runners.items():
                     single, many = stats[1][runtime], stats[batch][runtime]
                     provider = runner.provider if isinstance(runner, OnnxSession) else f"torch eager ({device})"

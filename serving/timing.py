@@ -12,6 +12,9 @@ from functools import cache
 
 import numpy as np
 
+#: Pause before each block of calls in :func:`interleaved_stats`, seconds.
+SETTLE_S = 0.1
+
 
 def _timed(fn: Callable[[], object], calls: int, sync: Callable[[], None] | None) -> list[float]:
     """Seconds of each of ``calls`` calls (``sync`` after each, inside the timed region)."""
@@ -34,21 +37,27 @@ def summarise(seconds: list[float]) -> dict[str, float]:
 
 
 def interleaved_stats(fns: dict[str, Callable[[], object]], warmup: int = 3, repeats: int = 30, rounds: int = 3,
-                      sync: Callable[[], None] | None = None) -> dict[str, dict[str, float]]:  # fmt: skip
+                      sync: Callable[[], None] | None = None,
+                      settle_s: float = SETTLE_S) -> dict[str, dict[str, float]]:  # fmt: skip
     """Time several callables under the same conditions: each is warmed up ``warmup`` times, then
-    the ``repeats`` timed calls of each are spread over ``rounds`` rounds, every round running each
-    callable's share in turn after one more untimed call (so a load that comes and goes on a
-    shared machine falls on all of them alike). ``sync`` (e.g. ``torch.cuda.synchronize``) is
-    called after every call, inside the timed region. Returns :func:`summarise` per name."""
+    the ``repeats`` timed calls of each are spread over ``rounds`` rounds; in every round each
+    callable runs its share back to back, after a pause of ``settle_s`` seconds and one more
+    untimed call. The rounds spread a load that comes and goes on a shared machine over all of
+    them alike; the pause lets the previous runtime's worker threads stop spinning (ONNX Runtime's
+    keep a core busy for some 50 ms after a run, which slowed the next PyTorch call up to 4x on a
+    2-core machine). ``sync`` (e.g. ``torch.cuda.synchronize``) is called after every call, inside
+    the timed region. Returns :func:`summarise` per name."""
     if repeats < 1 or warmup < 0 or rounds < 1:
         raise ValueError(f"need repeats >= 1, warmup >= 0, rounds >= 1; got {repeats}, {warmup}, {rounds}")
     for fn in fns.values():
+        time.sleep(settle_s)
         _timed(fn, warmup, sync)
     rounds = min(rounds, repeats)
     shares = [repeats // rounds + (i < repeats % rounds) for i in range(rounds)]
     times: dict[str, list[float]] = {name: [] for name in fns}
     for share in shares:
         for name, fn in fns.items():
+            time.sleep(settle_s)
             _timed(fn, 1, sync)
             times[name] += _timed(fn, share, sync)
     return {name: summarise(seconds) for name, seconds in times.items()}
