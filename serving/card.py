@@ -30,6 +30,7 @@ from torch import nn
 import zoo
 from serving.card_markdown import render_markdown
 from serving.export import ExportError, ExportMetadata, default_class_names, export, read_metadata
+from serving.resolve import weights_file as _weights_file
 from zoo.errors import NassegError
 from zoo.genotype import (
     ASPPHead,
@@ -334,15 +335,6 @@ def card_genotype(name: str | Path | Genotype, size: tuple[int, int] | None = No
         genotype = zoo.apply_overrides(genotype, {"input_size": [int(s) for s in size]})
     zoo.check_input_size(genotype, genotype.task.input_size)
     return genotype
-
-
-def _weights_file(genotype: Genotype) -> Path | None:
-    if genotype.weights is None:
-        return None
-    try:
-        return zoo.weights.find_weights(genotype)
-    except zoo.WeightsError:
-        return None
 
 
 def _export_for_card(genotype: Genotype, out_dir: Path, weights: Path | None) -> tuple[Path | None, str | None]:

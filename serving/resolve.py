@@ -24,10 +24,11 @@ WEIGHTS = ("auto", "trained", "random")
 
 def has_trained_weights(genotype: Genotype) -> bool:
     """Whether the genotype names a weight file that can be found."""
-    return _weights_file(genotype) is not None
+    return weights_file(genotype) is not None
 
 
-def _weights_file(genotype: Genotype) -> Path | None:
+def weights_file(genotype: Genotype) -> Path | None:
+    """The genotype's trained weights file, or ``None`` when it names none or it cannot be found."""
     if genotype.weights is None:
         return None
     try:
@@ -38,7 +39,7 @@ def _weights_file(genotype: Genotype) -> Path | None:
 
 def _weights_tag(genotype: Genotype) -> str:
     """``random``, or 12 hex digits of the trained weights' sha256 (recorded, or computed from the file)."""
-    found = _weights_file(genotype)
+    found = weights_file(genotype)
     if found is None:
         return "random"
     return (genotype.weights.sha256 or hashlib.sha256(found.read_bytes()).hexdigest())[:12]
