@@ -167,9 +167,10 @@ def _load_note(result: dict[str, Any]) -> list[str]:
     start, end, cores = result["system"]["load_average"], result["load_average_end"], result["system"]["usable_cores"]
     if result["device"] == "cuda" or start is None or end is None or max(start[0], end[0]) <= 0.5 * cores:
         return []
-    return [f"The CPU was shared: 1-minute load average {start[0]:.1f} at the start and {end[0]:.1f} at the end on "
-            f"{cores} usable cores, so latencies are noisy; the runtimes were timed interleaved, which keeps their "
-            "ratios fairer than their absolute figures."]  # fmt: skip
+    return [f"The CPU was busy: 1-minute load average {start[0]:.1f} at the start and {end[0]:.1f} at the end on "
+            f"{cores} usable cores (this process's own work counts too); where other processes share the CPU, "
+            "latencies are noisy, and the runtimes' interleaved rounds keep their ratios fairer than their absolute "
+            "figures."]  # fmt: skip
 
 
 def _onnx_runner(session: OnnxSession, x: torch.Tensor, device: str) -> Callable[[], object]:
