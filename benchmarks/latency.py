@@ -9,9 +9,9 @@ set's train split, and :func:`serving.quantize.compare_int8` on its test split. 
 ``benchmarks/results/latency.json``: per model the full benchmark plus the figures of the issue
 at 2 threads, 256 x 256: ONNX Runtime fp32 latency / PyTorch eager latency (aim <= 0.8),
 achieved GFLOP/s / fp32 matmul GFLOP/s of the same run, int8 / fp32 latency and the int8 IoU
-delta. The results file is rewritten after every model. About 30 minutes on 2 cores (the
-AutoSegNet example, 9.6 GMACs an image, takes a third of it); ``--quick`` (fewer epochs and
-repeats, 2 threads only) about ten; ``--models`` picks some.
+delta. The results file is rewritten after every model. About 15 minutes on an idle 2-core
+machine (three times that where other work shares the cores); ``--quick`` (fewer epochs and
+repeats, 2 threads only) a few; ``--models`` picks some.
 
     python benchmarks/latency.py [--quick] [--models smp-unet-resnet18,unet-small] [--epochs 4]
 """
@@ -130,8 +130,8 @@ def main(argv: list[str] | None = None) -> None:
         "data": {"set": "synth-defects", "n": args.n, "size": args.data_size, "seed": args.seed, "split": "70/15/15"},
         "training": {"epochs": args.epochs, "max_steps_per_epoch": args.steps, "crop": args.crop, "batch_size": 8,
                      "threads": args.train_threads, "device": args.train_device,
-                     "optimizer": "adam", "lr": args.lr, "note": "brief: enough for a non-trivial IoU, not a "
-                     "converged net"},
+                     "optimizer": "adam", "lr": args.lr, "note": "brief; at the 2-core defaults too short for a useful "
+                     "IoU (each model's iou_note says so): --epochs 25 --steps 14 --crop 128 --n 160 on a GPU"},
         "int8": f"QDQ, per-channel int8 weights, calibrated on {BENCH_CALIB_COUNT} train images (mirror-padded to "
         f"{SIZE[0]}x{SIZE[1]}); IoU on the test split at the images' own size",
         "models": [],

@@ -16,6 +16,7 @@ skipped there (its QDQ kernels are CPU kernels).
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import resource
@@ -296,7 +297,10 @@ def bench_model(model: str | Path | Genotype, *, sizes: Sequence[tuple[int, int]
     result["load_average_end"] = _load_average()
     result["notes"] = notes + _notes(result["rows"], device) + _load_note(result)
     result["peak_rss_mib"] = peak_rss_mib()
-    result["peak_rss_what"] = "peak resident memory of the benchmarking process (getrusage), all runtimes together"
+    result["peak_rss_what"] = (
+        "peak resident memory of the whole benchmarking process (getrusage ru_maxrss): every "
+        "runtime together, ONNX Runtime's memory arenas of the throughput batch included"
+    )
     result["seconds"] = round(time.perf_counter() - start, 1)
     return result
 
@@ -304,11 +308,10 @@ def bench_model(model: str | Path | Genotype, *, sizes: Sequence[tuple[int, int]
 def _time_rows(net: nn.Module, files: dict[str, Path], sizes: list[tuple[int, int]], threads: list[int],
                runtimes: list[str], warmup: int, repeats: int, batch: int, device: str, macs: dict[str, int],
                say: Callable[[str], None]) -> list[dict[str, Any]]:  # fmt: skip
-    """One row per (threads, size, runtime); the runtimes of one (threads, size) are timed
-    interleaved (:func:`serving.timing.interleaved_stats`), at batch 1 and then at ``batch``."""
-    channels, rows = net.genotype.task.in_channels, []
+    """One row per (threads, size, runtime), thread count by thread count (each count's sessions are
+    closed before the next count's open, so their memory arenas do not pile up)."""
+    rows: list[dict[str, Any]] = []
     torch_net = RawGraph(net).eval().to(device)
-    sync = torch.cuda.synchronize if device == "cuda" else None
     previous = torch.get_num_threads()
     generator = torch.Generator().manual_seed(0)
     try:
@@ -319,23 +322,38 @@ def _time_rows(net: nn.Module, files: dict[str, Path], sizes: list[tuple[int, in
             }
             for height, width in sizes:
                 say(f"{', '.join(runtimes)}: {count} thread{'s' * (count != 1)}, {height}x{width}")
-                stats = {}
-                plan = ((1, warmup, repeats, 3), (batch, min(warmup, 1), max(3, repeats // 5), 1))
-                for n, n_warmup, n_repeats, rounds in plan:  # batch 1, then throughput at ``batch``
-                    x = torch.randn(n, channels, height, width, generator=generator).to(device)
-                    calls = {r: _runner(runner, x, device) for r, runner in runners.items()}
-                    stats[n] = interleaved_stats(calls, n_warmup, n_repeats, rounds, sync=sync)
-                for runtime, runner in runners.items():
-                    single, many = stats[1][runtime], stats[batch][runtime]
-                    provider = runner.provider if isinstance(runner, OnnxSession) else f"torch eager ({device})"
-                    rows.append({"runtime": runtime, "threads": count, "height": height, "width": width,
-                                 "batch1": single, "provider": provider,
-                                 "throughput": {"batch": batch, "images_per_s": round(batch * 1e3 / many["p50_ms"], 3),
-                                                "p50_ms": many["p50_ms"], "repeats": many["repeats"]},
-                                 "gflops_per_s": round(2 * macs[f"{height}x{width}"] / single["p50_ms"] / 1e6, 3),
-                                 "peak_rss_mib": peak_rss_mib()})  # fmt: skip
+                rows += _time_size(runners, count, net.genotype.task.in_channels, (height, width), warmup, repeats,
+                                   batch, device, macs, generator)  # fmt: skip
+            del runners
+            gc.collect()
     finally:
         torch.set_num_threads(previous)
         if device == "cuda":
             torch_net.to("cpu")  # the caller's net goes back where it was
+    return rows
+
+
+def _time_size(runners: dict[str, nn.Module | OnnxSession], count: int, net_channels: int, size: tuple[int, int],
+               warmup: int, repeats: int, batch: int, device: str, macs: dict[str, int],
+               generator: torch.Generator) -> list[dict[str, Any]]:  # fmt: skip
+    """The rows of one thread count and size: the runtimes timed in interleaved rounds
+    (:func:`serving.timing.interleaved_stats`) at batch 1, then at ``batch`` for throughput."""
+    (height, width), channels = size, net_channels
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    stats = {}
+    plan = ((1, warmup, repeats, 3), (batch, min(warmup, 1), max(3, repeats // 5), 1))
+    for n, n_warmup, n_repeats, rounds in plan:
+        x = torch.randn(n, channels, height, width, generator=generator).to(device)
+        calls = {r: _runner(runner, x, device) for r, runner in runners.items()}
+        stats[n] = interleaved_stats(calls, n_warmup, n_repeats, rounds, sync=sync)
+    rows = []
+    for runtime, runner in runners.items():
+        single, many = stats[1][runtime], stats[batch][runtime]
+        provider = runner.provider if isinstance(runner, OnnxSession) else f"torch eager ({device})"
+        rows.append({"runtime": runtime, "threads": count, "height": height, "width": width, "batch1": single,
+                     "provider": provider,
+                     "throughput": {"batch": batch, "images_per_s": round(batch * 1e3 / many["p50_ms"], 3),
+                                    "p50_ms": many["p50_ms"], "repeats": many["repeats"]},
+                     "gflops_per_s": round(2 * macs[f"{height}x{width}"] / single["p50_ms"] / 1e6, 3),
+                     "peak_rss_mib": peak_rss_mib()})  # fmt: skip
     return rows
