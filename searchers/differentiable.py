@@ -20,6 +20,7 @@ import io
 import math
 import random
 import time
+from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,15 +285,17 @@ class DifferentiableStrategy(Strategy):
     def arch_parameters(self) -> list[nn.Parameter]:
         return list(self.supernet.arch.parameters())
 
+    @abstractmethod
     def make_optimizers(self) -> None:
-        raise NotImplementedError
+        """Create ``weight_optimizer`` and ``arch_optimizer`` (each paper has its own)."""
 
+    @abstractmethod
     def derive(self) -> Genotype:
-        raise NotImplementedError
+        """The discrete genotype the architecture weights give now."""
 
+    @abstractmethod
     def arch_snapshot(self) -> dict[str, Any]:
         """Op names and op weights (and edge weights) of every edge, for the history / heat maps."""
-        raise NotImplementedError
 
     def lr_at_epoch(self) -> None:
         """Set the learning rate of the coming epoch (default: constant)."""
