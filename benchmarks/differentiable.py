@@ -27,20 +27,13 @@ import torch
 
 import zoo
 from searchers import Budget, Searcher
+from searchers.differentiable import random_cell
 from searchers.iac import IacConfig, IacStrategy, IacSupernet
 from searchers.nas_asdet import NasAsdetConfig, NasAsdetStrategy, supernet_genotype
 from zoo.data.folder import open_folder
 from zoo.data.synthetic import make_dataset
-from zoo.genotype import Cell as CellGenotype
 from zoo.ops import DARTS_OPS, NAS_ASDET_OPS
 from zoo.training.trainer import TrainConfig, Trainer, evaluate
-
-
-def random_cell(ops: tuple[str, ...], rng: random.Random, residual: bool) -> CellGenotype:
-    """A uniformly random DARTS-format cell: 2 distinct inputs per node, non-zero ops."""
-    choices = [op for op in ops if op != "none"]
-    nodes = [[(rng.choice(choices), s) for s in sorted(rng.sample(range(node + 2), 2))] for node in range(4)]
-    return CellGenotype(nodes=nodes, concat=[2, 3, 4, 5], residual=residual)
 
 
 def supernet_memory(partial: int, batch: int, size: int, channels: int, steps: int = 3) -> dict[str, float]:

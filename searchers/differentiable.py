@@ -74,6 +74,14 @@ def full_dag_cell(steps: int, residual: bool = False) -> CellGenotype:
     return CellGenotype(nodes=nodes, concat=list(range(2, steps + 2)), residual=residual)
 
 
+def random_cell(ops: Sequence[str], rng: random.Random, residual: bool = False, steps: int = 4) -> CellGenotype:
+    """A uniformly random DARTS-format cell of ``steps`` nodes: 2 distinct inputs per node, each
+    with a non-zero op of ``ops`` (the random counterpart of a derived cell)."""
+    choices = [op for op in ops if op != "none"]
+    nodes = [[(rng.choice(choices), s) for s in sorted(rng.sample(range(node + 2), 2))] for node in range(steps)]
+    return CellGenotype(nodes=nodes, concat=list(range(2, steps + 2)), residual=residual)
+
+
 def prune_mixed_op(op: MixedOp, keep: Sequence[int]) -> None:
     """Keep only the candidate ops at positions ``keep`` (in their current order) of a mixed op;
     the kept ops keep their trained weights (progressive pruning, NAS-ASDet eqs. 12-13)."""
@@ -243,10 +251,20 @@ def plot_genotype_picture(genotype: Genotype, path: Path) -> Path | None:
 
 @dataclass
 class BiLevelConfig:
-    """The schedule of one bi-level phase: weight steps per epoch at most, gradient clipping."""
+    """The schedule of one bi-level phase: weight steps per epoch at most and at least (a small
+    weight split is passed over again until ``min_steps_per_epoch``: each of them is preceded by an
+    architecture step, so the floor is also the number of alpha steps per epoch), gradient clipping."""
 
     max_steps_per_epoch: int | None = None
     clip_grad_norm: float | None = 5.0
+    min_steps_per_epoch: int | None = None
+
+    def steps(self, batches_per_pass: int) -> int:
+        """Weight steps of one epoch when one pass over the weight split has ``batches_per_pass``."""
+        if batches_per_pass == 0:
+            return 0
+        steps = max(batches_per_pass, self.min_steps_per_epoch or 0)
+        return min(steps, self.max_steps_per_epoch or steps)
 
 
 class DifferentiableStrategy(Strategy):
@@ -314,8 +332,10 @@ class DifferentiableStrategy(Strategy):
         arch_batches = cycle_batches(arch_set, spec, self.epoch, salt=2) if arch_set is not None else None
         weights = self.weight_parameters()
         losses, arch_losses = [], []
-        for step, (images, masks) in enumerate(epoch_loader(weight_set, spec, self.epoch, salt=1)):
-            if self.bilevel.max_steps_per_epoch is not None and step >= self.bilevel.max_steps_per_epoch:
+        steps = self.bilevel.steps(len(epoch_loader(weight_set, spec, self.epoch, salt=1)))
+        batches = cycle_batches(weight_set, spec, self.epoch, salt=1) if steps else iter(())
+        for step, (images, masks) in enumerate(batches):
+            if step >= steps:
                 break
             if arch_batches is not None:
                 a_images, a_masks = next(arch_batches)

@@ -5,7 +5,9 @@ same training steps ``nasseg train`` runs), at ``fidelity.image_size`` crops for
 ``fidelity.epochs`` on at most ``fidelity.max_images`` training images, then scores the net on
 the validation split (IoU, Dice, the segmentation loss) and measures its MACs and parameters at
 the search size. Subclasses change how the net is made (``build``) or what happens to the trained
-weights (``after_training``), e.g. for parameter inheritance.
+weights (``after_training``), e.g. for parameter inheritance. ``bn_recalibration=N`` re-estimates
+the BatchNorm statistics on ``N`` training batches before scoring
+(:func:`zoo.training.batchnorm.recalibrate_batchnorm`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from searchers.base import EvalResult, Evaluator, Fidelity, Proposal, SearchErro
 from zoo.data.folder import SegmentationFolder, open_folder
 from zoo.genotype import Genotype
 from zoo.io import atomic_write_bytes
+from zoo.training.batchnorm import recalibrate_batchnorm
 from zoo.training.losses import default_loss
 from zoo.training.trainer import TrainConfig, Trainer, evaluate
 
@@ -59,8 +62,9 @@ class SegmentationEvaluator(Evaluator):
     """Train a candidate briefly and score it on the validation split (picklable, for Ray)."""
 
     def __init__(self, data: str | Path, fidelity: Fidelity, device: str = "cpu", loss: str | None = None,
-                 keep_weights: bool = False) -> None:  # fmt: skip
+                 keep_weights: bool = False, bn_recalibration: int = 0) -> None:  # fmt: skip
         self.data = Path(data)
+        self.bn_recalibration = bn_recalibration
         self.fidelity = fidelity
         self.device = device
         self.loss = loss
@@ -78,14 +82,15 @@ class SegmentationEvaluator(Evaluator):
 
     def describe(self) -> dict[str, Any]:
         return {"type": type(self).__name__, "data": str(self.data), "fidelity": dataclasses.asdict(self.fidelity),
-                "device": self.device, "loss": self.loss}  # fmt: skip
+                "device": self.device, "loss": self.loss, "bn_recalibration": self.bn_recalibration}  # fmt: skip
 
     def train_config(self, seed: int) -> TrainConfig:
         """The trainer's hyper-parameters at this fidelity."""
         f = self.fidelity
         return TrainConfig(epochs=f.epochs, batch_size=f.batch_size, crop=f.image_size, optimizer=f.optimizer, lr=f.lr,
                            scheduler="none", loss=self.loss, seed=seed, device=self.device,
-                           max_steps_per_epoch=f.max_steps_per_epoch)  # fmt: skip
+                           max_steps_per_epoch=f.max_steps_per_epoch,
+                           min_steps_per_epoch=f.min_steps_per_epoch, channels_last=f.channels_last)  # fmt: skip
 
     def build(self, proposal: Proposal, seed: int, workdir: Path) -> nn.Module:
         """The net to train (random initialisation from ``seed``)."""
@@ -113,6 +118,11 @@ class SegmentationEvaluator(Evaluator):
         for _ in range(self.fidelity.epochs):
             trainer.train_epoch()
             trainer.epoch += 1
+        if self.bn_recalibration:
+            batches = (
+                images for _, (images, _) in zip(range(self.bn_recalibration), trainer.epoch_batches(), strict=False)
+            )
+            recalibrate_batchnorm(model, batches, trainer.device)
         loss_name = self.loss or default_loss(genotype.task.num_classes)
         metrics = evaluate(model, folder, "val", trainer.device, loss=loss_name)
         self.after_training(model, proposal, workdir)

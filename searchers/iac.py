@@ -29,12 +29,28 @@ Three stages, one strategy (``step`` 0 = stage I, one ``step`` per stage II epoc
   weights freshly initialised, the base loaded and frozen, and the cells trained with the Stage I
   hyper-parameters (the Trainer's ``freeze_base``). The result is reported against the base.
 
+Departures from the paper, each an option (chosen by what issue 14 measured at search scale):
+
+- ``implant="residual"`` (default): every cell, continuous or discrete, is added to its skip
+  through a zero-initialised 1x1 align, so the implant starts exactly at the base (see
+  :class:`zoo.families.iac_unet.AdaptiveCell`). ``"replace"`` is the paper's reading: a
+  randomly initialised implant scored val IoU 0.016 at stage III step 0 against its base's 0.709.
+- ``keep_base=True`` (default, residual implants only): the base itself stays a candidate of stage
+  III. If the trained implant's best validation IoU is below the base's, its aligns are zeroed
+  and the implant computes exactly the base, so the chosen implant is never below the base on val.
+- ``cell_lr`` (default: ``stage_lr``) and ``cell_epochs`` set stage III's learning rate and length
+  apart from stage I's; ``min_steps_per_epoch`` (default 20) is a floor on the optimiser steps (and
+  stage II architecture steps) of an epoch on a small set.
+- ``random_cell=True`` is the random counterpart: no stage II, a uniformly random cell of the same
+  8-op space goes through the same stage III.
+
 Epoch numbers in ``record_epochs`` / ``select_epoch`` count stage II epochs, warm-up included.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,6 +71,7 @@ from searchers.differentiable import (
     make_dataset,
     plot_alpha_history,
     plot_genotype_picture,
+    random_cell,
     split_samples,
 )
 from searchers.evaluators import METRIC_KEYS, measure, search_task, subset
@@ -102,22 +119,31 @@ class IacConfig:
     max_val_images: int | None = None
     max_skip: int | None = None
     augment: dict[str, Any] = field(default_factory=dict)
+    implant: str = "residual"
+    keep_base: bool = True
+    cell_lr: float | None = None
+    min_steps_per_epoch: int | None = 20
+    random_cell: bool = False
 
     def __post_init__(self) -> None:
         self.image_size = tuple(self.image_size)
         self.record_epochs = tuple(self.record_epochs)
+        if self.implant not in ("residual", "replace"):
+            raise SearchError(f"iac: --implant must be residual or replace, got {self.implant!r}")
         if self.from_stage not in (1, 2):
             raise SearchError(f"iac: --from-stage must be 1 or 2, got {self.from_stage}")
         if self.cell_channels % self.partial_channels:
             raise SearchError(
                 f"iac: cell channels {self.cell_channels} are not divisible by K = {self.partial_channels}"
             )
+        if self.select_epoch is not None and self.random_cell:
+            raise SearchError("iac: --select-epoch needs a searched cell (not --random)")
         if self.select_epoch is not None and not 1 <= self.select_epoch <= self.stage2_epochs:
             raise SearchError(f"iac: --select-epoch {self.select_epoch} is outside stage II's 1..{self.stage2_epochs}")
 
     @property
     def stage2_epochs(self) -> int:
-        return self.warmup_epochs + self.search_epochs
+        return 0 if self.random_cell else self.warmup_epochs + self.search_epochs
 
     @property
     def total_steps(self) -> int:
@@ -143,7 +169,7 @@ class IacSupernet(nn.Module):
                                         edge_norm="tan")  # fmt: skip
         levels = list(range(len(base.skip_channels))) if config.levels is None else list(config.levels)
         self.implant = IACImplant(base, full_dag_cell(STEPS), config.cell_channels, levels, base_genotype,
-                                  cell_factory=self._make_cell)  # fmt: skip
+                                  cell_factory=self._make_cell, residual=config.implant == "residual")  # fmt: skip
         self.implant.freeze_base()
         self.genotype = base_genotype
         self.divisor = getattr(base, "divisor", 1)
@@ -170,7 +196,8 @@ class IacStrategy(DifferentiableStrategy):
         self.config = config or IacConfig()
         c = self.config
         super().__init__(data, seed, device, "dice", c.image_size, c.max_skip,
-                         BiLevelConfig(max_steps_per_epoch=c.max_steps_per_epoch, clip_grad_norm=None))  # fmt: skip
+                         BiLevelConfig(max_steps_per_epoch=c.max_steps_per_epoch, clip_grad_norm=None,
+                                       min_steps_per_epoch=c.min_steps_per_epoch))  # fmt: skip
         self.stage = 1
         self.run_path: Path | None = None
         self.folder: SegmentationFolder | None = None
@@ -198,12 +225,12 @@ class IacStrategy(DifferentiableStrategy):
         task = search_task(self.data, self.config.image_size, in_channels=base.task.in_channels)
         return base.replace(task=task, weights=None)
 
-    def _train_config(self, epochs: int, freeze_base: bool) -> TrainConfig:
+    def _train_config(self, epochs: int, freeze_base: bool, lr: float | None = None) -> TrainConfig:
         c = self.config
-        return TrainConfig(epochs=epochs, batch_size=c.batch_size, crop=c.image_size, optimizer="adam", lr=c.stage_lr,
-                           weight_decay=0.0, scheduler="none", loss="dice", seed=self.seed, device=self.device_name,
-                           freeze_base=freeze_base, max_steps_per_epoch=c.max_steps_per_epoch,
-                           augment={**NO_AUGMENT, **c.augment})  # fmt: skip
+        return TrainConfig(epochs=epochs, batch_size=c.batch_size, crop=c.image_size, optimizer="adam",
+                           lr=lr or c.stage_lr, weight_decay=0.0, scheduler="none", loss="dice", seed=self.seed,
+                           device=self.device_name, freeze_base=freeze_base, max_steps_per_epoch=c.max_steps_per_epoch,
+                           min_steps_per_epoch=c.min_steps_per_epoch, augment={**NO_AUGMENT, **c.augment})  # fmt: skip
 
     def _metrics(self, model: nn.Module) -> dict[str, float]:
         metrics = evaluate(model, self._open(), "val", self.device, loss="dice")
@@ -294,7 +321,7 @@ class IacStrategy(DifferentiableStrategy):
         return Genotype.from_dict({
             "schema": "nasseg.genotype/1", "name": name[:128], "family": "iac-unet", "task": base.task.model_dump(),
             "arch": {"base": {"model": base_model, "arch_hash": base.arch_hash}, "cell": cell.model_dump(),
-                     "cell_channels": c.cell_channels, "levels": c.levels},
+                     "cell_channels": c.cell_channels, "levels": c.levels, "implant": c.implant},
             "provenance": {"searcher": "iac"},
         })  # fmt: skip
 
@@ -332,23 +359,33 @@ class IacStrategy(DifferentiableStrategy):
         """Implant the chosen discrete cell, re-initialise its weights, train it on the frozen base."""
         start = time.perf_counter()
         c = self.config
-        chosen = c.select_epoch or max(self.derived)
         self.base_genotype = Genotype.from_json(self.run_path / "base.json")
-        cell = CellGenotype.model_validate(self.derived[chosen])
+        if c.random_cell:
+            chosen = 0
+            cell = random_cell(DARTS_OPS, random.Random(self.seed), residual=False, steps=STEPS)
+        else:
+            chosen = c.select_epoch or max(self.derived)
+            cell = CellGenotype.model_validate(self.derived[chosen])
         genotype = self.implant_genotype(cell)
         path = self.run_path / "implant.json"
         genotype.to_json(path)
         torch.manual_seed(self.seed + 2)  # fresh cell weights (Algorithm 3), not the supernet's
         model = zoo.create_model(path, pretrained=True)  # loads and freezes the base
-        trainer = Trainer(model, self._open(), self._train_config(c.cell_epochs, True), self.run_path / "stage3")
-        trainer.fit(resume=trainer.checkpoint_path.is_file())
+        trainer = Trainer(model, self._open(), self._train_config(c.cell_epochs, True, c.cell_lr),
+                          self.run_path / "stage3")  # fmt: skip
+        fit = trainer.fit(resume=trainer.checkpoint_path.is_file())
+        base_iou = self.base_metrics.get("iou", -1.0)
+        kept_base = c.keep_base and c.implant == "residual" and fit.best_metrics.get("iou", -1.0) < base_iou
+        if kept_base:  # the base is the better candidate on val: the implant becomes exactly the base
+            model.reset_to_base()
         weights = save_weights(model.cpu(), genotype, self.run_path / "implant.safetensors")
         genotype = Genotype.from_json(path).replace(weights=weights)
         genotype.to_json(path)
         model.to(self.device)
         metrics = self._metrics(model)
         macs, params = measure(self.implant_genotype(cell, str(self.run_path / "base.json")), self.image_size)
-        extra = {"stage": 3, "selected_epoch": chosen, "base": dict(self.base_metrics),
+        extra = {"stage": 3, "selected_epoch": chosen, "base": dict(self.base_metrics), "kept_base": kept_base,
+                 "random_cell": c.random_cell,
                  "gain_iou": metrics.get("iou", 0.0) - self.base_metrics.get("iou", 0.0),
                  "skip_connects": {"cell": sum(op == "skip_connect" for e in cell.nodes for op, _ in e)}}  # fmt: skip
         result = EvalResult(key="implant", genotype=genotype, metrics=metrics, macs=macs, params=params,
@@ -365,7 +402,7 @@ class IacStrategy(DifferentiableStrategy):
         self.run_path = context.run.path
         if self.stage == 1:
             result = self.stage_one(context)
-            self.stage = 2
+            self.stage = 3 if self.config.random_cell else 2
             return [result]
         if self.stage == 2:
             if self.supernet is None:

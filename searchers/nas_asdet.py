@@ -83,9 +83,11 @@ class NasAsdetConfig:
     weight_momentum: float = 0.9
     weight_decay: float = 1e-4
     max_steps_per_epoch: int | None = None
+    min_steps_per_epoch: int | None = 20
     max_images: int | None = None
     max_val_images: int | None = None
     max_skip: int | None = None
+    derive_weights: str = "all"
     augment: dict[str, Any] = field(default_factory=lambda: {"flip": True})
 
     def __post_init__(self) -> None:
@@ -103,6 +105,8 @@ class NasAsdetConfig:
         if not 0 <= self.warmup_epochs < self.epochs_per_stage:
             raise SearchError(f"nas-asdet: warm-up epochs ({self.warmup_epochs}) must be fewer than the epochs per "
                               f"stage ({self.epochs_per_stage})")  # fmt: skip
+        if self.derive_weights not in ("all", "active"):
+            raise SearchError(f"nas-asdet: derive weights must be 'all' or 'active', got {self.derive_weights!r}")
         if self.image_size[0] % 32 or self.image_size[1] % 32:
             raise SearchError(f"nas-asdet: image size {self.image_size} must be a multiple of 32 (stem + 4 reductions)")
 
@@ -192,7 +196,8 @@ class NasAsdetStrategy(DifferentiableStrategy):
         self.config = config or NasAsdetConfig()
         c = self.config
         super().__init__(data, seed, device, "bce_dice", c.image_size, c.max_skip,
-                         BiLevelConfig(max_steps_per_epoch=c.max_steps_per_epoch))  # fmt: skip
+                         BiLevelConfig(max_steps_per_epoch=c.max_steps_per_epoch,
+                                       min_steps_per_epoch=c.min_steps_per_epoch))  # fmt: skip
         self.stage = 0
         self.folder: SegmentationFolder | None = None
 
@@ -228,11 +233,27 @@ class NasAsdetStrategy(DifferentiableStrategy):
 
     # -- derivation --------------------------------------------------------------------------------
 
+    def derivation_weights(self, kind: str) -> torch.Tensor:
+        """(edges, active ops) weights the derivation ranks by.
+
+        ``derive_weights="all"`` (default): the softmax of each edge's alphas over **all** 11 ops
+        (eq. 14's argmax over O), read at the surviving ops. After the last pruning an edge keeps
+        one op, whose softmax over the survivors is 1.0 on every edge: ranking edges by it is a tie
+        broken by edge order, and an edge left with ``none`` alone says nothing. Over all ops the
+        surviving op's weight still says how strongly the edge chose it. ``"active"`` ranks by the
+        softmax over the survivors (what the supernet's forward uses).
+        """
+        if self.config.derive_weights == "active":
+            return self.supernet.op_weights(kind).detach().cpu()
+        full = torch.softmax(self.supernet.arch.alphas[kind].detach().cpu(), dim=-1)
+        index = torch.tensor([list(ops) for ops in self.supernet.active[kind]], dtype=torch.long)
+        return full.gather(1, index)
+
     def derive_cells(self) -> dict[str, CellGenotype]:
         """Every cell type's discrete cell: eq. 14 (+ the optional skip cap)."""
         cells = {}
         for kind in KINDS:
-            weights = self.supernet.op_weights(kind).detach().cpu()
+            weights = self.derivation_weights(kind)
             names = [[NAS_ASDET_OPS[i] for i in ops] for ops in self.supernet.active[kind]]
             cells[kind] = derive_capped(weights, names, STEPS, max_skip=self.max_skip, residual=True)
         return cells

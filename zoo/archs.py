@@ -309,12 +309,24 @@ class IACUNetArch(_Arch):
     """IAC U-Nets (seed 004). Without ``cell``: the base U-Net (plain concatenation skips),
     defined inline. With ``cell``: an implant, naming its base by zoo name and arch hash, with one
     adaptive cell (1x1 in, cell, 1x1 out) in every skip connection listed in ``levels``
-    (``None``: every level); one cell genotype, separate weights per level."""
+    (``None``: every level); one cell genotype, separate weights per level. ``implant`` (implants
+    only): how the cell meets the skip: ``residual`` (default) feeds ``skip + align(cell)`` to the decoder, the
+    align zero-initialised, so an implant starts exactly at its base; ``replace`` (the paper's
+    reading of Fig. 1) feeds the cell's output instead of the skip."""
 
     base: IACBaseUNet | IACBaseRef
     cell: Cell | None = None
     cell_channels: PositiveInt = 16
     levels: list[int] | None = None
+    implant: Literal["residual", "replace"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_implant(cls, data: Any) -> Any:
+        """An implant without ``implant`` is residual (bases have none)."""
+        if isinstance(data, dict) and data.get("cell") is not None and data.get("implant") is None:
+            return {**data, "implant": "residual"}
+        return data
 
     @model_validator(mode="after")
     def _check_base_or_implant(self) -> IACUNetArch:
@@ -323,8 +335,11 @@ class IACUNetArch(_Arch):
                 raise ValueError("a base U-Net (no cell) defines its base inline: base = {encoder, decoder_channels}")
             if self.levels is not None:
                 raise ValueError("levels needs a cell to implant")
+            if self.implant is not None:
+                raise ValueError("implant (residual/replace) needs a cell to implant")
         elif not isinstance(self.base, IACBaseRef):
             raise ValueError("an implant names its base by zoo name and arch hash: base = {model, arch_hash}")
+
         if self.levels is not None and (not self.levels or len(set(self.levels)) != len(self.levels)):
             raise ValueError(f"levels must be distinct skip levels, got {self.levels}")
         return self

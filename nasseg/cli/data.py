@@ -10,7 +10,7 @@ import typer
 from nasseg.cli import app, console
 from nasseg.cli.progress import progress_bar
 from zoo.data.folder import open_folder
-from zoo.data.synthetic import DATASETS, make_dataset
+from zoo.data.synthetic import DATASETS, check_options, make_dataset
 
 data_app = typer.Typer(help="Bundled data sets and dataset folder checks.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -24,10 +24,14 @@ def make(
     size: Annotated[int, typer.Option(min=16, help="Image side in pixels.")] = 128,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same images.")] = 0,
     pairs: Annotated[bool, typer.Option(help="Also write defect-free translation pairs (synth-defects).")] = False,
+    difficulty: Annotated[
+        str, typer.Option(help="synth-defects: hard (DAGM-like), medium or easy (learnable at search budgets).")
+    ] = "hard",
 ) -> None:
     """Generate a bundled data set deterministically from a seed."""
+    check_options(name, n, size, pairs, difficulty)  # before the progress bar: a bad option draws none
     with progress_bar(f"making {name}", total=n) as advance:
-        make_dataset(name, out, n=n, size=size, seed=seed, pairs=pairs, progress=advance)
+        make_dataset(name, out, n=n, size=size, seed=seed, pairs=pairs, progress=advance, difficulty=difficulty)
     console.print(f"wrote {n} samples of {name} ({size}x{size}, seed {seed}) to {out}", highlight=False)
 
 

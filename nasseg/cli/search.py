@@ -37,6 +37,9 @@ SizeOption = Annotated[int, typer.Option("--image-size", min=8, help="Training c
 ImagesOption = Annotated[int | None, typer.Option("--max-images", min=2, help="Training images per candidate.")]
 ValImagesOption = Annotated[int | None, typer.Option("--max-val-images", min=1, help="Validation images scored.")]
 StepsOption = Annotated[int | None, typer.Option("--max-steps", min=1, help="Optimiser steps per epoch at most.")]
+MinStepsOption = Annotated[
+    int, typer.Option("--min-steps", min=1, help="Optimiser steps per epoch at least (small sets are reused).")
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 
@@ -51,10 +54,11 @@ def run_directory(strategy: str, out: Path | None, resume: Path | None) -> tuple
 
 def fidelity_from(epochs: int, image_size: int, batch_size: int = 4, max_images: int | None = None,
                   max_val_images: int | None = None, max_steps: int | None = None,
-                  lr: float = 1e-3) -> Fidelity:  # fmt: skip
+                  lr: float = 1e-3, min_steps: int | None = 20) -> Fidelity:  # fmt: skip
     """A :class:`Fidelity` from the shared command-line options."""
     return Fidelity(epochs=epochs, image_size=(image_size, image_size), batch_size=batch_size, max_images=max_images,
-                    max_val_images=max_val_images, max_steps_per_epoch=max_steps, lr=lr)  # fmt: skip
+                    max_val_images=max_val_images, max_steps_per_epoch=max_steps, lr=lr,
+                    min_steps_per_epoch=min_steps)  # fmt: skip
 
 
 def common_searcher(strategy: Strategy, evaluator: Evaluator | None, budget: Budget, run_dir: Path, seed: int,

@@ -13,6 +13,7 @@ from nasseg.cli.search import (
     DeviceOption,
     ImagesOption,
     JsonOption,
+    MinStepsOption,
     OutOption,
     ResumeOption,
     SecondsOption,
@@ -70,6 +71,13 @@ def autosegnet(
     resume: ResumeOption = None,
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",
+    reward: Annotated[
+        str, typer.Option(help="Controller reward: soft_iou (default), soft_dice or iou (the paper's, thresholded).")
+    ] = "soft_iou",
+    warmup_epochs: Annotated[
+        int, typer.Option(min=0, help="First epochs train the shared weights on uniform children, no controller.")
+    ] = 10,
+    min_steps: MinStepsOption = 20,
     as_json: JsonOption = False,
 ) -> None:
     """Search an AutoSegNet (down/bridge/up layer cells and long skips) on a dataset folder.
@@ -88,7 +96,8 @@ def autosegnet(
                               controller_lr=controller_lr, baseline_decay=baseline_decay,
                               entropy_weight=entropy_weight, derive_samples=derive_samples,
                               reward_images=reward_images, epochs_max=epochs_max, target_iou=target_iou,
-                              target_loss=target_loss, device=device)  # fmt: skip
+                              target_loss=target_loss, device=device, reward=reward, warmup_epochs=warmup_epochs,
+                              min_steps_per_epoch=min_steps)  # fmt: skip
     strategy = AutoSegNetStrategy(data, space, config, seed=seed)
     searcher = common_searcher(strategy, None, Budget(steps=epochs_max, seconds=max_seconds), run_dir, seed, data,
                                config={"stop_rule": {"epochs_max": epochs_max, "target_iou": target_iou,

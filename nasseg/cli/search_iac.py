@@ -13,6 +13,7 @@ from nasseg.cli.search import (
     DeviceOption,
     ImagesOption,
     JsonOption,
+    MinStepsOption,
     OutOption,
     ResumeOption,
     SecondsOption,
@@ -60,6 +61,17 @@ def search_iac(
         int | None, typer.Option(min=1, help="Stage II epoch whose cell stage III trains (default: the last).")
     ] = None,
     max_skip: Annotated[int | None, typer.Option(min=0, help="Cap skip_connect edges in the derived cell.")] = None,
+    implant: Annotated[
+        str, typer.Option(help="residual (skip + zero-initialised cell: starts at the base) or replace (the paper).")
+    ] = "residual",
+    keep_base: Annotated[
+        bool, typer.Option("--keep-base/--no-keep-base", help="Fall back to the base when it is better on val.")
+    ] = True,
+    cell_lr: Annotated[float | None, typer.Option(min=0, help="Stage III learning rate (default: stage I's).")] = None,
+    min_steps: MinStepsOption = 20,
+    random_cell: Annotated[
+        bool, typer.Option("--random", help="Random counterpart: no stage II, a random cell through stage III.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Run IAC stages I-III: base U-Net, cell search on the frozen base, cell training; report vs the base."""
@@ -69,7 +81,8 @@ def search_iac(
                        cell_channels=cell_channels, partial_channels=partial_channels,
                        record_epochs=tuple(int(e) for e in record_epochs.split(",") if e.strip()),
                        select_epoch=select_epoch, max_steps_per_epoch=max_steps, max_images=max_images,
-                       max_val_images=max_val_images, max_skip=max_skip)  # fmt: skip
+                       max_val_images=max_val_images, max_skip=max_skip, implant=implant, keep_base=keep_base,
+                       cell_lr=cell_lr, min_steps_per_epoch=min_steps, random_cell=random_cell)  # fmt: skip
     run_dir, resuming = run_directory("iac", out, resume)
     strategy = IacStrategy(data, config, seed=seed, device=device)
     budget = Budget(steps=config.total_steps, seconds=max_seconds)
@@ -80,5 +93,7 @@ def search_iac(
         base_iou = implant.extra["base"].get("iou", float("nan"))
         console.print(f"stage III implant (cell of epoch {implant.extra['selected_epoch']}, "
                       f"{implant.extra['skip_connects']['cell']} skip connections): val IoU "
-                      f"{implant.metrics.get('iou', float('nan')):.4f} vs base {base_iou:.4f}",
+                      f"{implant.metrics.get('iou', float('nan')):.4f} vs base {base_iou:.4f}"
+                      + (" (the base was better on val: the implant is reset to it)" if implant.extra["kept_base"]
+                         else ""),
                       highlight=False)  # fmt: skip

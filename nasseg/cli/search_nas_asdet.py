@@ -12,6 +12,7 @@ from nasseg.cli.search import (
     DeviceOption,
     ImagesOption,
     JsonOption,
+    MinStepsOption,
     OutOption,
     ResumeOption,
     SecondsOption,
@@ -47,6 +48,10 @@ def search_nas_asdet(
     init_channels: Annotated[int, typer.Option(min=1, help="Channels of the first cells.")] = 16,
     stem_multiplier: Annotated[int, typer.Option(min=1, help="Stem width = this x init channels.")] = 3,
     max_skip: Annotated[int | None, typer.Option(min=0, help="Cap skip_connect edges per derived cell.")] = None,
+    min_steps: MinStepsOption = 20,
+    derive_weights: Annotated[
+        str, typer.Option(help="Rank edges by op weights over all ops (eq. 14: all) or the survivors (active).")
+    ] = "all",
     as_json: JsonOption = False,
 ) -> None:
     """Search NAS-ASDet cells (11 ops, 4 normal + 4 reduction cells, fusion head) on a dataset folder."""
@@ -54,7 +59,8 @@ def search_nas_asdet(
                             warmup_epochs=warmup_epochs, batch_size=batch_size, image_size=(image_size, image_size),
                             init_channels=init_channels, stem_multiplier=stem_multiplier,
                             max_steps_per_epoch=max_steps, max_images=max_images, max_val_images=max_val_images,
-                            max_skip=max_skip)  # fmt: skip
+                            max_skip=max_skip, min_steps_per_epoch=min_steps,
+                            derive_weights=derive_weights)  # fmt: skip
     run_dir, resuming = run_directory("nas-asdet", out, resume)
     strategy = NasAsdetStrategy(data, config, seed=seed, device=device)
     budget = Budget(steps=config.total_epochs, seconds=max_seconds)

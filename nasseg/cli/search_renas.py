@@ -12,6 +12,7 @@ from nasseg.cli.search import (
     EpochsOption,
     ImagesOption,
     JsonOption,
+    MinStepsOption,
     OutOption,
     RayOption,
     ResumeOption,
@@ -66,6 +67,15 @@ def renas(
     cells: Annotated[int, typer.Option(min=1, help="Cells between reductions #N.")] = 2,
     filters: Annotated[int, typer.Option(min=2, help="Filters of the first cell #F.")] = 24,
     aspp_channels: Annotated[int, typer.Option(min=1, help="ASPP branch width (DeepLabv3: 256).")] = 256,
+    output_stride: Annotated[
+        int | None, typer.Option(help="ASPP output stride 8 or 16 (default: 16 where features stay >= 8x8, else 8).")
+    ] = None,
+    bn_recalibration: Annotated[
+        int, typer.Option(min=0, help="Re-estimate BatchNorm statistics on N training batches before scoring.")
+    ] = 8,
+    entropy_weight: Annotated[
+        float, typer.Option(min=0, help="Controller entropy bonus in the reward (paper 0.1).")
+    ] = 0.01,
     fitness: Annotated[
         str | None,
         typer.Option(
@@ -83,6 +93,7 @@ def renas(
     max_images: ImagesOption = None,
     max_val_images: ValImagesOption = None,
     max_steps: StepsOption = None,
+    min_steps: MinStepsOption = 20,
     max_seconds: SecondsOption = None,
     workers: WorkersOption = None,
     ray: RayOption = None,
@@ -106,13 +117,16 @@ def renas(
         genotype_task = search_task(data, size)
     else:
         genotype_task = {"kind": "classification", "num_classes": 2, "input_size": list(size)}
-    fidelity = fidelity_from(epochs, image_size, batch_size, max_images, max_val_images, max_steps, lr)
+    fidelity = fidelity_from(epochs, image_size, batch_size, max_images, max_val_images, max_steps, lr, min_steps)
     final = fidelity_from(max(final_epochs, 1), image_size, batch_size, lr=lr)
-    space = RenasSpace(genotype_task, blocks=blocks, cells=cells, init_channels=filters, aspp_channels=aspp_channels)
+    space = RenasSpace(genotype_task, blocks=blocks, cells=cells, init_channels=filters, aspp_channels=aspp_channels,
+                       output_stride=output_stride)  # fmt: skip
     strategy = RenasStrategy(space, population=population, sample_size=sample, steps=steps, mutation=mutation,  # type: ignore[arg-type]
                              children=children, finetune_epochs=finetune_epochs, inherit=inherit,
-                             final=final_epochs > 0, seed=seed, metric=fitness)  # fmt: skip
-    evaluator = RenasEvaluator(data, fidelity, device=device, task=task, final_fidelity=final)
+                             final=final_epochs > 0, seed=seed, metric=fitness,
+                             controller={"entropy_weight": entropy_weight})  # fmt: skip
+    evaluator = RenasEvaluator(data, fidelity, device=device, task=task, final_fidelity=final,
+                               bn_recalibration=bn_recalibration)  # fmt: skip
     budget = Budget(steps=1 + steps + (1 if final_epochs > 0 else 0), evaluations=evaluations, seconds=max_seconds)
     run_dir, resuming = run_directory("renas", out, resume)
     searcher = common_searcher(strategy, evaluator, budget, run_dir, seed, data, workers, ray,

@@ -6,12 +6,14 @@ from typing import Annotated
 
 import typer
 
+from nasseg.cli import console
 from nasseg.cli.search import (
     DataOption,
     DeviceOption,
     EpochsOption,
     ImagesOption,
     JsonOption,
+    MinStepsOption,
     OutOption,
     RayOption,
     ResumeOption,
@@ -71,6 +73,12 @@ def unet_ga(
     dropout: Annotated[float, typer.Option(min=0, max=0.95, help="Decoder dropout (pix2pix: 0.5).")] = 0.5,
     lam: Annotated[float, typer.Option("--lambda", min=0, help="L1 weight lambda (translation).")] = 100.0,
     disc_width: Annotated[int, typer.Option(min=1, help="PatchGAN width (pix2pix: 64; translation).")] = 64,
+    selection: Annotated[
+        str, typer.Option(help="Parent selection: rank (default) or roulette (the paper's eq. 4).")
+    ] = "rank",
+    elite_evaluations: Annotated[
+        int, typer.Option(min=1, help="Re-score the elite until its fitness averages N seeds (1: the paper).")
+    ] = 3,
     random_search: Annotated[
         bool, typer.Option("--random", help="Random sampling from the same space instead (the GA's evaluation count).")
     ] = False,
@@ -82,6 +90,7 @@ def unet_ga(
     max_images: ImagesOption = None,
     max_val_images: ValImagesOption = None,
     max_steps: StepsOption = None,
+    min_steps: MinStepsOption = 20,
     max_seconds: SecondsOption = None,
     workers: WorkersOption = None,
     ray: RayOption = None,
@@ -100,7 +109,7 @@ def unet_ga(
         raise SearchError(f"--image-size {image_size}: a U-Net needs a size divisible by 4 at least")
     if lr is None:
         lr = 2e-4 if task == "translation" else 1e-3
-    fidelity = fidelity_from(epochs, image_size, batch_size, max_images, max_val_images, max_steps, lr)
+    fidelity = fidelity_from(epochs, image_size, batch_size, max_images, max_val_images, max_steps, lr, min_steps)
     if task == "translation":
         paired_root(data)  # fails early, in one line, without pairs
         genotype_task = {"kind": "translation", "in_channels": 3, "num_classes": 3, "input_size": list(size)}
@@ -112,20 +121,28 @@ def unet_ga(
         evaluator = SegmentationEvaluator(data, fidelity, device=device)
     space = UNetSpace(widths=parse_widths(widths), layers=levels, task=genotype_task, dropout=dropout)
     flops = (flops_size, flops_size) if flops_size else None
-    most = population + generations * (population - 1)  # the GA's evaluations at most (the elite is not retrained)
+    # the GA's evaluations at most: P_0, then K - 1 children and one elite re-scoring per generation
+    most = population + generations * (population - 1 + (elite_evaluations > 1))
     if random_search:
         total = min(most, evaluations) if evaluations else most
         strategy = UNetRandomStrategy(space, per_step=population, seed=seed, gamma=gamma, flops_size=flops, total=total)
         name = UNetRandomStrategy.name
         budget = Budget(evaluations=total, seconds=max_seconds)
     else:
-        strategy = UNetGAStrategy(space, population, generations, gamma, seed=seed, flops_size=flops)
+        strategy = UNetGAStrategy(space, population, generations, gamma, seed=seed, flops_size=flops,
+                                  selection=selection, elite_evaluations=elite_evaluations)  # fmt: skip
         name = UNetGAStrategy.name
         budget = Budget(steps=generations + 1, evaluations=evaluations, seconds=max_seconds)
     run_dir, resuming = run_directory(name, out, resume)
     searcher = common_searcher(strategy, evaluator, budget, run_dir, seed, data, workers, ray,
                                config={"task": task})  # fmt: skip
     run_search(searcher, resuming, name, as_json)
+    report = strategy.flops_report() if isinstance(strategy, UNetGAStrategy) else None
+    if report is not None and not as_json:
+        console.print(f"gamma * GFLOPs: {report['gamma_p_mean']:.4g} +- {report['gamma_p_std']:.3g} against a loss "
+                      f"spread (std) of {report['loss_std']:.3g}: ratio {report['gamma_p_over_loss_std']:.3g} "
+                      "(near 0: FLOPs cannot change the ranking; raise --gamma to trade quality for FLOPs)",
+                      highlight=False)  # fmt: skip
 
 
 __all__ = ["default_layers", "parse_widths", "unet_ga"]

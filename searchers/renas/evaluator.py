@@ -9,9 +9,13 @@ A proposal's ``extra`` says how to train it (set by :class:`searchers.renas.evol
   ``new_lr_factor`` (10) times the learning rate of the inherited ones;
 - ``final`` true: retrained from scratch at ``final_fidelity`` (section 4.3, "Deriving Architectures").
 
-``epochs`` overrides the fidelity's epoch count. Segmentation candidates also get ``soft_dice``
-(1 - the soft Dice loss on the validation images, sigmoid probabilities, no threshold): at the
-tiny fidelities of a CPU search every thresholded IoU can be 0, and ``--fitness soft_dice`` ranks them.
+``epochs`` overrides the fidelity's epoch count. Departure (an option): ``bn_recalibration``
+(default 8 batches) re-estimates every child's BatchNorm statistics on training batches before it
+is scored; RENAS scores children after a single fine-tuning pass, when the running statistics
+still hold their initial values and every child put out one constant (issue 14).
+Segmentation candidates also get ``soft_dice`` (1 - the soft Dice loss on the validation images,
+sigmoid probabilities, no threshold): at the tiny fidelities of a CPU search every thresholded
+IoU can be 0, and ``--fitness soft_dice`` ranks them.
 
 Every candidate's trained weights are written to
 its folder (``keep_weights``) so children, and a resumed search, can inherit them. Segmentation
@@ -42,8 +46,8 @@ class RenasEvaluator(SegmentationEvaluator):
 
     def __init__(self, data: str | Path, fidelity: Fidelity, device: str = "cpu", loss: str | None = None,
                  task: str = "segmentation", new_lr_factor: float = 10.0,
-                 final_fidelity: Fidelity | None = None) -> None:  # fmt: skip
-        super().__init__(data, fidelity, device, loss, keep_weights=True)
+                 final_fidelity: Fidelity | None = None, bn_recalibration: int = 8) -> None:  # fmt: skip
+        super().__init__(data, fidelity, device, loss, keep_weights=True, bn_recalibration=bn_recalibration)
         self.task = task
         self.new_lr_factor = new_lr_factor
         self.final_fidelity = final_fidelity or fidelity

@@ -81,10 +81,11 @@ class RenasStrategy(AskTellStrategy):
         self.controller_options = dict(controller or {})
         options = dict(self.controller_options)
         lr = options.pop("lr", 1e-3)
+        entropy_weight = options.pop("entropy_weight", 0.01)
         with torch.random.fork_rng(devices=[]):  # the controller's N(0, 0.01) draws come from the run seed alone
             torch.manual_seed(derived_seed(seed, "controller"))
             self.controller = MutationController(space.blocks, space.ops, **options)
-        self.trainer = ControllerTrainer(self.controller, lr=lr)
+        self.trainer = ControllerTrainer(self.controller, lr=lr, entropy_weight=entropy_weight)
         #: alive individuals: {"key", "cell", "fitness"}
         self.population: list[dict[str, Any]] = []
         self.evolution_steps = 0

@@ -18,6 +18,11 @@ the classifier head (the paper's search setting).
 
 A cell is written as a list of ``B`` blocks ``(i1, i2, o1, o2)``; the controller reads the
 ``5B``-token string ``i1 i2 o1 o2 A`` per block (4.2).
+
+Departure (an option): ``output_stride=None`` (default) picks DeepLabv3's 16 only where the
+features stay at least 8 x 8, else 8, and scales the atrous rates (6, 12, 18 at DeepLabv3's 33 x 33
+features) to the feature size. At 64 px, output stride 16 leaves 4 x 4 features that rates of 6+
+never see past the centre tap: every child then predicts one constant (issue 14).
 """
 
 from __future__ import annotations
@@ -54,6 +59,16 @@ class Mutation:
         return cls(int(data[0]), str(data[1]), data[2] if data[1] in ("o1", "o2") else int(data[2]))
 
 
+def aspp_rates(feature_side: int) -> list[int]:
+    """DeepLabv3's atrous rates (6, 12, 18 on 33 x 33 features at 513 px) scaled to ``feature_side``,
+    distinct and at least 1, 2, 3."""
+    rates: list[int] = []
+    for rate in (6, 12, 18):
+        scaled = max(round(rate * feature_side / 33), (rates[-1] + 1) if rates else 1)
+        rates.append(min(scaled, rate))
+    return rates
+
+
 class RenasSpace:
     """Genotypes of the RENAS space on the ``cellnet`` family (see the module docstring).
 
@@ -63,13 +78,15 @@ class RenasSpace:
         blocks: ``#B``; ``cells``: ``#N`` (cells between reductions); ``init_channels``: ``#F``.
         aspp_channels: width of the ASPP branches (DeepLabv3: 256).
         stem: the stem (default: ``imagenet`` for segmentation, ``cifar`` for classification).
+        output_stride: the ASPP head's (8 or 16; default: 16 where the features stay >= 8 x 8, else 8).
     """
 
     name = "renas"
 
     def __init__(self, task: dict[str, Any], blocks: int = 5, cells: int = 2, init_channels: int = 24,
                  ops: Sequence[str] = RENAS_OPS, aspp_channels: int = 256,
-                 stem: Literal["cifar", "imagenet", "stride2"] | None = None) -> None:  # fmt: skip
+                 stem: Literal["cifar", "imagenet", "stride2"] | None = None,
+                 output_stride: int | None = None) -> None:  # fmt: skip
         if blocks < 1 or cells < 1 or init_channels < 2:
             raise SearchError(f"renas space: blocks, cells >= 1 and init_channels >= 2 needed, got "
                               f"{blocks}, {cells}, {init_channels}")  # fmt: skip
@@ -83,6 +100,11 @@ class RenasSpace:
         self.ops = tuple(ops)
         self.aspp_channels = aspp_channels
         self.stem = stem or ("imagenet" if self.kind == "segmentation" else "cifar")
+        side = min(self.task.get("input_size") or [256, 256])
+        if output_stride not in (None, 8, 16):
+            raise SearchError(f"renas space: output stride must be 8 or 16, got {output_stride}")
+        self.output_stride = output_stride or (16 if side // 16 >= 8 else 8)
+        self.rates = aspp_rates(side // self.output_stride)
 
     # -- the block string ------------------------------------------------------------------------
 
@@ -127,7 +149,7 @@ class RenasSpace:
         """The ``cellnet`` arch of ``cell`` in this space."""
         nodes = [[[o1, i1], [o2, i2]] for i1, i2, o1, o2 in cell]
         if self.kind == "segmentation":
-            head: dict[str, Any] = {"type": "aspp", "output_stride": 16, "rates": [6, 12, 18],
+            head: dict[str, Any] = {"type": "aspp", "output_stride": self.output_stride, "rates": self.rates,
                                     "channels": self.aspp_channels}  # fmt: skip
         else:
             head = {"type": "classifier", "auxiliary": False}
@@ -154,4 +176,5 @@ class RenasSpace:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "blocks": self.blocks, "cells": self.cells, "init_channels": self.init_channels,
                 "ops": list(self.ops), "stem": self.stem, "kind": self.kind,
-                "aspp_channels": self.aspp_channels}  # fmt: skip
+                "aspp_channels": self.aspp_channels, "output_stride": self.output_stride,
+                "rates": self.rates}  # fmt: skip

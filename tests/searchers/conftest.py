@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 
 from zoo.data.synthetic import make_dataset
 from zoo.genotype import Genotype
@@ -37,3 +38,13 @@ def tiny_defects(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def tiny_space() -> TinyUNetSpace:
     return TinyUNetSpace()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny nets on a shared 2-core machine: one intra-op thread is far faster than two
+    (a module asks for it with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -27,14 +27,7 @@ from zoo.families.autosegnet import autosegnet_depth
 from zoo.ops import AUTOSEGNET_OPS
 from zoo.supernet import MixedOp
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny nets on a shared 2-core machine: one intra-op thread is far faster than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_space(**kwargs) -> AutoSegNetSpace:

@@ -100,7 +100,8 @@ def _run(data: Path, out: Path, steps: int, resume: bool = False, **changes) -> 
 
 
 def test_stages_warmup_and_frozen_base(tiny_defects: Path, tmp_path: Path) -> None:
-    strategy, result = _run(tiny_defects, tmp_path / "run", steps=4)
+    # the paper's replace implant: a residual one's zero-initialised align gives alpha no gradient at step 1
+    strategy, result = _run(tiny_defects, tmp_path / "run", steps=4, implant="replace")
     assert [r.key for r in result.history] == ["base", "e001", "e002", "implant"]
     assert [r.extra.get("arch_updates") for r in result.history[1:3]] == [False, True]
     # warm-up: alpha and beta still at ones (uniform op weights); after it they have moved

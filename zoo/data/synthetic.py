@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -138,16 +139,42 @@ DEFECTS: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
 }
 
 
-def defect_sample(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(image with defects, defect-free image, binary mask), images uint8 gray."""
+@dataclass(frozen=True)
+class Difficulty:
+    """How visible synth-defects' defects are: ``contrast`` scales the intensity step of a defect
+    (``hard``: 0.08-0.22, about one background std, like DAGM), ``grow`` dilates each defect shape
+    by that many pixels (thin scratches become learnable at a few hundred optimiser steps)."""
+
+    contrast: float
+    grow: int
+
+
+DIFFICULTIES: dict[str, Difficulty] = {
+    "hard": Difficulty(contrast=1.0, grow=0),  # the DAGM-like default: unet-small needs minutes to see it
+    "medium": Difficulty(contrast=1.8, grow=1),
+    "easy": Difficulty(contrast=3.0, grow=2),  # learnable at search fidelity (a few hundred steps at 64 px)
+}
+
+
+def defect_sample(
+    rng: np.random.Generator, size: int, difficulty: str = "hard"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image with defects, defect-free image, binary mask), images uint8 gray.
+
+    ``difficulty`` (:data:`DIFFICULTIES`) scales contrast and defect width only: the random draws
+    are the same, so a sample of one seed has its defects at the same places at every difficulty.
+    """
+    level = DIFFICULTIES[difficulty]
     clean = _texture(rng, size)
     image = clean.copy()
     mask = np.zeros((size, size), bool)
     if rng.random() >= 0.2:
         for _ in range(int(rng.integers(1, 3))):
             shape = DEFECTS[str(rng.choice(list(DEFECTS)))](rng, size)
+            if level.grow:
+                shape = ndimage.binary_dilation(shape, iterations=level.grow)
             soft = ndimage.gaussian_filter(shape.astype(np.float32), 0.7)
-            delta = rng.uniform(0.08, 0.22) * rng.choice([-1.0, 1.0])
+            delta = level.contrast * rng.uniform(0.08, 0.22) * rng.choice([-1.0, 1.0])
             image = image + delta * soft * (1 + 0.3 * rng.standard_normal((size, size)).astype(np.float32))
             mask |= shape
     noise = rng.normal(0, 0.015, (size, size)).astype(np.float32)
@@ -185,16 +212,27 @@ DATASETS = {
 }
 
 
-def make_dataset(name: str, out: str | Path, n: int = 60, size: int = 128, seed: int = 0, pairs: bool = False,
-                 progress: Callable[[int], None] | None = None) -> Path:  # fmt: skip
-    """Write bundled data set ``name`` with ``n`` samples of ``size`` x ``size`` to ``out`` in the
-    folder format (70/15/15 train/val/test, ``dataset.json``); returns ``out``."""
+def check_options(name: str, n: int, size: int, pairs: bool = False, difficulty: str = "hard") -> None:
+    """Raise a one-line :class:`NassegError` for options :func:`make_dataset` cannot honour."""
     if name not in DATASETS:
         raise NassegError(f"unknown data set {name!r}; bundled: {', '.join(DATASETS)}")
+    if difficulty not in DIFFICULTIES:
+        raise NassegError(f"{name}: unknown difficulty {difficulty!r}; choose {', '.join(DIFFICULTIES)}")
+    if difficulty != "hard" and name != "synth-defects":
+        raise NassegError(f"{name}: --difficulty applies to synth-defects only")
     if n < 3 or size < 16:
         raise NassegError(f"{name}: need n >= 3 samples of size >= 16, got n={n}, size={size}")
     if pairs and name != "synth-defects":
         raise NassegError(f"{name}: translation pairs exist for synth-defects only")
+
+
+def make_dataset(name: str, out: str | Path, n: int = 60, size: int = 128, seed: int = 0, pairs: bool = False,
+                 progress: Callable[[int], None] | None = None, difficulty: str = "hard") -> Path:  # fmt: skip
+    """Write bundled data set ``name`` with ``n`` samples of ``size`` x ``size`` to ``out`` in the
+    folder format (70/15/15 train/val/test, ``dataset.json``); returns ``out``. ``difficulty``
+    (synth-defects only: ``hard``, the DAGM-like default, ``medium`` or ``easy``) sets how visible
+    the defects are."""
+    check_options(name, n, size, pairs, difficulty)
     out = Path(out)
     bounds, start = [], 0
     for split, fraction in SPLIT_FRACTIONS:
@@ -206,7 +244,7 @@ def make_dataset(name: str, out: str | Path, n: int = 60, size: int = 128, seed:
             rng = np.random.default_rng([seed, i])
             stem = f"{name}-{seed}-{i:05d}"
             if name == "synth-defects":
-                image, clean, mask = defect_sample(rng, size)
+                image, clean, mask = defect_sample(rng, size, difficulty)
                 if pairs:
                     write_png(out / "pairs" / "A" / f"{stem}.png", image)
                     write_png(out / "pairs" / "B" / f"{stem}.png", clean)
@@ -218,5 +256,7 @@ def make_dataset(name: str, out: str | Path, n: int = 60, size: int = 128, seed:
                 progress(1)
     meta = {"name": name, "classes": DATASETS[name], "n": n, "size": size, "seed": seed,
             "generator": f"nasseg {__version__}"}  # fmt: skip
+    if name == "synth-defects":
+        meta["difficulty"] = difficulty
     (out / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
