@@ -589,6 +589,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return write()
 
 
+def markdown_table(report: dict[str, Any]) -> str:
+    """The README's table: searcher, random counterpart, paired difference, controls, MACs, minutes."""
+    controls = report.get("controls", {})
+    lines = ["| searcher (data) | search seeds x retrain seeds | searcher test IoU | random counterpart | difference "
+             "(90 % CI) | controls (same recipe) | MACs searcher / random | minutes |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name in SEARCHERS:
+        row = report.get("searchers", {}).get(name)
+        if row is None:
+            continue
+        low, high = row["difference_ci90"]
+        data = row["data"]
+        ctrl = ", ".join(f"{m} {controls[f'{data}/{m}']['test_iou_mean']:.3f}" for m in CONTROLS
+                         if f"{data}/{m}" in controls)  # fmt: skip
+        if name == "iac":
+            ctrl += f"; base {row.get('base_iou_mean', math.nan):.3f}, base fine-tuned "
+            ctrl += f"{row.get('base_finetuned_iou_mean', math.nan):.3f}"
+        lines.append(
+            f"| {name} ({data}) | {row['complete_seeds']} x {len(row['retrain_seeds'])} | "
+            f"{row['searcher_iou_mean']:.3f} +- {row['searcher_iou_std']:.3f} | "
+            f"{row['random_iou_mean']:.3f} +- {row['random_iou_std']:.3f} | "
+            f"{row['difference_mean']:+.3f} [{low:+.3f}, {high:+.3f}] | {ctrl} | "
+            f"{row['searcher_macs_mean'] / 1e6:.1f} M / {row['random_macs_mean'] / 1e6:.1f} M | {row['minutes']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda v: list(v) if isinstance(v, tuple) else str(v)))
 
@@ -604,7 +631,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (two jobs share the 2 cores)")
     parser.add_argument("--work", default=None, help="work folder (default benchmarks/work/search_quality-SCALE)")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--table", action="store_true", help="print the README table of --out and stop")
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown_table(json.loads(Path(args.out).read_text())))
+        return
     report = run(args)
     for name, row in report["searchers"].items():
         print(f"{name}: searcher {row['searcher_iou_mean']:.4f} random {row['random_iou_mean']:.4f} "

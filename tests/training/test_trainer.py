@@ -125,3 +125,22 @@ def test_frozen_base_mode_trains_only_the_cells(dataset: Path, tmp_path: Path) -
     assert any(p.requires_grad for p in model.parameters())
     with pytest.raises(zoo.NassegError, match="no frozen-base mode"):
         Trainer(tiny_model(), open_folder(dataset), cfg, tmp_path / "other")
+
+
+def test_batched_evaluation_equals_one_image_at_a_time(dataset: Path) -> None:
+    from zoo.training.trainer import evaluate
+
+    model = tiny_model()
+    folder = open_folder(dataset)
+    one = evaluate(model, folder, "train", loss="bce_dice", batch_size=1)
+    batched = evaluate(model, folder, "train", loss="bce_dice", batch_size=4)
+    assert batched["iou"] == pytest.approx(one["iou"]) and batched["loss"] == pytest.approx(one["loss"], rel=1e-5)
+
+
+def test_channels_last_training_matches_the_contiguous_run(dataset: Path, tmp_path: Path) -> None:
+    runs = []
+    for channels_last in (False, True):
+        settings = TrainConfig(epochs=1, batch_size=2, crop=(32, 32), lr=1e-2, seed=1, channels_last=channels_last)
+        trainer = Trainer(tiny_model(), open_folder(dataset), settings, tmp_path / str(channels_last))
+        runs.append(trainer.train_epoch())
+    assert runs[1] == pytest.approx(runs[0], rel=1e-3)
