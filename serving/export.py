@@ -69,6 +69,7 @@ class ExportMetadata:
     divisor: int
     dynamic_hw: bool
     nasseg_version: str
+    weights: str = "unknown"  # "trained", "random" (built untrained, for sizing and speed) or "unknown"
 
     def to_props(self) -> dict[str, str]:
         """String key/values for ``ModelProto.metadata_props``."""
@@ -83,6 +84,7 @@ class ExportMetadata:
             "nasseg.divisor": str(self.divisor),
             "nasseg.dynamic_hw": json.dumps(self.dynamic_hw),
             "nasseg.version": self.nasseg_version,
+            "nasseg.weights": self.weights,
         }
 
     @classmethod
@@ -100,6 +102,7 @@ class ExportMetadata:
                 divisor=int(props["nasseg.divisor"]),
                 dynamic_hw=json.loads(props["nasseg.dynamic_hw"]),
                 nasseg_version=props["nasseg.version"],
+                weights=props.get("nasseg.weights", "unknown"),
             )
         except (KeyError, ValueError) as exc:
             raise ExportError(f"{where}: not a nasseg export (metadata {exc} missing or malformed)") from None
@@ -257,13 +260,21 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {summary}"[:300]
 
 
+def _weights_of(model: nn.Module) -> str:
+    """What :func:`zoo.create_model` said about the net's weights (``model.pretrained``)."""
+    pretrained = getattr(model, "pretrained", None)
+    return "unknown" if pretrained is None else ("trained" if pretrained else "random")
+
+
 def export(model: nn.Module | str | Path | Genotype, path: str | Path, graph: str = "deploy", opset: int = MIN_OPSET,
            class_names: Sequence[str] | None = None, threshold: float = DEFAULT_THRESHOLD,
-           dynamic_hw: bool = True, check_model: bool = True) -> ExportResult:  # fmt: skip
+           dynamic_hw: bool = True, check_model: bool = True, weights: str | None = None) -> ExportResult:  # fmt: skip
     """Write ``model`` (a zoo net, or a name/path/genotype built with random weights) to ``path`` as
     ONNX; ``graph`` is ``deploy`` or ``raw`` (see the module docstring). Height and width are
     dynamic where the net allows (``dynamic_hw=False`` fixes them to the genotype's input size);
-    ``check_model`` runs ``onnx.checker`` with ``full_check``."""
+    ``check_model`` runs ``onnx.checker`` with ``full_check``. ``weights`` ("trained", "random")
+    is recorded in the metadata; by default "trained" for a net made with ``pretrained=True``,
+    "random" for one made with ``pretrained=False``, "unknown" for any other module."""
     start = time.perf_counter()
     if not isinstance(model, nn.Module):
         model = zoo.create_model(model)
@@ -297,7 +308,7 @@ def export(model: nn.Module | str | Path | Genotype, path: str | Path, graph: st
     metadata = ExportMetadata(graph=graph, genotype=genotype, arch_hash=genotype.arch_hash, class_names=names,
                               threshold=float(threshold), mean=float(MEAN), std=float(STD),
                               divisor=int(getattr(model, "divisor", 1)), dynamic_hw=dynamic,
-                              nasseg_version=zoo.__version__)  # fmt: skip
+                              nasseg_version=zoo.__version__, weights=weights or _weights_of(model))  # fmt: skip
     for key, value in metadata.to_props().items():
         proto.metadata_props.add(key=key, value=value)
     proto.doc_string = f"nasseg {graph} graph of {genotype.name} (arch {genotype.arch_hash})"

@@ -15,11 +15,24 @@ from pathlib import Path
 from torch import nn
 
 import zoo
-from serving.export import ExportError, export
+from serving.export import ExportError, export, read_metadata
 from zoo.genotype import Genotype
 from zoo.weights import nasseg_home
 
 WEIGHTS = ("auto", "trained", "random")
+RANDOM_HINT = ("train it (nasseg train NAME DATA), pick a model with weights (nasseg list), or pass "
+               "--allow-random-weights for sizing and speed checks")  # fmt: skip
+
+
+class RandomWeightsError(ExportError):
+    """A net without trained weights was to be served, predicted with or exported, unasked."""
+
+
+def refuse_random(genotype: Genotype, action: str) -> None:
+    """Raise :class:`RandomWeightsError`: ``action`` (serve, export, predict with) needs trained weights."""
+    why = "names no weight file" if genotype.weights is None else f"weight file {genotype.weights.file!r} is missing"
+    raise RandomWeightsError(f"model {genotype.name!r} has no trained weights (its genotype {why}): refusing to "
+                             f"{action} a net with random weights; {RANDOM_HINT}")  # fmt: skip
 
 
 def has_trained_weights(genotype: Genotype) -> bool:
@@ -45,12 +58,16 @@ def _weights_tag(genotype: Genotype) -> str:
     return (genotype.weights.sha256 or hashlib.sha256(found.read_bytes()).hexdigest())[:12]
 
 
-def load_for_export(name: str | Path | Genotype, weights: str = "auto") -> tuple[nn.Module, str]:
-    """The net to export and a note on its weights (``auto``: trained weights where there are some)."""
+def load_for_export(name: str | Path | Genotype, weights: str = "auto",
+                    allow_random: bool = True) -> tuple[nn.Module, str]:  # fmt: skip
+    """The net to export and a note on its weights (``auto``: trained weights where there are some;
+    without any, :class:`RandomWeightsError` unless ``allow_random``)."""
     if weights not in WEIGHTS:
         raise ExportError(f"--weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     genotype = zoo.resolve_genotype(name)
     trained = weights == "trained" or (weights == "auto" and has_trained_weights(genotype))
+    if weights == "auto" and not trained and not allow_random:
+        refuse_random(genotype, "export")
     model = zoo.create_model(genotype, pretrained=trained)
     return model, "trained weights" if trained else "random weights (untrained: for sizing and speed only)"
 
@@ -64,15 +81,24 @@ def is_onnx_spec(spec: str | Path) -> bool:
     return str(spec).lower().endswith(".onnx")
 
 
-def resolve_onnx(spec: str | Path, cache_dir: Path | None = None) -> Path:
-    """The ONNX file for ``spec``: the file itself, or the cached ``deploy`` export of a zoo name / genotype."""
+def resolve_onnx(spec: str | Path, cache_dir: Path | None = None, allow_random: bool = True) -> Path:
+    """The ONNX file for ``spec``: the file itself, or the cached ``deploy`` export of a zoo name /
+    genotype. A net without trained weights (an export that records ``random``) raises
+    :class:`RandomWeightsError` unless ``allow_random``."""
     if is_onnx_spec(spec):
         path = Path(spec).expanduser()
         if not path.is_file():
             raise ExportError(f"{path}: no such ONNX file")
+        if not allow_random:
+            meta = read_metadata(path)
+            if meta.weights == "random":
+                raise RandomWeightsError(f"{path}: an export of {meta.genotype.name!r} with random weights; refusing "
+                                         f"to serve it; {RANDOM_HINT}")  # fmt: skip
         return path.resolve()
     genotype = zoo.resolve_genotype(spec)
     tag = _weights_tag(genotype)
+    if tag == "random" and not allow_random:
+        refuse_random(genotype, "serve")
     directory = cache_dir or onnx_cache_dir()
     path = directory / f"{genotype.name}-{genotype.arch_hash}-{tag}.onnx"
     if path.is_file():
@@ -82,7 +108,7 @@ def resolve_onnx(spec: str | Path, cache_dir: Path | None = None) -> Path:
     handle, tmp = tempfile.mkstemp(dir=directory, prefix=f".{genotype.name}-", suffix=".onnx")
     os.close(handle)
     try:
-        export(model, tmp)
+        export(model, tmp, weights="random" if tag == "random" else "trained")
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -142,7 +142,7 @@ class Segmenter:
     def __init__(self) -> None:
         if SETTINGS.model is None:
             raise SettingsError("no model to serve: set NASSEG_SERVE_MODEL or pass --arg model=NAME_OR_ONNX")
-        self.onnx_path: Path = resolve_onnx(SETTINGS.model)
+        self.onnx_path: Path = resolve_onnx(SETTINGS.model, allow_random=SETTINGS.allow_random_weights)
         self.segmenter = OnnxSegmenter(self.onnx_path, SETTINGS.device, SETTINGS.threads, spin=SETTINGS.spin)
         meta = self.segmenter.metadata
         self.channels = meta.genotype.task.in_channels

@@ -41,6 +41,7 @@ class ServeSettings(BaseModel):
     timeout_s: float = Field(60.0, gt=0, description="a request still running after this gets 504")
     max_batch_size: int = Field(8, ge=2, description="adaptive batching: most images in one batch")
     max_latency_ms: int = Field(2000, ge=1, description="adaptive batching: latency budget; past it, 503")
+    allow_random_weights: bool = Field(False, description="serve a net without trained weights (sizing, speed)")
 
     @property
     def limits(self) -> DecodeLimits:

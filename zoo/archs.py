@@ -121,6 +121,9 @@ class Provenance(_Strict):
     dataset: str | None = None
     seed: int | None = None
     search_seconds: float | None = Field(default=None, ge=0)
+    search_settings: dict[str, Any] = Field(default_factory=dict)
+    device: str | None = None
+    train_recipe: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
     library_versions: dict[str, str] = Field(default_factory=dict)
     created: str | None = None

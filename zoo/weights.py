@@ -12,8 +12,9 @@ import os
 import tempfile
 from pathlib import Path
 
+import torch
 from safetensors import safe_open
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from zoo._version import __version__
@@ -30,10 +31,22 @@ def nasseg_home() -> Path:
     return Path(os.environ.get("NASSEG_HOME", "~/.cache/nasseg")).expanduser()
 
 
-def save_weights(model: nn.Module, genotype: Genotype, path: str | Path) -> Weights:
+def _stored_tensors(model: nn.Module, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """The state dict as separate contiguous tensors, floating ones cast to ``dtype`` if given."""
+    out = {}
+    for key, tensor in model.state_dict().items():
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        out[key] = tensor.detach().cpu().contiguous().clone()
+    return out
+
+
+def save_weights(model: nn.Module, genotype: Genotype, path: str | Path, dtype: torch.dtype | None = None) -> Weights:
     """Write ``model``'s weights atomically with the genotype and its hash in the metadata.
 
-    Returns the ``weights`` entry to put into the genotype (file name, sha256, arch hash).
+    ``dtype=torch.float16`` stores floating tensors at half precision (half the file; they are
+    cast back to the model's dtype on load). Returns the ``weights`` entry to put into the
+    genotype (file name, sha256, arch hash). The file is readable by everyone (mode 0644).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,7 +58,8 @@ def save_weights(model: nn.Module, genotype: Genotype, path: str | Path) -> Weig
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        save_model(model, tmp, metadata=metadata)
+        save_file(_stored_tensors(model, dtype), tmp, metadata=metadata)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -91,7 +105,12 @@ def load_weights(model: nn.Module, genotype: Genotype, path: str | Path | None =
             f"is architecture {genotype.arch_hash}; refusing to load weights of another architecture"
         )
     try:
-        load_model(model, str(path), strict=True)
+        stored = load_file(str(path))
+        own = model.state_dict()
+        for key, tensor in stored.items():  # half-precision files load into a float32 model
+            if key in own and tensor.is_floating_point() and own[key].is_floating_point():
+                stored[key] = tensor.to(own[key].dtype)
+        model.load_state_dict(stored, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise WeightsError(f"{path}: tensors do not fit model {genotype.name!r}: {first}") from None

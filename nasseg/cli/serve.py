@@ -53,20 +53,24 @@ def serve(
     max_latency_ms: Annotated[int, typer.Option(min=1, help="Adaptive batching: latency budget, ms.")] = 2000,
     graceful_timeout: Annotated[int, typer.Option(min=1, help="Seconds SIGTERM waits for requests.")] = 20,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Export and print the command; do not serve.")] = False,
+    allow_random_weights: Annotated[
+        bool, typer.Option("--allow-random-weights", help="Serve a net without trained weights (sizing, speed).")
+    ] = False,
 ) -> None:
     """Serve a model over HTTP (BentoML): /segment, /inspect, /inspect_batch, /model, /readyz, /metrics."""
     if is_onnx_spec(model):
-        onnx_file = resolve_onnx(model)
+        onnx_file = resolve_onnx(model, allow_random=allow_random_weights)
     else:
         with err_console.status(f"exporting {model} to ONNX (once; cached) ...", spinner="dots"):
-            onnx_file = resolve_onnx(model)
+            onnx_file = resolve_onnx(model, allow_random=allow_random_weights)
     meta = read_metadata(onnx_file)
     if meta.graph != "deploy":
         raise RuntimeSetupError(f"{onnx_file}: a {meta.graph!r} graph; serving needs a 'deploy' export")
     options = {"model": str(onnx_file), "workers": workers, "device": device,
                "threads": threads or max(1, default_threads() // workers), "max_body_mb": max_body_mb,
                "max_pixels": max_pixels, "min_defect_area": min_defect_area, "max_concurrency": max_concurrency,
-               "timeout_s": timeout, "max_batch_size": max_batch_size, "max_latency_ms": max_latency_ms}  # fmt: skip
+               "timeout_s": timeout, "max_batch_size": max_batch_size, "max_latency_ms": max_latency_ms,
+               "allow_random_weights": allow_random_weights}  # fmt: skip
     settings = load_settings(options, environ={})
     command, environ = serve_command(settings, host, port, graceful_timeout)
     local = "127.0.0.1" if host in ("0.0.0.0", "::") else host

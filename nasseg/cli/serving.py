@@ -12,12 +12,14 @@ from nasseg.cli import app, console, err_console, print_json
 from serving.check import check
 from serving.export import GRAPHS, MIN_OPSET, ExportError, export
 from serving.quantize import CALIB_COUNT, QuantizeError, compare_int8, int8_path, quantize
-from serving.resolve import load_for_export
+from serving.resolve import load_for_export, resolve_onnx
 from serving.runtime import OnnxSegmenter
 
 
-def onnx_predictor(onnx_file: Path, name: str, device: str = "auto") -> OnnxSegmenter:
-    """The deploy graph ``onnx_file`` for ``nasseg predict --onnx``; refused if it is not ``name``'s net."""
+def onnx_predictor(onnx_file: Path, name: str, device: str = "auto", allow_random: bool = False) -> OnnxSegmenter:
+    """The deploy graph ``onnx_file`` for ``nasseg predict --onnx``; refused if it is not ``name``'s net,
+    or if it records random weights and ``allow_random`` is not set."""
+    resolve_onnx(onnx_file, allow_random=allow_random)
     segmenter = OnnxSegmenter(onnx_file, device="cpu" if device == "cpu" else "auto")
     expected = zoo.resolve_genotype(name).arch_hash
     if segmenter.metadata.arch_hash != expected:
@@ -41,6 +43,9 @@ def export_command(
     int8: Annotated[bool, typer.Option("--int8", help="Also write an int8 twin (OUT.int8.onnx) and compare.")] = False,
     calib: Annotated[Path | None, typer.Option(help="Dataset folder: int8 calibration (train), report (test).")] = None,
     calib_count: Annotated[int, typer.Option(help="Calibration images for --int8.")] = CALIB_COUNT,
+    allow_random_weights: Annotated[
+        bool, typer.Option("--allow-random-weights", help="Export a net without trained weights (sizing, speed).")
+    ] = False,
 ) -> None:
     """Export a zoo net to ONNX (opset >= 18, dynamic batch and, where the net allows, H/W)."""
     if graph not in GRAPHS:
@@ -53,7 +58,7 @@ def export_command(
         raise QuantizeError(f"--calib {calib}: no such folder")
     if int8 and calib_count < 1:
         raise QuantizeError(f"--calib-count must be >= 1, got {calib_count}")
-    model, note = load_for_export(name, weights)
+    model, note = load_for_export(name, weights, allow_random=allow_random_weights)
     class_names = classes.split(",") if classes is not None else None
     with err_console.status(f"exporting {model.genotype.name} ({graph} graph, {note}) ...", spinner="dots"):
         result = export(model, out, graph=graph, opset=opset, class_names=class_names, threshold=threshold,

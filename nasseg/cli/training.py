@@ -203,15 +203,24 @@ def predict(
     onnx: Annotated[
         Path | None, typer.Option("--onnx", help="Run this deploy-graph export of NAME on ONNX Runtime instead.")
     ] = None,
+    allow_random_weights: Annotated[
+        bool, typer.Option("--allow-random-weights", help="Predict with a net without trained weights (tests only).")
+    ] = False,
 ) -> None:
     """Masks and overlay PNGs (a person can look at them) for images."""
     files = _image_files(images)
     if onnx is not None:
         from nasseg.cli.serving import onnx_predictor
 
-        model = onnx_predictor(onnx, name, device)
+        model = onnx_predictor(onnx, name, device, allow_random=allow_random_weights)
     else:
-        model = zoo.create_model(name, pretrained=True).to(resolve_device(device))
+        from serving.resolve import has_trained_weights, refuse_random
+
+        genotype = zoo.resolve_genotype(name)
+        trained = has_trained_weights(genotype)
+        if not trained and not allow_random_weights:
+            refuse_random(genotype, "predict with")
+        model = zoo.create_model(genotype, pretrained=trained).to(resolve_device(device))
     with progress_bar("predict", total=len(files)) as advance:
         records = []
         for path in files:

@@ -154,14 +154,15 @@ def test_providers_without_a_gpu() -> None:
 
 def test_cli_export_check_and_predict(tmp_path: Path, deploy_file: Path) -> None:
     out = tmp_path / "cli.onnx"
-    result = runner.invoke(app, ["export", "unet-small", "--out", str(out), "--check", "--json"])
+    result = runner.invoke(app, ["export", "unet-small", "--out", str(out), "--check", "--json",
+                                 "--allow-random-weights"])  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["check"]["passed"] and summary["dynamic_hw"] and "random weights" in summary["weights"]
     image = np.random.default_rng(3).integers(0, 256, (45, 61, 3), dtype=np.uint8)
     zoo.data.images.write_png(tmp_path / "img.png", image)
     result = runner.invoke(app, ["predict", "unet-small", str(tmp_path / "img.png"), "--onnx", str(out),
-                                 "--out", str(tmp_path / "pred")])  # fmt: skip
+                                 "--out", str(tmp_path / "pred"), "--allow-random-weights"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert zoo.data.images.read_image(tmp_path / "pred" / "img_mask.png").shape == (45, 61)
 
@@ -171,9 +172,16 @@ def test_cli_export_check_and_predict(tmp_path: Path, deploy_file: Path) -> None
     [
         (["export", "unet-small", "--out", "{tmp}/a.onnx", "--graph", "fast"], "--graph must be one of"),
         (["export", "no-such-model", "--out", "{tmp}/a.onnx"], "no-such-model"),
-        (["export", "unet-small", "--out", "{tmp}/a.onnx", "--classes", "a,b,c"], "distinct class names"),
-        (["export", "pc-darts-cifar", "--out", "{tmp}/a.onnx"], "export it with graph 'raw'"),
-        (["predict", "iac-base-unet-small", "{tmp}/x.png", "--onnx", "{deploy}"], "but iac-base-unet-small is arch"),
+        (["export", "unet-small", "--out", "{tmp}/a.onnx", "--classes", "a,b,c", "--allow-random-weights"],
+         "distinct class names"),
+        (["export", "pc-darts-cifar", "--out", "{tmp}/a.onnx", "--allow-random-weights"], "export it with graph 'raw'"),
+        (["predict", "iac-base-unet-small", "{tmp}/x.png", "--onnx", "{deploy}", "--allow-random-weights"],
+         "but iac-base-unet-small is arch"),
+        (["export", "unet-small", "--out", "{tmp}/a.onnx"], "has no trained weights"),
+        (["predict", "unet-small", "{tmp}/x.png"], "has no trained weights"),
+        (["predict", "unet-small", "{tmp}/x.png", "--onnx", "{deploy}"], "with random weights"),
+        (["serve", "unet-small", "--dry-run"], "has no trained weights"),
+        (["serve", "{deploy}", "--dry-run"], "with random weights"),
     ],
 )
 def test_cli_bad_input_exits_2(args: list[str], message: str, tmp_path: Path, deploy_file: Path) -> None:

@@ -40,7 +40,7 @@ MIN_DEFECT_AREA = 5
 # device cpu: the provider of the nasseg predict reference below
 SERVER_OPTIONS = ["--max-body-mb", "1", "--max-pixels", "2000000", "--max-concurrency", "4",
                   "--min-defect-area", str(MIN_DEFECT_AREA), "--max-batch-size", "4", "--max-latency-ms", "10000",
-                  "--threads", "1", "--graceful-timeout", "20", "--device", "cpu"]  # fmt: skip
+                  "--threads", "1", "--graceful-timeout", "20", "--device", "cpu", "--allow-random-weights"]  # fmt: skip
 START_DEADLINE_S = 120
 runner = CliRunner()
 
@@ -146,7 +146,7 @@ def predicted(genotype_file: Path, onnx_file: Path, image_dir: Path, home: Path)
     """``nasseg predict GENOTYPE IMAGES --onnx ONNX`` masks, the reference for the server's answers."""
     out = home / "predicted"
     result = runner.invoke(app, ["predict", str(genotype_file), str(image_dir), "--onnx", str(onnx_file),
-                                 "--out", str(out), "--device", "cpu"])  # fmt: skip
+                                 "--out", str(out), "--device", "cpu", "--allow-random-weights"])  # fmt: skip
     assert result.exit_code == 0, result.output
     return out
 
@@ -350,7 +350,7 @@ def test_server_is_healthy_after_everything(server: Server, client: httpx.Client
 
 def test_serve_dry_run_prints_the_bentoml_command(onnx_file: Path) -> None:
     result = runner.invoke(app, ["serve", str(onnx_file), "--port", "3999", "--workers", "2", "--threads", "1",
-                                 "--max-body-mb", "5", "--dry-run"])  # fmt: skip
+                                 "--max-body-mb", "5", "--dry-run", "--allow-random-weights"])  # fmt: skip
     assert result.exit_code == 0, result.output
     line = result.stdout.strip().splitlines()[-1]
     assert "bentoml serve serving.service:Segmenter" in line and "--port 3999" in line

@@ -295,6 +295,7 @@ class Trainer:
         best = self.run_dir / "best_state.pt"
         if best.is_file():
             self.model.load_state_dict(torch.load(best, map_location=self.device, weights_only=True))
+        self.model.pretrained = True  # trained weights now: an export of it says so
         return TrainResult(self.best_epoch, self.best_metrics, self.history, stopped_early, time.perf_counter() - start)
 
 
