@@ -113,10 +113,18 @@ def test_data_train_evaluate_predict_and_demo(tmp_path: Path) -> None:
     result = runner.invoke(app, ["predict", str(run / "unet-small.json"), str(images), "--out", str(tmp_path / "p")])
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "p").glob("*_overlay.png"))) == len(list(images.iterdir()))
-    demo = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--model", "unet-small", "--n", "10",
-                               "--size", "32", "--epochs", "1"])  # fmt: skip
+    demo = runner.invoke(app, ["demo", "--train", "--out", str(tmp_path / "demo"), "--model", "unet-small", "--n",
+                               "10", "--size", "32", "--epochs", "1"])  # fmt: skip
     assert demo.exit_code == 0, demo.output
     assert (tmp_path / "demo" / "run" / "metrics.json").is_file() and any((tmp_path / "demo" / "overlays").iterdir())
+
+
+def test_demo_inspects_exports_and_serves_with_a_shipped_model(tmp_path: Path) -> None:
+    demo = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--frames", "4", "--requests", "2"])
+    assert demo.exit_code == 0, demo.output
+    assert len(list((tmp_path / "demo" / "overlays").glob("*_overlay.png"))) == 4
+    assert "check passed" in demo.output and demo.output.count("/inspect frame-") == 2
+    assert (tmp_path / "demo" / "iac-unet-small-synth-defects.onnx").is_file()
 
 
 def test_training_commands_reject_bad_input(tmp_path: Path) -> None:

@@ -76,4 +76,4 @@ def main() -> None:
     app()
 
 
-from nasseg.cli import bench, data, models, search, serve, serving, training  # noqa: E402,F401  (registers the commands)
+from nasseg.cli import bench, data, demo, models, search, serve, serving, training  # noqa: E402,F401  (registers the commands)

@@ -43,6 +43,7 @@ def list_command(
                 "num_classes": task.num_classes,
                 "input_size": list(task.input_size),
                 "weights": _has_weights(genotype),
+                "test_iou": genotype.provenance.metrics.get("test_iou"),
                 "searcher": genotype.provenance.searcher or "",
                 "source": genotype.provenance.source or "",
             }
@@ -52,7 +53,7 @@ def list_command(
         return
     table = Table(title=f"nasseg models ({len(rows)})")
     table.add_column("name", no_wrap=True)
-    for column in ("family", "task", "input", "classes", "weights", "searcher"):
+    for column in ("family", "task", "input", "classes", "weights", "test IoU", "searcher"):
         table.add_column(column)
     for row in rows:
         size = "x".join(map(str, row["input_size"]))
@@ -63,6 +64,7 @@ def list_command(
             f"{row['in_channels']}x{size}",
             str(row["num_classes"]),
             "yes" if row["weights"] else "-",
+            f"{row['test_iou']:.3f}" if row["test_iou"] is not None else "-",
             row["searcher"] or "-",
         )
     console.print(table)

@@ -31,7 +31,7 @@ def onnx_predictor(onnx_file: Path, name: str, device: str = "auto", allow_rando
 @app.command("export")
 def export_command(
     name: Annotated[str, typer.Argument(help="Registered model name or genotype .json.")],
-    out: Annotated[Path, typer.Option("--out", help="ONNX file to write.")],
+    out: Annotated[Path | None, typer.Option("--out", help="ONNX file to write (default: NAME.onnx here).")] = None,
     graph: Annotated[str, typer.Option(help="deploy (uint8 frames -> probabilities, mask) or raw.")] = "deploy",
     run_check: Annotated[bool, typer.Option("--check", help="Compare with PyTorch on ONNX Runtime.")] = False,
     opset: Annotated[int, typer.Option(min=MIN_OPSET, help="ONNX opset.")] = MIN_OPSET,
@@ -59,6 +59,7 @@ def export_command(
     if int8 and calib_count < 1:
         raise QuantizeError(f"--calib-count must be >= 1, got {calib_count}")
     model, note = load_for_export(name, weights, allow_random=allow_random_weights)
+    out = out if out is not None else Path(f"{model.genotype.name}.onnx")
     class_names = classes.split(",") if classes is not None else None
     with err_console.status(f"exporting {model.genotype.name} ({graph} graph, {note}) ...", spinner="dots"):
         result = export(model, out, graph=graph, opset=opset, class_names=class_names, threshold=threshold,

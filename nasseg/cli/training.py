@@ -229,16 +229,8 @@ def predict(
     console.print(f"wrote {len(records)} masks and overlays to {out}", highlight=False)
 
 
-@app.command()
-def demo(
-    out: Annotated[Path, typer.Option(help="Folder for data, run, overlays.")] = Path("nasseg-demo"),
-    model: Annotated[str, typer.Option(help="Zoo model to train.")] = "iac-base-unet-small",
-    n: Annotated[int, typer.Option(min=10, help="synth-defects samples to make.")] = 160,
-    size: Annotated[int, typer.Option(min=32)] = 128,
-    epochs: Annotated[int, typer.Option(min=1)] = 35,
-    seed: int = 0,
-) -> None:
-    """The main job end to end: make synth-defects, train a small model, evaluate, write overlays."""
+def train_demo(out: Path, model: str, n: int, size: int, epochs: int, seed: int) -> None:
+    """``nasseg demo --train``: make synth-defects, train a small model, evaluate, write overlays."""
     start = time.perf_counter()
     data_dir, run_dir, overlays = out / "data", out / "run", out / "overlays"
     if (run_dir / "checkpoint.pt").is_file():

@@ -400,13 +400,14 @@ def test_sigterm_finishes_requests_in_flight(server: Server) -> None:
 
 @pytest.mark.slow
 def test_serve_zoo_name_on_a_fresh_home(tmp_path: Path) -> None:
-    server = start_server("unet-small", tmp_path, "--threads", "1")  # device auto: CUDA where there is a GPU
+    server = start_server("unet-small-synth-defects", tmp_path, "--threads", "1")  # device auto: CUDA if a GPU
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             response = client.post("/inspect", files={"image": ("frame.png", encode(Image.fromarray(rgb(96, 128))))})
             assert response.status_code == 200, response.text
-            assert response.json()["model"] == "unet-small"
-            assert client.get("/model").json()["name"] == "unet-small"
+            assert response.json()["model"] == "unet-small-synth-defects"
+            assert client.get("/model").json()["name"] == "unet-small-synth-defects"
     finally:
         assert server.stop() == 0, server.log_text()[-3000:]
-    assert len(list((tmp_path / "onnx").glob("unet-small-*-random.onnx"))) == 1
+    assert len(list((tmp_path / "onnx").glob("unet-small-synth-defects-*.onnx"))) == 1
+    assert not list((tmp_path / "onnx").glob("*-random.onnx"))
