@@ -120,7 +120,9 @@ def goal(rows: dict[str, Any], reference: str = "unet-small") -> dict[str, Any]:
         if ref is None:
             continue
         searched = [r for r in rows.values() if r["data"] == data and r["kind"] == "searched"]
-        meeting = [r["name"] for r in searched if r["test_iou"] >= ref["test_iou"] and r["macs_256"] * 5 <= ref["macs_256"]]
+        meeting = [
+            r["name"] for r in searched if r["test_iou"] >= ref["test_iou"] and r["macs_256"] * 5 <= ref["macs_256"]
+        ]
         best = max(searched, key=lambda r: r["test_iou"], default=None)
         out[data] = {"reference": ref["name"], "reference_iou": ref["test_iou"], "reference_macs": ref["macs_256"],
                      "meeting_goal": meeting, "best_searched": best and best["name"],
@@ -159,7 +161,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(len(datas), 2, figsize=(11, 4.2 * len(datas)), squeeze=False)
     for i, data in enumerate(datas):
         rows = [r for r in report["rows"].values() if r["data"] == data]
-        for j, (key, label) in enumerate((("macs", "GMACs at 256x256 (log)"), ("ms", "ORT fp32 p50, 2 threads, ms (log)"))):
+        for j, (key, label) in enumerate(
+            (("macs", "GMACs at 256x256 (log)"), ("ms", "ORT fp32 p50, 2 threads, ms (log)"))
+        ):
             ax = axes[i][j]
             xs = [r["macs_256"] / 1e9 if key == "macs" else r["p50_ms"]["onnx-fp32@2t"] for r in rows]
             for r, x in zip(rows, xs, strict=True):

@@ -162,7 +162,8 @@ def iac_models(pick: dict[str, Any], entry: str, data: Path, scale: dict[str, An
     data_name = ENTRIES[entry][1]
     implant = Genotype.from_dict(pick["genotype"])
     base_genotype = zoo.get_genotype("iac-base-unet-small").replace(
-        name=f"iac-base-unet-small-{data_name}", task={**implant.task.model_dump(), "input_size": [size, size]})
+        name=f"iac-base-unet-small-{data_name}", task={**implant.task.model_dump(), "input_size": [size, size]}
+    )
     base_dir = work / "train" / f"iac-base-{data_name}"
     torch.manual_seed(0)
     base = zoo.build_model(base_genotype)
@@ -185,8 +186,12 @@ def iac_models(pick: dict[str, Any], entry: str, data: Path, scale: dict[str, An
     if kept_base:
         model.reset_to_base()
         fit = {**fit, "val_iou": base_val}
-    shipped = local.replace(arch={**local.arch.model_dump(mode="json"),
-                                  "base": {"model": "iac-base-unet-small", "arch_hash": base_genotype.arch_hash}})
+    shipped = local.replace(
+        arch={
+            **local.arch.model_dump(mode="json"),
+            "base": {"model": "iac-base-unet-small", "arch_hash": base_genotype.arch_hash},
+        }
+    )
     return model, shipped, {**fit, "kept_base": kept_base, "base_val_iou": base_val}
 
 
@@ -338,7 +343,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if name in ENTRIES:
             build_entry(name, scale, work, data, units, args)
         else:
-            model_name, data_name = next((b, name[len(b) + 1:]) for b in BASELINES if name.startswith(b + "-"))
+            model_name, data_name = next((b, name[len(b) + 1 :]) for b in BASELINES if name.startswith(b + "-"))
             build_baseline(model_name, data_name, scale, work, data, units, args)
         write(units, args, scale)
     return write(units, args, scale)
@@ -360,7 +365,9 @@ def write(units: sq.Units, args: argparse.Namespace, scale: dict[str, Any]) -> d
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
-    parser.add_argument("--only", nargs="+", default=None, help="entry or baseline names (e.g. unet-small-synth-defects)")
+    parser.add_argument(
+        "--only", nargs="+", default=None, help="entry or baseline names (e.g. unet-small-synth-defects)"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (two jobs share the 2 cores)")
     parser.add_argument("--work", default=None, help="work folder (default benchmarks/work/zoo-SCALE)")
@@ -369,8 +376,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     report = run(args)
     for name, row in {**report["entries"], **report["baselines"]}.items():
-        print(f"{name}: test IoU {row['test_iou']:.4f}  MACs@256 {row['macs_256'] / 1e9:.2f} G  "
-              f"params {row['params'] / 1e6:.2f} M  file {row['file_bytes'] / 1e6:.2f} MB", file=sys.stderr)
+        print(
+            f"{name}: test IoU {row['test_iou']:.4f}  MACs@256 {row['macs_256'] / 1e9:.2f} G  "
+            f"params {row['params'] / 1e6:.2f} M  file {row['file_bytes'] / 1e6:.2f} MB",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

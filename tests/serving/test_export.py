@@ -172,11 +172,15 @@ def test_cli_export_check_and_predict(tmp_path: Path, deploy_file: Path) -> None
     [
         (["export", "unet-small", "--out", "{tmp}/a.onnx", "--graph", "fast"], "--graph must be one of"),
         (["export", "no-such-model", "--out", "{tmp}/a.onnx"], "no-such-model"),
-        (["export", "unet-small", "--out", "{tmp}/a.onnx", "--classes", "a,b,c", "--allow-random-weights"],
-         "distinct class names"),
+        (
+            ["export", "unet-small", "--out", "{tmp}/a.onnx", "--classes", "a,b,c", "--allow-random-weights"],
+            "distinct class names",
+        ),
         (["export", "pc-darts-cifar", "--out", "{tmp}/a.onnx", "--allow-random-weights"], "export it with graph 'raw'"),
-        (["predict", "iac-base-unet-small", "{tmp}/x.png", "--onnx", "{deploy}", "--allow-random-weights"],
-         "but iac-base-unet-small is arch"),
+        (
+            ["predict", "iac-base-unet-small", "{tmp}/x.png", "--onnx", "{deploy}", "--allow-random-weights"],
+            "but iac-base-unet-small is arch",
+        ),
         (["export", "unet-small", "--out", "{tmp}/a.onnx"], "has no trained weights"),
         (["predict", "unet-small", "{tmp}/x.png"], "has no trained weights"),
         (["predict", "unet-small", "{tmp}/x.png", "--onnx", "{deploy}"], "with random weights"),

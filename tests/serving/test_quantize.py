@@ -145,8 +145,19 @@ def test_errors_are_one_line(fp32_file: Path, int8_file: Path, data: Path, tmp_p
 
 def test_cli_export_int8_prints_the_report(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "cli.onnx"
-    args = ["export", "unet-small", "--out", str(out), "--int8", "--calib", str(data), "--calib-count", "4", "--json",
-            "--allow-random-weights"]
+    args = [
+        "export",
+        "unet-small",
+        "--out",
+        str(out),
+        "--int8",
+        "--calib",
+        str(data),
+        "--calib-count",
+        "4",
+        "--json",
+        "--allow-random-weights",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)

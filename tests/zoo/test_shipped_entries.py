@@ -71,4 +71,7 @@ def test_list_shows_the_shipped_weights() -> None:
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert all(rows[name]["weights"] is True for name in SHIPPED) and rows["unet-small"]["weights"] is False
-    assert rows["asdet-synth-defects"]["test_iou"] == zoo.get_genotype("asdet-synth-defects").provenance.metrics["test_iou"]
+    assert (
+        rows["asdet-synth-defects"]["test_iou"]
+        == zoo.get_genotype("asdet-synth-defects").provenance.metrics["test_iou"]
+    )

@@ -384,14 +384,21 @@ def divisor(genotype: Genotype) -> int:
 
 
 def load_pretrained(model: nn.Module, genotype: Genotype) -> Path:
-    """Pretrained weights of a genotype without its own weight file: an implant loads its base's
-    weight file (checked against the base's arch hash) into ``model.base`` and freezes the base,
-    its cells stay freshly initialised (Algorithm 3: "Load specific U-Net weights omega_U and
-    freeze them", "Random initialize cells' weights omega"). A base without weights is an error."""
+    """Pretrained weights of a genotype without its own weight file. A base with a timm encoder
+    gets local ImageNet encoder weights (:mod:`zoo.encoder_weights`; decoder and head stay
+    initialised): the paper's bases are ImageNet-pretrained. An implant loads its base's weights
+    (its weight file, or else as a base) into ``model.base`` and freezes the base; its cells stay
+    freshly initialised (Algorithm 3: "Load specific U-Net weights omega_U and freeze them",
+    "Random initialize cells' weights omega"). The plain U-Net base without weights is an error."""
+    from zoo.encoder_weights import load_encoder_weights
     from zoo.weights import load_weights
 
     if not isinstance(model, IACImplant):
-        return load_weights(model, genotype)
-    path = load_weights(model.base, model.base_genotype or resolve_base(genotype))
+        encoder = genotype.arch.base.encoder
+        if genotype.weights is not None or encoder == "unet":
+            return load_weights(model, genotype)
+        return load_encoder_weights(model.encoder, _timm_name(encoder), genotype.task.in_channels)
+    base_genotype = model.base_genotype or resolve_base(genotype)
+    path = load_pretrained(model.base, base_genotype)
     model.freeze_base()
     return path
