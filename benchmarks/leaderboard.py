@@ -134,7 +134,8 @@ def goal(rows: dict[str, Any], reference: str = "unet-small") -> dict[str, Any]:
 
 
 def markdown_table(report: dict[str, Any]) -> str:
-    lines = ["| model | kind | data | test IoU | Dice | params | MACs @256 | ORT fp32 p50 1t / 2t | ORT int8 p50 1t / 2t "
+    lines = ["| model | kind | data | test IoU | Dice | params | MACs @256 | ORT fp32 p50 1t / 2t "
+             "| ORT int8 p50 1t / 2t "
              "| int8 IoU change | weights |", "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     rows = sorted(report["rows"].values(), key=lambda r: (r["data"], -r["test_iou"]))
     for r in rows:
@@ -144,7 +145,8 @@ def markdown_table(report: dict[str, Any]) -> str:
         lines.append(
             f"| `{r['name']}` | {r['searcher'] or 'hand-designed'} | {r['data']} | {r['test_iou']:.3f} | "
             f"{r['test_dice']:.3f} | {r['params'] / 1e6:.2f} M | {r['macs_256'] / 1e9:.2f} G | "
-            f"{p['onnx-fp32@1t']:.1f} / {p['onnx-fp32@2t']:.1f} ms | {p['onnx-int8@1t']:.1f} / {p['onnx-int8@2t']:.1f} ms"
+            f"{p['onnx-fp32@1t']:.1f} / {p['onnx-fp32@2t']:.1f} ms | "
+            f"{p['onnx-int8@1t']:.1f} / {p['onnx-int8@2t']:.1f} ms"
             f" | {r['int8_iou_delta']:+.3f} | {shipped} |"
         )
     return "\n".join(lines)
@@ -156,6 +158,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     datas = sorted({r["data"] for r in report["rows"].values()})
     fig, axes = plt.subplots(len(datas), 2, figsize=(11, 4.2 * len(datas)), squeeze=False)
@@ -178,6 +181,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
                     best = r["test_iou"]
             ax.plot(*zip(*front, strict=True), color="tab:blue", alpha=0.4, linestyle="--")
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
             ax.set_xlabel(label)
             ax.set_ylabel("test IoU")
             ax.set_title(f"{data}: searched (circles) vs hand-designed (squares)", fontsize=9)

@@ -616,6 +616,35 @@ def markdown_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Per searcher: test IoU of every retrained pick (searcher vs random counterpart, paired by
+    search seed) and the paired difference with its 90 % interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(n, report["searchers"][n]) for n in SEARCHERS if n in report.get("searchers", {})]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (_, row) in enumerate(rows):
+        for seed_row in row["per_seed"]:
+            for arm, dx, color in (("search", -0.12, "tab:blue"), ("random", 0.12, "tab:gray")):
+                values = seed_row.get(f"{arm}_test_iou", [])
+                left.scatter([i + dx] * len(values), values, color=color, s=14,
+                             label=arm if i == 0 and seed_row is row["per_seed"][0] else None)  # fmt: skip
+        low, high = row["difference_ci90"]
+        mean = row["difference_mean"]
+        right.errorbar([i], [mean], yerr=[[mean - low], [high - mean]], fmt="o", color="tab:blue", capsize=4)
+    for ax, title in ((left, "test IoU of retrained picks"), (right, "searcher - random, mean and 90 % CI")):
+        ax.set_xticks(range(len(rows)), [f"{n}\n({r['data']})" for n, r in rows], fontsize=8)
+        ax.set_title(f"{title} ({report.get('scale')} scale)", fontsize=9)
+        ax.grid(alpha=0.3)
+    right.axhline(0, color="black", linewidth=0.8)
+    left.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda v: list(v) if isinstance(v, tuple) else str(v)))
 
@@ -632,11 +661,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", default=None, help="work folder (default benchmarks/work/search_quality-SCALE)")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--table", action="store_true", help="print the README table of --out and stop")
+    parser.add_argument("--plot", action="store_true", help="redraw search_quality.png from --out and stop")
     args = parser.parse_args(argv)
-    if args.table:
-        print(markdown_table(json.loads(Path(args.out).read_text())))
+    if args.table or args.plot:
+        report = json.loads(Path(args.out).read_text())
+        if args.plot:
+            plot(report, Path(args.out).with_suffix(".png"))
+        if args.table:
+            print(markdown_table(report))
         return
     report = run(args)
+    plot(report, Path(args.out).with_suffix(".png"))
     for name, row in report["searchers"].items():
         print(f"{name}: searcher {row['searcher_iou_mean']:.4f} random {row['random_iou_mean']:.4f} "
               f"diff {row['difference_mean']:+.4f} CI90 {row['difference_ci90']}", file=sys.stderr)  # fmt: skip

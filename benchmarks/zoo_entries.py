@@ -251,7 +251,8 @@ def build_entry(entry: str, scale: dict[str, Any], work: Path, data: dict[str, P
         metrics = {"test_iou": out["test_iou"], "test_dice": out["test_dice"], "val_iou": out["val_iou_shipped"]}
         provenance = {
             "searcher": searcher, "dataset": f"{data_name} (nasseg data {data_name}"
-            f"{' --difficulty medium' if data_name == 'synth-defects' else ''} --n {scale['n']} --size {size} --seed 1)",
+            f"{' --difficulty medium' if data_name == 'synth-defects' else ''} "
+            f"--n {scale['n']} --size {size} --seed 1)",
             "seed": pick["seed"], "search_seconds": pick.get("seconds"),
             "search_settings": {**settings, "image_size": sq.SCALES[scale["search_scale"]]["size"],
                                 "search_data": Path(pick["search_data"]).name + " seed 0", "pick": pick["chosen_by"],

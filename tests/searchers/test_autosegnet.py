@@ -218,6 +218,8 @@ def test_cli_search_then_train_export_and_size_transfer(tiny_defects: Path, tmp_
                                   "--device", "cpu", "--out", str(tmp_path / "train"), "--json"])  # fmt: skip
     assert trained.exit_code == 0, trained.output
     onnx = tmp_path / "x.onnx"
-    exported = runner.invoke(app, ["export", str(run / "best.json"), "--out", str(onnx), "--check"])
+    exported = runner.invoke(
+        app, ["export", str(run / "best.json"), "--out", str(onnx), "--check", "--allow-random-weights"]
+    )
     assert exported.exit_code == 0, exported.output
     assert onnx.stat().st_size > 1000

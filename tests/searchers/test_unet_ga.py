@@ -207,7 +207,9 @@ def test_searched_best_trains_and_exports(segmentation_run: Path, defects: Path,
     trained = runner.invoke(app, [*train, "--device", "cpu", "--out", str(tmp_path / "train")])
     assert trained.exit_code == 0, trained.output
     assert (tmp_path / "train" / "best_state.pt").is_file()
-    exported = runner.invoke(app, ["export", best, "--out", str(tmp_path / "best.onnx"), "--check"])
+    exported = runner.invoke(
+        app, ["export", best, "--out", str(tmp_path / "best.onnx"), "--check", "--allow-random-weights"]
+    )
     assert exported.exit_code == 0, exported.output
     assert (tmp_path / "best.onnx").stat().st_size > 1000
 
@@ -226,7 +228,7 @@ def test_translation_search_end_to_end(defects: Path, tmp_path: Path) -> None:
     image = model.eval()(torch.zeros(1, 3, 32, 32))
     assert image.shape == (1, 3, 32, 32) and image.abs().max() <= 1  # tanh output
     exported = runner.invoke(app, ["export", str(out / "best.json"), "--graph", "raw", "--out",
-                                   str(tmp_path / "t.onnx"), "--check"])  # fmt: skip
+                                   str(tmp_path / "t.onnx"), "--check", "--allow-random-weights"])  # fmt: skip
     assert exported.exit_code == 0, exported.output
 
 

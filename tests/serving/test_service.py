@@ -40,7 +40,8 @@ MIN_DEFECT_AREA = 5
 # device cpu: the provider of the nasseg predict reference below
 SERVER_OPTIONS = ["--max-body-mb", "1", "--max-pixels", "2000000", "--max-concurrency", "4",
                   "--min-defect-area", str(MIN_DEFECT_AREA), "--max-batch-size", "4", "--max-latency-ms", "10000",
-                  "--threads", "1", "--graceful-timeout", "20", "--device", "cpu", "--allow-random-weights"]  # fmt: skip
+                  "--threads", "1", "--graceful-timeout", "20", "--device", "cpu",
+                  "--allow-random-weights"]  # fmt: skip
 START_DEADLINE_S = 120
 runner = CliRunner()
 

@@ -38,7 +38,8 @@ def fresh_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("fresh")
     return {"synth-defects": make_dataset("synth-defects", root / "d", n=200, size=64, seed=GENERATOR_SEED,
                                           difficulty="medium"),
-            "synth-membranes": make_dataset("synth-membranes", root / "m", n=200, size=64, seed=GENERATOR_SEED)}  # fmt: skip
+            "synth-membranes": make_dataset("synth-membranes", root / "m", n=200, size=64,
+                                            seed=GENERATOR_SEED)}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", SHIPPED)
