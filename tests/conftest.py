@@ -19,3 +19,4 @@ if os.environ.get("CI"):
 @pytest.fixture(autouse=True)
 def _private_nasseg_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NASSEG_HOME", str(tmp_path_factory.mktemp("nasseg_home")))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf_hub_cache")))  # no user's cached encoders

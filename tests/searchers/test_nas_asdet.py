@@ -141,6 +141,6 @@ def test_cli_end_to_end_train_export(tiny_defects: Path, tmp_path: Path) -> None
                       max_steps_per_epoch=1, device="cpu"), tmp_path / "train").fit()  # fmt: skip
     assert trained.history and trained.history[0]["loss"] > 0
     exported = runner.invoke(app, ["export", str(tmp_path / "full" / "best.json"), "--out", str(tmp_path / "m.onnx"),
-                                   "--check", "--json"])  # fmt: skip
+                                   "--check", "--json", "--allow-random-weights"])  # fmt: skip
     assert exported.exit_code == 0, exported.output
     assert json.loads(exported.output[exported.output.index("{") :])["check"]["passed"]

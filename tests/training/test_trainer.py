@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -144,3 +145,15 @@ def test_channels_last_training_matches_the_contiguous_run(dataset: Path, tmp_pa
         trainer = Trainer(tiny_model(), open_folder(dataset), settings, tmp_path / str(channels_last))
         runs.append(trainer.train_epoch())
     assert runs[1] == pytest.approx(runs[0], rel=1e-3)
+
+
+def test_history_follows_the_checkpoint_after_a_kill_between_them(dataset: Path, tmp_path: Path) -> None:
+    """A kill after the checkpoint but before history.jsonl leaves it one epoch behind; resume
+    rewrites it from the checkpoint: every epoch once, in order (no duplicates, none missing)."""
+    Trainer(tiny_model(), open_folder(dataset), config(2), tmp_path).fit()
+    lines = (tmp_path / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    (tmp_path / "history.jsonl").write_text(lines[0] + "\n")  # the kill: epoch 2 checkpointed, not yet logged
+    Trainer(tiny_model(), open_folder(dataset), config(3), tmp_path).fit(resume=True)
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]

@@ -119,7 +119,7 @@ def test_freeze_base_trains_only_the_cells() -> None:
         freeze_base(zoo.create_model(plain_base()))
 
 
-def test_implant_loads_its_base_from_a_weight_file(tmp_path: Path) -> None:
+def test_implant_loads_its_base_from_a_weight_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(1)
     base_genotype = zoo.get_genotype("iac-base-resnet18").replace(name="my-base")
     base = zoo.create_model(base_genotype)
@@ -133,7 +133,8 @@ def test_implant_loads_its_base_from_a_weight_file(tmp_path: Path) -> None:
         saved = base.state_dict()
         assert all(torch.equal(v, saved[k]) for k, v in model.base.state_dict().items())
         assert model.base_frozen and all(p.requires_grad for p in model.cells.parameters())
-    with pytest.raises(zoo.WeightsError, match="has no weights"):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))  # a base without any weights at all
+    with pytest.raises(zoo.WeightsError, match="no local ImageNet weights for timm encoder 'resnet18'"):
         zoo.create_model("iac-resnet18-darts-v2", pretrained=True)
 
 

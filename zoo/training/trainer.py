@@ -196,6 +196,12 @@ class Trainer:
         torch.save(self.state_dict(), buffer)
         atomic_write_bytes(self.checkpoint_path, buffer.getvalue())
 
+    def _write_history(self) -> None:
+        """Rewrite ``history.jsonl`` from the checkpointed history, after the checkpoint: a kill at
+        any point leaves it equal to the checkpoint's or one epoch behind, never ahead or doubled."""
+        text = "".join(json.dumps(record) + "\n" for record in self.history)
+        atomic_write_bytes(self.run_dir / "history.jsonl", text.encode())
+
     def _save_best(self) -> None:
         buffer = io.BytesIO()
         torch.save(self.model.state_dict(), buffer)
@@ -284,9 +290,8 @@ class Trainer:
                 self._save_best()
             else:
                 self.bad_epochs += 1
-            with open(self.run_dir / "history.jsonl", "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
             self.save_checkpoint()
+            self._write_history()
             if self.on_step:
                 self.on_step({"epoch": self.epoch, "end_of_epoch": True, **record})
             if self.config.patience is not None and self.bad_epochs >= self.config.patience:
