@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,14 +31,25 @@ def genotype_dirs() -> list[Path]:
     return [shipped, nasseg_home() / "genotypes"]
 
 
+def is_genotype_file(path: Path) -> bool:
+    """Whether a JSON file claims to be a genotype (``"schema": "nasseg.genotype/..."``); other JSON
+    (a run's ``metrics.json`` copied along) is not a registration and is skipped."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and str(data.get("schema", "")).startswith("nasseg.genotype/")
+
+
 def _registered() -> dict[str, Path]:
     found: dict[str, Path] = {}
-    for directory in genotype_dirs():
+    for user, directory in enumerate(genotype_dirs()):  # 0: shipped, 1: $NASSEG_HOME
         if not directory.is_dir():
             continue
         for path in sorted(directory.glob("*.json")):
-            if path.name != "schema.json":
-                found.setdefault(path.stem, path)
+            if path.name == "schema.json" or (user and not is_genotype_file(path)):
+                continue
+            found.setdefault(path.stem, path)
     return found
 
 

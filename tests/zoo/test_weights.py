@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,23 @@ def test_missing_corrupt_and_absent_weights(tmp_path: Path) -> None:
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(zoo.WeightsError, match="not a readable safetensors file"):
         read_arch_hash(tmp_path / "junk.safetensors")
+
+
+def test_a_stray_json_in_the_user_genotype_folder_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's metrics.json copied next to its genotype must not break `nasseg list` or the registry."""
+    from typer.testing import CliRunner
+
+    from nasseg.cli import app
+
+    monkeypatch.setenv("NASSEG_HOME", str(tmp_path))
+    folder = tmp_path / "genotypes"
+    folder.mkdir()
+    (folder / "metrics.json").write_text('{"test": {"iou": 0.5}}')
+    (folder / "broken.json").write_text("{not json")
+    mine = zoo.get_genotype("unet-small").replace(name="my-unet")
+    mine.to_json(folder / "my-unet.json")
+    names = zoo.list_models()
+    assert "my-unet" in names and "metrics" not in names and "broken" not in names
+    result = CliRunner().invoke(app, ["list", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "my-unet" in {row["name"] for row in json.loads(result.stdout)}
