@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 import zoo
-from nasseg.cli import app, console, print_json
+from nasseg.cli import app, console, err_console, print_json
 from nasseg.cli.progress import progress_bar
 from zoo.data.folder import SegmentationFolder, open_folder
 from zoo.data.images import IMAGE_SUFFIXES, write_png
@@ -73,7 +73,16 @@ def train_model(spec: str, data_dir: Path, out: Path, config: TrainConfig, resum
         if resume and (out / "checkpoint.pt").is_file():
             state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
             advance(state["epoch"] * trainer.steps_per_epoch())
-        result = trainer.fit(resume=resume)
+        try:
+            result = trainer.fit(resume=resume)
+        except KeyboardInterrupt:
+            if trainer.epoch:
+                say = (f"interrupted: {out} holds the checkpoint of epoch {trainer.epoch}; `nasseg train {spec} "
+                       f"--data {data_dir} --out {out} --resume` (with the same options) continues it")  # fmt: skip
+            else:
+                say = "interrupted before the first epoch ended: nothing to resume; run the command again"
+            err_console.print(say, highlight=False, soft_wrap=True)
+            raise SystemExit(130) from None
     test_metrics = evaluate(model, data, "test", trainer.device)
     weights = zoo.save_weights(model.cpu(), genotype, out / f"{genotype.name}.safetensors")
     provenance = genotype.provenance.model_dump(mode="json")

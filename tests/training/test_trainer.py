@@ -157,3 +157,20 @@ def test_history_follows_the_checkpoint_after_a_kill_between_them(dataset: Path,
     Trainer(tiny_model(), open_folder(dataset), config(3), tmp_path).fit(resume=True)
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3]
+
+
+def test_ctrl_c_during_training_says_how_to_resume(dataset: Path, tmp_path: Path) -> None:
+    genotype = zoo.apply_overrides(zoo.get_genotype("unet-small"), TINY)
+    genotype.to_json(tmp_path / "unet-small.json")
+    run = tmp_path / "run"
+    process = subprocess.Popen(nasseg("train", str(tmp_path / "unet-small.json"), "--out", str(run), "--data",
+                                      str(dataset), "--epochs", "200", "--batch-size", "2", "--crop", "32", "32"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 120
+    while not (run / "history.jsonl").is_file():
+        assert time.time() < deadline and process.poll() is None, "training ended before it could be interrupted"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "interrupted:" in stderr and "--resume" in stderr and "Traceback" not in stderr
