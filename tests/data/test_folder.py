@@ -115,3 +115,23 @@ def test_paired_folder_problems(tmp_path: Path) -> None:
     with pytest.raises(DatasetError) as info:
         open_paired_folder(tmp_path)
     assert len(info.value.problems) == 2
+
+
+def test_missing_masks_folder_is_one_line_and_jpeg_masks_say_why(tmp_path: Path) -> None:
+    make_dataset("synth-defects", tmp_path / "d", n=20, size=32, seed=0)
+    import shutil
+
+    shutil.rmtree(tmp_path / "d" / "val" / "masks")
+    with pytest.raises(DatasetError) as info:
+        open_folder(tmp_path / "d")
+    lines = [p for p in info.value.problems if "val" in p]
+    assert len(lines) == 1 and "no masks folder" in lines[0]
+    make_dataset("synth-defects", tmp_path / "j", n=20, size=32, seed=0)
+    mask_png = next((tmp_path / "j" / "train" / "masks").glob("*.png"))
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:20, 8:20] = 255
+    Image.fromarray(mask).save(mask_png.with_suffix(".jpg"), quality=60)  # JPEG rings around the square
+    mask_png.unlink()
+    with pytest.raises(DatasetError) as info:
+        open_folder(tmp_path / "j")
+    assert any("JPEG compression changes mask values" in p for p in info.value.problems)

@@ -119,6 +119,10 @@ def _pair(split_dir: Path, problems: list[str]) -> list[Sample]:
     for stem in sorted(set(masks) - set(images)):
         problems.append(f"{masks[stem]}: mask without an image")
     samples = []
+    if images and not (split_dir / "masks").is_dir():  # one line for the folder, not one per image
+        problems.append(f"{split_dir / 'masks'}: no masks folder ({len(images)} images in {split_dir / 'images'} "
+                        "need a mask each, same file stem)")  # fmt: skip
+        return []
     for stem, image in images.items():
         if stem not in masks:
             problems.append(f"{image}: no mask (expected {split_dir / 'masks' / stem}.png or another image type)")
@@ -142,7 +146,9 @@ def check_sample(sample: Sample, num_classes: int) -> list[str]:
         problems.append(str(exc))
         mask = None
     except ValueError as exc:
-        problems.append(f"{sample.mask}: {exc}")
+        lossy = sample.mask.suffix.lower() in (".jpg", ".jpeg")
+        hint = "; JPEG compression changes mask values: save masks as PNG" if lossy else ""
+        problems.append(f"{sample.mask}: {exc}{hint}")
     if image is not None and mask is not None and image.shape[:2] != mask.shape[:2]:
         problems.append(
             f"{sample.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {image.shape[1]}x{image.shape[0]}"
