@@ -74,8 +74,17 @@ def measure(name: str, row: dict[str, Any], data: Path, args: argparse.Namespace
             "shipped": spec.parent == GENOTYPES, "test_iou": test["iou"], "test_dice": test["dice"],
             "params": row["params"], "macs_256": bench["macs"]["256x256"], "p50_ms": latency,
             "int8_iou_delta": comparison.iou_delta, "int8_mask_agreement": comparison.mask_agreement,
-            "file_bytes": file_bytes, "weights_dtype": "float16" if file_bytes and file_bytes < 3 * row["params"]
-            else "float32", "train_size": row.get("train_size", 64)}  # fmt: skip
+            "file_bytes": file_bytes, "weights_dtype": stored_dtype(spec.parent / weights.file) if weights else None,
+            "train_size": row.get("train_size", 64)}  # fmt: skip
+
+
+def stored_dtype(path: Path) -> str:
+    """The dtype a weight file stores its floating tensors in (``float16`` or ``float32``)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        dtypes = {handle.get_slice(key).get_dtype() for key in handle.keys()}
+    return "float16" if "F16" in dtypes else "float32"
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
