@@ -12,6 +12,7 @@ into the net's channels, with EXIF orientation applied, exactly as ``nasseg pred
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -58,6 +59,7 @@ class DecodeLimits:
     max_bytes: int = 20 * 2**20
     max_pixels: int = 25_000_000
     max_side: int = 8192
+    max_request_pixels: int = 25_000_000
 
 
 def sniff(data: bytes) -> str | None:
@@ -110,8 +112,11 @@ def _open(data: bytes, fmt: str, limits: DecodeLimits) -> Image.Image:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The exception's first line, without object addresses (``<... at 0x7f...>`` says nothing to a client)."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    line = text.splitlines()[0] if text else type(exc).__name__
+    line = re.sub(r"<(?:[\w.]*\.)?(\w+) object at 0x[0-9a-fA-F]+>", r"\1", line)
+    return re.sub(r"\s*\bat 0x[0-9a-fA-F]+", "", line).strip() or type(exc).__name__
 
 
 def to_frame(array: np.ndarray, channels: int) -> np.ndarray:

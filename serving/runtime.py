@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -22,6 +23,7 @@ import onnxruntime as ort
 from serving.export import ExportMetadata
 from zoo.data.images import read_image, to_channels, to_float
 from zoo.errors import NassegError
+from zoo.tiling import TILE, needs_tiling, predict_tiled, tile_for
 
 DEVICES = ("auto", "cpu", "cuda")
 _FATAL = 4
@@ -144,10 +146,34 @@ class OnnxSegmenter:
             masks = (probabilities[:, 0] > threshold).astype(np.uint8)
         return masks, probabilities[:, 0]
 
+    def predict_frame(
+        self,
+        frame: np.ndarray,
+        threshold: float | None = None,
+        tile: int | None = TILE,
+        deadline: float | None = None,
+        lock: AbstractContextManager | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(mask (H, W), probability (H, W)) of one uint8 frame ``(H, W, C)``; a frame larger than
+        ``tile`` (rounded to the divisor) runs in overlapping tiles (:mod:`zoo.tiling`), each under
+        ``lock`` when given (other requests run between tiles), stopping at ``deadline``."""
+        lock = lock or nullcontext()
+
+        def run(window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            with lock:
+                masks, probabilities = self.predict_frames(window[None], threshold)
+            return masks[0], probabilities[0]
+
+        if tile is not None:
+            tile = tile_for(self.metadata.divisor, tile)
+            if needs_tiling(*frame.shape[:2], tile):
+                return predict_tiled(frame, run, tile, deadline=deadline)
+        return run(frame)
+
     def predict_file(self, path: str | Path, threshold: float | None = None) -> tuple[np.ndarray, ...]:
         """(image as float (H, W, C) in [0, 1], mask, probability) for an image file, as
         :func:`zoo.inference.predict_file` gives them (16-bit images are rounded to 8 bits)."""
         image = to_channels(to_float(read_image(path)), self.genotype.task.in_channels)
         frame = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
-        masks, probabilities = self.predict_frames(frame[None], threshold)
-        return image, masks[0], probabilities[0]
+        mask, probability = self.predict_frame(frame, threshold)
+        return image, mask, probability

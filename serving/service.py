@@ -14,7 +14,12 @@ one ONNX Runtime session on the ``deploy`` graph, warms it up, and then answers 
 ``max_batch_size`` images within ``max_latency_ms``. Inference runs one batch at a time per worker
 (the session's ``threads`` are its whole budget); decoding and encoding run beside it in threads.
 Client faults are 4xx ``{"error": "..."}`` (see :mod:`serving.uploads`); more than
-``max_concurrency`` requests in flight get 429, a request past ``timeout_s`` gets 504.
+``max_concurrency`` requests in flight get 429, a request past ``timeout_s`` gets 504 and its
+work stops at the next tile or batch. Frames above ``tile`` x ``tile`` pixels (line-scan cameras)
+run in overlapping tiles (:mod:`zoo.tiling`): memory stays bounded by the tile, and other requests
+get the session between tiles. A request's images hold at most ``max_request_pixels`` in all
+(413), and its body must arrive within ``body_timeout_s`` (408). Unknown paths, the optional API
+key and JSON error bodies are handled in :mod:`serving.gate`.
 """
 
 from __future__ import annotations
@@ -38,10 +43,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from serving.defects import find_defects
+from serving.gate import GateMiddleware, bound_metric_labels
 from serving.resolve import resolve_onnx
 from serving.runtime import OnnxSegmenter
 from serving.settings import ServeSettings, SettingsError, load_settings
-from serving.uploads import ErrorBodyMiddleware, Upload, UploadField, quiet_client_faults, read_images
+from serving.uploads import Upload, UploadField, quiet_client_faults, read_images
+from zoo.tiling import Abandoned, needs_tiling
 
 logger = logging.getLogger("nasseg.serve")
 SETTINGS: ServeSettings = load_settings(vars(bentoml.use_arguments()))
@@ -102,7 +109,8 @@ class _UploadSpec(bentoml.IODescriptor):
     async def from_http_request(cls, request: Request, serde: Any) -> _UploadSpec:
         service: Segmenter = bentoml.get_current_service()
         service.raise_unless_ready()
-        uploads = await read_images(request, cls.upload_field, service.channels, SETTINGS.limits, cls.max_images)
+        uploads = await read_images(request, cls.upload_field, service.channels, SETTINGS.limits, cls.max_images,
+                                    SETTINGS.body_timeout_s)  # fmt: skip
         return cls.model_construct(**{cls.upload_field: uploads if cls.max_images > 1 else uploads[0]})
 
 
@@ -185,13 +193,21 @@ class Segmenter:
 
     # -- inference -------------------------------------------------------------------------------
 
-    def _infer(self, frames: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(mask, probability) per frame; frames of one size run as one batch, one batch at a time."""
+    def _infer(self, frames: list[np.ndarray], deadline: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(mask, probability) per frame; frames of one size run as one batch, one batch at a time.
+        Frames above the tile size run tile by tile (other requests get the session between tiles),
+        and the work stops at ``deadline`` (the request's timeout: its client has had a 504)."""
         results: list[Any] = [None] * len(frames)
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for index, frame in enumerate(frames):
-            by_shape.setdefault(frame.shape, []).append(index)
+            if needs_tiling(*frame.shape[:2], SETTINGS.tile):
+                results[index] = self.segmenter.predict_frame(frame, tile=SETTINGS.tile, deadline=deadline,
+                                                              lock=self._infer_lock)  # fmt: skip
+            else:
+                by_shape.setdefault(frame.shape, []).append(index)
         for indices in by_shape.values():
+            if deadline is not None and time.monotonic() > deadline:
+                raise Abandoned("the request's timeout passed before its batch ran")
             with self._infer_lock:
                 masks, probabilities = self.segmenter.predict_frames(np.stack([frames[i] for i in indices]))
             for row, index in enumerate(indices):
@@ -210,7 +226,8 @@ class Segmenter:
 
     async def _run(self, frames: list[np.ndarray]) -> tuple[list[tuple[np.ndarray, np.ndarray]], float]:
         start = time.perf_counter()
-        results = await anyio.to_thread.run_sync(self._infer, frames)
+        deadline = time.monotonic() + SETTINGS.timeout_s
+        results = await anyio.to_thread.run_sync(self._infer, frames, deadline)
         return results, (time.perf_counter() - start) * 1000
 
     # -- endpoints -------------------------------------------------------------------------------
@@ -241,7 +258,8 @@ class Segmenter:
         )
 
 
-Segmenter.add_asgi_middleware(ErrorBodyMiddleware)
+Segmenter.add_asgi_middleware(GateMiddleware, api_key=SETTINGS.api_key)
+bound_metric_labels()
 quiet_client_faults()
 
 

@@ -36,6 +36,10 @@ class ServeSettings(BaseModel):
     max_side: int = Field(8192, ge=1, le=8192, description="longest image side the deploy graph takes")
     min_defect_area: int = Field(20, ge=1, description="pixels a region needs to count as a defect (NG)")
     max_defects: int = Field(100, ge=0, description="defects listed per image (largest first)")
+    max_request_pixels: int = Field(25_000_000, ge=1, description="decoded pixels in one request, all images together")
+    tile: int = Field(1024, ge=32, le=8192, description="frames above tile x tile pixels run in overlapping tiles")
+    body_timeout_s: float = Field(10.0, gt=0, description="a request body still arriving after this gets 408")
+    api_key: str | None = Field(None, min_length=8, repr=False, description="required as Bearer token or X-API-Key")
     max_images: int = Field(16, ge=1, description="images in one /inspect_batch request")
     max_concurrency: int = Field(32, ge=1, description="requests in flight per service; more get 429")
     timeout_s: float = Field(60.0, gt=0, description="a request still running after this gets 504")
@@ -45,7 +49,8 @@ class ServeSettings(BaseModel):
 
     @property
     def limits(self) -> DecodeLimits:
-        return DecodeLimits(max_bytes=self.max_body_bytes, max_pixels=self.max_pixels, max_side=self.max_side)
+        return DecodeLimits(max_bytes=self.max_body_bytes, max_pixels=self.max_pixels, max_side=self.max_side,
+                            max_request_pixels=self.max_request_pixels)  # fmt: skip
 
     @property
     def max_body_bytes(self) -> int:

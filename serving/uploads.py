@@ -1,5 +1,5 @@
 """HTTP side of the service's inputs: multipart uploads read under limits and decoded into frames,
-client faults as 4xx JSON errors.
+client faults as 4xx JSON errors (one JSON object each: :mod:`serving.gate`).
 
 BentoML's own multipart parsing reads bodies of any size, fetches a URL given in place of a
 file and answers some malformed inputs with 500, so the service's input specs read the request
@@ -10,9 +10,9 @@ goes through :func:`serving.decode.decode_frame` in a worker thread (the event l
 
 from __future__ import annotations
 
-import json
 import logging
 import time
+import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio.to_thread
 import numpy as np
-from bentoml.exceptions import BentoMLException
+from bentoml.exceptions import BentoMLException, ServiceUnavailable
 from pydantic_core import core_schema
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -59,9 +59,21 @@ class UploadField:
         return {"type": "file", "format": "image"} if handler.mode == "validation" else {"type": "string"}
 
 
-async def _limited(request: Request, max_bytes: int) -> AsyncIterator[bytes]:
+async def _limited(request: Request, max_bytes: int, timeout_s: float) -> AsyncIterator[bytes]:
+    """The body's chunks, held to ``max_bytes`` (413) and to ``timeout_s`` for the whole body (408):
+    a client that sends headers and then stalls frees its concurrency slot after ``timeout_s``."""
     received = 0
-    async for chunk in request.stream():
+    deadline = anyio.current_time() + timeout_s
+    stream = request.stream()
+    while True:
+        with anyio.move_on_after(max(deadline - anyio.current_time(), 0)) as scope:
+            try:
+                chunk = await stream.__anext__()
+            except StopAsyncIteration:
+                return
+        if scope.cancelled_caught:
+            raise ClientError(f"the request body did not arrive within {timeout_s:g} s ({received} bytes came)",
+                              HTTPStatus.REQUEST_TIMEOUT)  # fmt: skip
         received += len(chunk)
         if received > max_bytes:
             raise ClientError(f"request body is over the limit of {max_bytes} bytes",
@@ -69,9 +81,9 @@ async def _limited(request: Request, max_bytes: int) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def read_form(request: Request, max_bytes: int, max_files: int = 1) -> Any:
-    """The multipart form of ``request``, read under the body limit (a few more files than ``max_files``
-    are parsed, so that the caller can say how many it takes)."""
+async def read_form(request: Request, max_bytes: int, max_files: int = 1, body_timeout_s: float = 10.0) -> Any:
+    """The multipart form of ``request``, read under the body limit and the body-read timeout (a few
+    more files than ``max_files`` are parsed, so that the caller can say how many it takes)."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > max_bytes:
         raise ClientError(f"request body of {length} bytes is over the limit of {max_bytes} bytes",
@@ -80,7 +92,8 @@ async def read_form(request: Request, max_bytes: int, max_files: int = 1) -> Any
     if media != "multipart/form-data":
         raise ClientError(f"send the image as a multipart/form-data file field, e.g. curl -F image=@frame.png "
                           f"(got content type {media or 'none'!r})", HTTPStatus.UNSUPPORTED_MEDIA_TYPE)  # fmt: skip
-    parser = MultiPartParser(request.headers, _limited(request, max_bytes), max_files=max_files + MAX_FORM_FIELDS,
+    body = _limited(request, max_bytes, body_timeout_s)
+    parser = MultiPartParser(request.headers, body, max_files=max_files + MAX_FORM_FIELDS,
                              max_fields=MAX_FORM_FIELDS, max_part_size=64 * 2**10)  # fmt: skip
     try:
         return await parser.parse()
@@ -89,10 +102,11 @@ async def read_form(request: Request, max_bytes: int, max_files: int = 1) -> Any
 
 
 async def read_images(request: Request, field: str, channels: int, limits: DecodeLimits,
-                      max_images: int = 1) -> list[Upload]:  # fmt: skip
-    """The decoded files of form field ``field`` (exactly one unless ``max_images`` > 1)."""
+                      max_images: int = 1, body_timeout_s: float = 10.0) -> list[Upload]:  # fmt: skip
+    """The decoded files of form field ``field`` (exactly one unless ``max_images`` > 1), their
+    pixels together held to ``limits.max_request_pixels`` (413)."""
     received = time.perf_counter()
-    form = await read_form(request, limits.max_bytes, max_images)
+    form = await read_form(request, limits.max_bytes, max_images, body_timeout_s)
     try:
         values = form.getlist(field)
         if not values:
@@ -106,61 +120,38 @@ async def read_images(request: Request, field: str, channels: int, limits: Decod
         if len(values) > max_images:
             hint = "; /inspect_batch takes several" if max_images == 1 else ""
             raise ClientError(f"form field {field!r} holds {len(values)} files; at most {max_images}{hint}")
-        return [await _decode(upload, channels, limits, received) for upload in values]
+        uploads, pixels = [], 0
+        for value in values:
+            upload = await _decode(value, channels, limits, received)
+            pixels += upload.frame.shape[0] * upload.frame.shape[1]
+            if pixels > limits.max_request_pixels:
+                raise ClientError(f"the request's images hold more than {limits.max_request_pixels} pixels in all "
+                                  f"(the limit per request); send fewer or smaller images",
+                                  HTTPStatus.REQUEST_ENTITY_TOO_LARGE)  # fmt: skip
+            uploads.append(upload)
+        return uploads
     finally:
         await form.close()
+
+
+def clean_filename(name: str | None) -> str | None:
+    """An upload's file name as the service repeats it: control characters dropped, at most 255 characters."""
+    if name is None:
+        return None
+    cleaned = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp"))
+    return cleaned[:255] or None
 
 
 async def _decode(upload: UploadFile, channels: int, limits: DecodeLimits, received: float) -> Upload:
     start = time.perf_counter()
     data = await upload.read()
+    filename = clean_filename(upload.filename)
     try:
         frame = await anyio.to_thread.run_sync(decode_frame, data, channels, upload.content_type, limits)
     except DecodeError as exc:
-        name = f"{upload.filename}: " if upload.filename else ""
+        name = f"{filename}: " if filename else ""
         raise ClientError(f"{name}{exc}", exc.status) from None
-    return Upload(frame, upload.filename, received, (time.perf_counter() - start) * 1000)
-
-
-class ErrorBodyMiddleware:
-    """ASGI middleware: BentoML 1.4 answers a 4xx ``BentoMLException`` with ``[{"error": ...}]``; this
-    unwraps it to ``{"error": ...}`` so that every error body is one JSON object."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        held: dict[str, Any] = {}
-
-        async def _send(message: dict) -> None:
-            if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
-                held["start"], held["body"] = message, b""
-                return
-            if "start" not in held or message["type"] != "http.response.body":
-                await send(message)
-                return
-            held["body"] += message.get("body", b"")
-            if message.get("more_body", False):
-                return
-            start, body = held.pop("start"), _unwrap(held.pop("body"))
-            headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
-            await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
-
-        await self.app(scope, receive, _send)
-
-
-def _unwrap(body: bytes) -> bytes:
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return body
-    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict) and "error" in value[0]:
-        return json.dumps(value[0]).encode()
-    return body
+    return Upload(frame, filename, received, (time.perf_counter() - start) * 1000)
 
 
 class _ClientFaultFilter(logging.Filter):
@@ -168,15 +159,20 @@ class _ClientFaultFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         fault = record.exc_info[1] if record.exc_info else None
-        if isinstance(fault, ClientError):
-            record.msg, record.args = "%s refused (%d): %s", (record.getMessage(), fault.error_code, fault.message)
+        if isinstance(fault, ClientError | ServiceUnavailable):
+            status = int(fault.error_code)
+            record.msg, record.args = "%s refused (%d): %s", (record.getMessage(), status, fault.message)
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.exc_info, record.exc_text = None, None
         return True
 
 
-def quiet_client_faults(logger: str = "bentoml._internal.server.http_app") -> None:
-    """Install :class:`_ClientFaultFilter` on BentoML's request-error logger (once)."""
-    target = logging.getLogger(logger)
-    if not any(isinstance(f, _ClientFaultFilter) for f in target.filters):
-        target.addFilter(_ClientFaultFilter())
+REQUEST_ERROR_LOGGERS = ("bentoml._internal.server.http_app",)
+
+
+def quiet_client_faults(loggers: tuple[str, ...] = REQUEST_ERROR_LOGGERS) -> None:
+    """Install :class:`_ClientFaultFilter` on BentoML's request-error loggers (once each)."""
+    for name in loggers:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, _ClientFaultFilter) for f in target.filters):
+            target.addFilter(_ClientFaultFilter())

@@ -7,13 +7,33 @@ message that names the problem, and :mod:`zoo.genotype` adds the source and fiel
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from zoo.ops import OP_NAMES
 
-PositiveInt = Annotated[int, Field(ge=1)]
+#: Bounds that keep a valid genotype buildable in bounded time and memory (a typo such as
+#: ``layers: 1000000000`` is refused on load, not after minutes of building). JSON ``true`` is no
+#: integer (pydantic would read it as 1), and booleans are strict: ``1`` is no ``true``.
+MAX_WIDTH = 8192  # channels of any layer, classes, input channels
+MAX_SIDE = 8192  # input height and width
+MAX_LAYERS = 256  # stacked cells, encoder levels, listed widths
+MAX_NODES = 32  # intermediate nodes of a cell, edges into one node
+
+
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"must be an integer, not the boolean {str(value).lower()}")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_no_bool)]
+Width = Annotated[int, Field(ge=1, le=MAX_WIDTH), BeforeValidator(_no_bool)]
+Side = Annotated[int, Field(ge=1, le=MAX_SIDE), BeforeValidator(_no_bool)]
+Index = Annotated[int, Field(ge=0, le=MAX_LAYERS), BeforeValidator(_no_bool)]
+StrictBool = Annotated[bool, Field(strict=True)]
 
 
 class _Strict(BaseModel):
@@ -34,9 +54,11 @@ class Cell(_Strict):
     AutoSegNet do) plus, when ``residual``, input 1 (NAS-ASDet eq. 3).
     """
 
-    nodes: list[list[tuple[str, int]]] = Field(min_length=1)
-    concat: list[int] | Literal["loose"] = "loose"
-    residual: bool = False
+    nodes: list[Annotated[list[tuple[str, Int]], Field(max_length=MAX_NODES)]] = Field(
+        min_length=1, max_length=MAX_NODES
+    )
+    concat: Annotated[list[Index], Field(max_length=MAX_NODES)] | Literal["loose"] = "loose"
+    residual: StrictBool = False
 
     @field_validator("nodes")
     @classmethod
@@ -101,17 +123,25 @@ class Task(_Strict):
     """What the net maps: ``num_classes`` is the output channel count for ``translation``."""
 
     kind: Literal["segmentation", "classification", "translation"]
-    in_channels: PositiveInt = 3
-    num_classes: PositiveInt = 1
-    input_size: tuple[PositiveInt, PositiveInt] = (256, 256)
+    in_channels: Width = 3
+    num_classes: Width = 1
+    input_size: tuple[Side, Side] = (256, 256)
 
 
 class Weights(_Strict):
-    """A safetensors file (relative to the genotype file or ``$NASSEG_HOME/weights``)."""
+    """A safetensors file next to the genotype file (or in ``$NASSEG_HOME/weights``), named by a plain
+    file name: no folder, no ``..``, so a genotype cannot point its loader anywhere else."""
 
-    file: str = Field(min_length=1)
+    file: str = Field(min_length=1, max_length=255)
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     arch_hash: str = Field(pattern=r"^[0-9a-f]{16}$")
+
+    @field_validator("file")
+    @classmethod
+    def _plain_name(cls, file: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*", file):
+            raise ValueError(f"{file!r} is not a plain file name: name the file next to the genotype, with no folder")
+        return file
 
 
 class Provenance(_Strict):
@@ -139,7 +169,7 @@ class ClassifierHead(_Strict):
     """Global pooling + linear classifier; optional DARTS auxiliary head (training only)."""
 
     type: Literal["classifier"] = "classifier"
-    auxiliary: bool = False
+    auxiliary: StrictBool = False
 
 
 class ASPPHead(_Strict):
@@ -156,8 +186,8 @@ class ASPPHead(_Strict):
 
     type: Literal["aspp"] = "aspp"
     output_stride: Literal[8, 16] = 16
-    rates: list[PositiveInt] = Field(default_factory=lambda: [6, 12, 18], min_length=1)
-    channels: PositiveInt = 256
+    rates: list[Side] = Field(default_factory=lambda: [6, 12, 18], min_length=1, max_length=MAX_NODES)
+    channels: Width = 256
 
 
 class FusionHead(_Strict):
@@ -169,8 +199,8 @@ class FusionHead(_Strict):
     """
 
     type: Literal["fusion"] = "fusion"
-    levels: PositiveInt = 5
-    deep_supervision: bool = True
+    levels: Annotated[int, Field(ge=1, le=MAX_NODES), BeforeValidator(_no_bool)] = 5
+    deep_supervision: StrictBool = True
 
 
 Head = Annotated[Union[ClassifierHead, ASPPHead, FusionHead], Field(discriminator="type")]
@@ -196,11 +226,11 @@ class CellNetArch(_Arch):
 
     normal: Cell
     reduce: Cell | None = None
-    init_channels: PositiveInt = 36
-    layers: PositiveInt = 20
+    init_channels: Width = 36
+    layers: Annotated[int, Field(ge=1, le=MAX_LAYERS), BeforeValidator(_no_bool)] = 20
     stem: Literal["cifar", "imagenet", "stride2"] = "cifar"
-    stem_multiplier: PositiveInt = 3
-    reduction_layers: list[int] | None = None
+    stem_multiplier: Annotated[int, Field(ge=1, le=64), BeforeValidator(_no_bool)] = 3
+    reduction_layers: Annotated[list[Int], Field(max_length=MAX_LAYERS)] | None = None
     head: Head = Field(default_factory=ClassifierHead)
 
     @model_validator(mode="after")
@@ -264,9 +294,9 @@ class AutoSegNetArch(_Arch):
     down: Cell
     bridge: Cell
     up: Cell
-    long_skips: list[bool] = Field(min_length=1)
-    stem_channels: PositiveInt = 32
-    min_size: PositiveInt = 16
+    long_skips: list[StrictBool] = Field(min_length=1, max_length=MAX_LAYERS)
+    stem_channels: Width = 32
+    min_size: Side = 16
     min_ratio: float = Field(default=1 / 32, gt=0, le=1)
 
 
@@ -275,13 +305,13 @@ class UNetArch(_Arch):
     for the L - 1 inner levels (outermost first), 4x4 stride-2 convs, decoder mirrors encoder.
     ``dropout`` applies to the ``dropout_layers`` decoder blocks just outside the innermost one."""
 
-    channels: list[PositiveInt] = Field(min_length=2)
-    skips: list[bool]
+    channels: list[Width] = Field(min_length=2, max_length=13)  # 2**13 = MAX_SIDE: the deepest net any input fits
+    skips: list[StrictBool]
     kernel: Literal[4] = 4
     stride: Literal[2] = 2
     norm: Literal["batch", "instance", "none"] = "batch"
     dropout: float = Field(default=0.5, ge=0, lt=1)
-    dropout_layers: int = Field(default=3, ge=0)
+    dropout_layers: Int = Field(default=3, ge=0, le=MAX_LAYERS)
 
     @model_validator(mode="after")
     def _check_skips(self) -> UNetArch:
@@ -298,7 +328,7 @@ class IACBaseUNet(_Strict):
     ``features_only=True``) or the plain U-Net encoder (``unet``), and the decoder widths."""
 
     encoder: str = Field(pattern=r"^(timm:[A-Za-z0-9_.\-]+|unet)$")
-    decoder_channels: list[PositiveInt] = Field(default_factory=lambda: [256, 128, 64, 32, 16])
+    decoder_channels: list[Width] = Field(default_factory=lambda: [256, 128, 64, 32, 16], max_length=MAX_LAYERS)
 
 
 class IACBaseRef(_Strict):
@@ -319,8 +349,8 @@ class IACUNetArch(_Arch):
 
     base: IACBaseUNet | IACBaseRef
     cell: Cell | None = None
-    cell_channels: PositiveInt = 16
-    levels: list[int] | None = None
+    cell_channels: Width = 16
+    levels: Annotated[list[Index], Field(max_length=MAX_LAYERS)] | None = None
     implant: Literal["residual", "replace"] | None = None
 
     @model_validator(mode="before")
@@ -353,8 +383,8 @@ class SMPArch(_Arch):
 
     arch: Literal["Unet", "UnetPlusPlus", "FPN", "PSPNet", "DeepLabV3", "DeepLabV3Plus", "Linknet", "MAnet", "PAN"]
     encoder: str = Field(min_length=1)
-    encoder_depth: int = Field(default=5, ge=3, le=5)
-    decoder_channels: list[PositiveInt] | None = None
+    encoder_depth: Int = Field(default=5, ge=3, le=5)
+    decoder_channels: Annotated[list[Width], Field(max_length=MAX_LAYERS)] | None = None
 
 
 ARCH_MODELS: dict[str, type[_Arch]] = {

@@ -40,6 +40,9 @@ from zoo.archs import (
 from zoo.errors import GenotypeError
 
 SCHEMA_VERSION = "nasseg.genotype/1"
+#: A genotype is a few KB nested a few levels; far past that is a broken or hostile file.
+MAX_NESTING = 32
+MAX_DOCUMENT_CHARS = 4 * 2**20
 FAMILIES = tuple(ARCH_MODELS)
 
 __all__ = [
@@ -75,6 +78,7 @@ class Genotype(_Strict):
         """Validate ``data``; raise :class:`GenotypeError` naming ``source`` and the field."""
         if not isinstance(data, dict):
             raise GenotypeError(f"{source}: a genotype must be a JSON object, got {type(data).__name__}")
+        _check_nesting(data, source)
         schema = data.get("schema", SCHEMA_VERSION)
         if schema != SCHEMA_VERSION:
             raise GenotypeError(
@@ -107,8 +111,12 @@ class Genotype(_Strict):
                 raise GenotypeError(f"{source}: no such genotype file") from None
             except (OSError, UnicodeDecodeError) as exc:
                 raise GenotypeError(f"{source}: cannot read genotype file: {exc}") from None
+        if len(text) > MAX_DOCUMENT_CHARS:
+            raise GenotypeError(f"{source}: {len(text)} characters; a genotype has at most {MAX_DOCUMENT_CHARS}")
         try:
             data = json.loads(text)
+        except RecursionError:
+            raise GenotypeError(f"{source}: JSON nested deeper than {MAX_NESTING} levels") from None
         except json.JSONDecodeError as exc:
             raise GenotypeError(f"{source}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}") from None
         genotype = cls.from_dict(data, source=source)
@@ -281,6 +289,17 @@ def _resolve_cells(dumped: dict[str, Any], arch: _Arch) -> dict[str, Any]:
         if isinstance(value, Cell):
             dumped[key] = value.canonical()
     return dumped
+
+
+def _check_nesting(data: Any, source: str) -> None:
+    """Refuse documents nested deeper than :data:`MAX_NESTING` (walked without recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise GenotypeError(f"{source}: JSON nested deeper than {MAX_NESTING} levels")
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | tuple))
 
 
 _FAMILY_FIELDS = {family: set(model.model_fields) for family, model in ARCH_MODELS.items()}

@@ -14,16 +14,29 @@ from torch import nn
 
 from zoo.data.dataset import load_image, normalise
 from zoo.sizing import crop_to_original, pad_to_multiple
+from zoo.tiling import TILE, needs_tiling, predict_tiled, tile_for
 from zoo.training.losses import flatten_outputs
 
 #: Overlay colours for classes 1.. (class 0 is left unpainted).
 PALETTE = np.array([[255, 40, 40], [40, 200, 255], [255, 200, 0], [120, 255, 80], [230, 80, 255]], np.uint8)
 
 
-@torch.no_grad()
-def predict_array(model: nn.Module, image: np.ndarray, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def predict_array(
+    model: nn.Module, image: np.ndarray, threshold: float = 0.5, tile: int | None = TILE
+) -> tuple[np.ndarray, np.ndarray]:
     """(class-index mask uint8 (H, W), probability of the predicted foreground / class float32 (H, W))
-    for a float ``(H, W, C)`` image in [0, 1]; padded to the net's divisor and cropped back."""
+    for a float ``(H, W, C)`` image in [0, 1]; padded to the net's divisor and cropped back. An image
+    larger than ``tile`` (rounded down to the net's divisor) is predicted in overlapping tiles
+    (:mod:`zoo.tiling`); ``tile=None`` always runs it whole."""
+    if tile is not None:
+        tile = tile_for(getattr(model, "divisor", 1), tile)
+        if needs_tiling(*image.shape[:2], tile):
+            return predict_tiled(image, lambda window: _predict_whole(model, window, threshold), tile)
+    return _predict_whole(model, image, threshold)
+
+
+@torch.no_grad()
+def _predict_whole(model: nn.Module, image: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
     device = next(model.parameters()).device
     tensor = torch.from_numpy(normalise(image.transpose(2, 0, 1)).astype(np.float32)).unsqueeze(0)

@@ -15,8 +15,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from zoo.budget import check_build_size
 from zoo.errors import GenotypeError, InputSizeError, ModelNotFoundError
 from zoo.families import get_family
 from zoo.genotype import Genotype, Task
@@ -115,27 +117,51 @@ def check_input_size(model_or_genotype: nn.Module | Genotype, size: tuple[int, i
         )
 
 
-def build_model(genotype: Genotype) -> nn.Module:
+def build_model(genotype: Genotype, max_params: int | None = None) -> nn.Module:
     """Build the net of a genotype (random initialisation) and attach ``genotype`` and ``divisor``.
 
-    The genotype's nominal ``task.input_size`` must honour the family's divisor.
+    The genotype's nominal ``task.input_size`` must honour the family's divisor, and the net must
+    fit the size caps (:func:`zoo.budget.check_build_size`; ``max_params`` raises the cap). The
+    net refuses an input smaller than its divisor with :class:`InputSizeError`.
     """
     family = get_family(genotype.family)
     check_input_size(genotype, genotype.task.input_size)
+    check_build_size(genotype, max_params)
     model = family.build(genotype)
     model.genotype = genotype
     model.divisor = family.divisor(genotype)
+    model.register_forward_pre_hook(_refuse_too_small)
     return model
 
 
-def create_model(spec: ModelSpec, pretrained: bool = False, **overrides: Any) -> nn.Module:
+def _tracing() -> bool:
+    exporting = getattr(torch.compiler, "is_exporting", lambda: False)
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or exporting()
+
+
+def _refuse_too_small(model: nn.Module, args: tuple) -> None:
+    """Forward pre-hook: an input below the net's divisor is an InputSizeError naming the smallest size."""
+    if not args or not isinstance(args[0], torch.Tensor) or args[0].dim() != 4 or _tracing():
+        return
+    height, width = args[0].shape[-2:]
+    if min(height, width) < model.divisor:
+        raise InputSizeError(
+            f"model {model.genotype.name!r} takes inputs of at least {model.divisor}x{model.divisor} "
+            f"(multiples of {model.divisor}); got {height}x{width} (zoo.pad_to_multiple pads an image to it)"
+        )
+
+
+def create_model(
+    spec: ModelSpec, pretrained: bool = False, max_params: int | None = None, **overrides: Any
+) -> nn.Module:
     """Build a registered model by name, a genotype JSON path, or a :class:`Genotype`.
 
     ``pretrained=True`` loads the genotype's safetensors weights (refused if they belong to
     another architecture). Keyword overrides replace task or arch fields before building.
+    ``max_params`` raises the parameter cap (:mod:`zoo.budget`) for a net meant to be that big.
     """
     genotype = apply_overrides(resolve_genotype(spec), overrides)
-    model = build_model(genotype)
+    model = build_model(genotype, max_params)
     if pretrained:
         family = get_family(genotype.family)
         if genotype.weights is None and family.load_pretrained is not None:

@@ -24,11 +24,15 @@ from serving.settings import ServeSettings, load_settings, to_environ
 SERVICE = "serving.service:Segmenter"
 
 
-def serve_command(settings: ServeSettings, host: str, port: int, graceful_s: int) -> tuple[list[str], dict[str, str]]:
-    """The ``bentoml serve`` command line and its environment for ``settings``."""
+def serve_command(settings: ServeSettings, host: str, port: int, graceful_s: int,
+                  ssl: tuple[Path, Path] | None = None) -> tuple[list[str], dict[str, str]]:  # fmt: skip
+    """The ``bentoml serve`` command line and its environment for ``settings`` (``ssl``: certificate
+    and key files, for BentoML's own TLS)."""
     command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port),
                "--working-dir", str(Path(serving.__file__).resolve().parent.parent),
                "--timeout-graceful-shutdown", str(graceful_s)]  # fmt: skip
+    if ssl is not None:
+        command += ["--ssl-certfile", str(ssl[0]), "--ssl-keyfile", str(ssl[1])]
     environ = {k: v for k, v in os.environ.items() if not k.startswith("NASSEG_SERVE_")}
     environ |= to_environ(settings) | {"BENTOML_DO_NOT_TRACK": "True"}
     return command, environ
@@ -38,7 +42,9 @@ def serve_command(settings: ServeSettings, host: str, port: int, graceful_s: int
 def serve(
     model: Annotated[str, typer.Argument(help="Registered model name, genotype .json or deploy-graph .onnx file.")],
     port: Annotated[int, typer.Option(min=1, max=65535, help="HTTP port.")] = 3000,
-    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "0.0.0.0",
+    host: Annotated[
+        str, typer.Option(help="Address to listen on: this machine only, unless told (0.0.0.0: every interface).")
+    ] = "127.0.0.1",
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (one session each).")] = 1,
     threads: Annotated[
         int | None, typer.Option(min=1, help="ONNX Runtime threads per worker (default: cores / workers).")
@@ -52,6 +58,21 @@ def serve(
     max_batch_size: Annotated[int, typer.Option(min=2, help="Adaptive batching: images per batch.")] = 8,
     max_latency_ms: Annotated[int, typer.Option(min=1, help="Adaptive batching: latency budget, ms.")] = 2000,
     graceful_timeout: Annotated[int, typer.Option(min=1, help="Seconds SIGTERM waits for requests.")] = 20,
+    max_request_pixels: Annotated[
+        int, typer.Option(min=1, help="Decoded pixels in one request, all images together (413 above).")
+    ] = 25_000_000,
+    tile: Annotated[int, typer.Option(min=32, max=8192, help="Frames above TILE x TILE run in tiles.")] = 1024,
+    body_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a request body may take (408).")] = 10.0,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="NASSEG_SERVE_API_KEY",
+            show_envvar=True,
+            help="Require this key (Authorization: Bearer KEY or X-API-Key); probes stay open.",
+        ),
+    ] = None,
+    ssl_certfile: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="TLS certificate.")] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="TLS private key.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Export and print the command; do not serve.")] = False,
     allow_random_weights: Annotated[
         bool, typer.Option("--allow-random-weights", help="Serve a net without trained weights (sizing, speed).")
@@ -70,14 +91,22 @@ def serve(
                "threads": threads or max(1, default_threads() // workers), "max_body_mb": max_body_mb,
                "max_pixels": max_pixels, "min_defect_area": min_defect_area, "max_concurrency": max_concurrency,
                "timeout_s": timeout, "max_batch_size": max_batch_size, "max_latency_ms": max_latency_ms,
-               "allow_random_weights": allow_random_weights}  # fmt: skip
+               "allow_random_weights": allow_random_weights, "max_request_pixels": max_request_pixels,
+               "tile": tile, "body_timeout_s": body_timeout, "api_key": api_key}  # fmt: skip
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise typer.BadParameter("TLS needs both --ssl-certfile and --ssl-keyfile")
     settings = load_settings(options, environ={})
-    command, environ = serve_command(settings, host, port, graceful_timeout)
+    ssl = (ssl_certfile, ssl_keyfile) if ssl_certfile is not None and ssl_keyfile is not None else None
+    command, environ = serve_command(settings, host, port, graceful_timeout, ssl)
     local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    scheme = "https" if ssl else "http"
+    key_hint = ' -H "Authorization: Bearer $NASSEG_SERVE_API_KEY"' if api_key else ""
     err_console.print(f"serving {meta.genotype.name} (arch {meta.arch_hash}) from {onnx_file}\n"
-                      f"try: curl -F image=@frame.png http://{local}:{port}/inspect", highlight=False)  # fmt: skip
+                      f"try: curl{key_hint} -F image=@frame.png {scheme}://{local}:{port}/inspect",
+                      highlight=False)  # fmt: skip
     if dry_run:
-        env_text = " ".join(f"{k}={v}" for k, v in environ.items() if k.startswith(("NASSEG_SERVE_", "BENTOML_")))
+        shown = {k: ("***" if k.endswith("API_KEY") else v) for k, v in environ.items()}
+        env_text = " ".join(f"{k}={v}" for k, v in shown.items() if k.startswith(("NASSEG_SERVE_", "BENTOML_")))
         typer.echo(f"{env_text} {' '.join(command)}")
         return
     sys.stdout.flush()

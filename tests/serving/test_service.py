@@ -31,6 +31,7 @@ from upload_images import corrupt_idat, encode, good_images, png_header_only, rg
 
 import zoo
 from nasseg.cli import app
+from serving.decode import decode_frame
 from serving.defects import find_defects
 from serving.resolve import resolve_onnx
 from serving.runtime import OnnxSegmenter
@@ -40,8 +41,8 @@ MIN_DEFECT_AREA = 5
 # device cpu: the provider of the nasseg predict reference below
 SERVER_OPTIONS = ["--max-body-mb", "1", "--max-pixels", "2000000", "--max-concurrency", "4",
                   "--min-defect-area", str(MIN_DEFECT_AREA), "--max-batch-size", "4", "--max-latency-ms", "10000",
-                  "--threads", "1", "--graceful-timeout", "20", "--device", "cpu",
-                  "--allow-random-weights"]  # fmt: skip
+                  "--threads", "1", "--graceful-timeout", "20", "--device", "cpu", "--tile", "256",
+                  "--body-timeout", "2", "--max-request-pixels", "2000000", "--allow-random-weights"]  # fmt: skip
 START_DEADLINE_S = 120
 runner = CliRunner()
 
@@ -346,6 +347,96 @@ def test_server_is_healthy_after_everything(server: Server, client: httpx.Client
     assert "status=500" not in log and "Traceback" not in log, log[-3000:]
 
 
+# -- hardening: tiles, budgets, stalled clients, bounded metrics, JSON everywhere -----------------------
+
+
+def test_a_frame_above_the_tile_runs_in_tiles_and_matches_whole_frame_inference(
+    client: httpx.Client, segmenter: OnnxSegmenter
+) -> None:
+    # sides that are multiples of the divisor (8): the whole frame needs no padding, so whole-frame and
+    # tiled inference see the same pixels, and the tiny net's receptive field fits in the 64 px overlap
+    data = encode(Image.fromarray(rgb(704, 1304, seed=5)), "JPEG", quality=80)  # --tile 256: 5 x 10 windows
+    frame = decode_frame(data, 3)
+    response = client.post("/segment", files={"image": ("line.jpg", data, "image/jpeg")})
+    assert response.status_code == 200, response.text
+    served = np.asarray(Image.open(io.BytesIO(response.content))) // 255
+    whole, probability = segmenter.predict_frame(frame, tile=None)
+    assert served.shape == whole.shape == (704, 1304)
+    undecided = np.abs(probability - 0.5) < 1e-3  # float noise of different conv sizes may flip these
+    assert (served == whole)[~undecided].all() and (served == whole).mean() > 0.9999
+    odd = encode(Image.fromarray(rgb(333, 1001, seed=6)), "JPEG", quality=80)
+    response = client.post("/segment", files={"image": ("odd.jpg", odd, "image/jpeg")})
+    assert response.status_code == 200 and Image.open(io.BytesIO(response.content)).size == (1001, 333)
+
+
+def test_a_batch_over_the_pixel_budget_is_413_before_inference(client: httpx.Client) -> None:
+    frame = encode(Image.fromarray(np.full((500, 500), 90, np.uint8)))  # 1 KB, 250,000 pixels: 9 pass 2,000,000
+    response = client.post("/inspect_batch", files=[("images", (f"{i}.png", frame, "image/png")) for i in range(9)])
+    assert response.status_code == 413 and "pixels in all" in response.json()["error"], response.text
+    assert client.post("/inspect_batch", files=[("images", ("a.png", frame, "image/png"))] * 2).status_code == 200
+
+
+def _stalled_socket(server: Server) -> socket.socket:
+    """Headers and 5 body bytes of a 10,000-byte upload, then nothing."""
+    host, port = server.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=15)
+    sock.sendall(b"POST /inspect HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=abc\r\n"
+                 b"Content-Length: 10000\r\n\r\n--abc")  # fmt: skip
+    return sock
+
+
+def test_stalled_clients_get_408_and_free_their_slots(server: Server, client: httpx.Client) -> None:
+    sockets = [_stalled_socket(server) for _ in range(4)]  # --max-concurrency 4: every slot held
+    try:
+        answers = [sock.recv(4096).decode("latin-1") for sock in sockets]  # --body-timeout 2
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert all(a.startswith("HTTP/1.1 408") and "did not arrive within 2 s" in a for a in answers), answers
+    assert client.post("/inspect", files=_file("rgb-odd-size")).status_code == 200
+
+
+def test_unknown_paths_and_methods_get_json_and_leave_metrics_bounded(client: httpx.Client) -> None:
+    before = len(client.get("/metrics").text)
+    for i in range(200):
+        response = client.get(f"/no/such/path/{i}")
+        assert response.status_code == 404 and "no such endpoint" in response.json()["error"]
+    growth = len(client.get("/metrics").text) - before
+    assert growth < 5000, growth  # 200 distinct paths would add 200 label sets (about 150 KB)
+    response = client.get("/inspect")
+    assert response.status_code == 405 and response.headers["content-type"].startswith("application/json")
+    assert response.json()["error"]
+
+
+def test_control_characters_in_a_filename_are_not_echoed(client: httpx.Client) -> None:
+    _, data = GOOD["rgb-odd-size"]
+    head = (b'--abc\r\nContent-Disposition: form-data; name="image"; filename="a\x1b[31m\x07\x7fb.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n")  # raw bytes: httpx would percent-encode them  # fmt: skip
+    response = client.post("/inspect", content=head + data + b"\r\n--abc--\r\n",
+                           headers={"content-type": "multipart/form-data; boundary=abc"})  # fmt: skip
+    assert response.status_code == 200, response.text
+    assert response.json()["filename"] == "a[31mb.png"
+
+
+def test_api_key_is_required_when_set_and_probes_stay_open(genotype_file: Path, onnx_file: Path, home: Path) -> None:
+    key = "line-7-secret-key"
+    server = start_server(genotype_file, home, *SERVER_OPTIONS, "--api-key", key)
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as open_client:
+            files = _file("rgb-odd-size")
+            denied = open_client.post("/inspect", files=files)
+            assert denied.status_code == 401 and "API key" in denied.json()["error"]
+            assert open_client.post("/inspect", files=files, headers={"X-API-Key": "wrong-key-123"}).status_code == 401
+            assert open_client.get("/model").status_code == 401
+            assert open_client.get("/readyz").status_code == 200 and open_client.get("/livez").status_code == 200
+            ok = open_client.post("/inspect", files=files, headers={"Authorization": f"Bearer {key}"})
+            assert ok.status_code == 200, ok.text
+            assert open_client.get("/metrics", headers={"X-API-Key": key}).status_code == 200
+    finally:
+        assert server.stop() == 0, server.log_text()[-3000:]
+    assert key not in server.log_text()
+
+
 # -- the command -------------------------------------------------------------------------------------
 
 
@@ -357,6 +448,7 @@ def test_serve_dry_run_prints_the_bentoml_command(onnx_file: Path) -> None:
     assert "bentoml serve serving.service:Segmenter" in line and "--port 3999" in line
     assert f"NASSEG_SERVE_MODEL={onnx_file}" in line and "NASSEG_SERVE_WORKERS=2" in line
     assert "NASSEG_SERVE_MAX_BODY_MB=5.0" in line
+    assert "--host 127.0.0.1" in line  # this machine only, unless --host says otherwise
 
 
 @pytest.mark.parametrize(("spec", "words"), [("missing.onnx", "no such ONNX file"), ("no-such-model", "unknown model")])

@@ -36,6 +36,8 @@ def build(genotype: Genotype) -> nn.Module:
         )
     except (KeyError, ValueError, TypeError) as exc:
         message = str(exc).strip("'\"").splitlines()[0] if str(exc) else type(exc).__name__
+        if len(message) > 160:  # smp lists every encoder it knows
+            message = message[:160].rsplit(" ", 1)[0] + " ..."
         raise BuildError(
             f"genotype {genotype.name!r}: smp cannot build {arch.arch}/{arch.encoder}: {message}"
         ) from None
