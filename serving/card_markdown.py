@@ -152,7 +152,8 @@ def render_markdown(card: dict[str, Any]) -> str:
              "for the net, before the runtime's own overhead; activations grow with the input area and the batch.",
              "",
              "## Files", "", *_files_lines(card), "", "## Latency", "", *_latency_lines(card), "",
-             "## Accuracy", "", *_accuracy_lines(card), ""]  # fmt: skip
+             "## Accuracy", "", *_accuracy_lines(card), "",
+             "## Runtime notes", "", *[f"- {note}" for note in card.get("runtime_notes", [])], ""]  # fmt: skip
     return "\n".join(lines)
 
 

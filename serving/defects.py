@@ -2,6 +2,7 @@
 
 A defect is one 8-connected region of one non-background class. It counts towards the verdict
 when it covers at least ``min_area`` pixels; smaller regions (speckle) are counted but not listed.
+Memory beyond the label image stays bounded by a band of rows, so line-scan frames stay cheap.
 """
 
 from __future__ import annotations
@@ -58,19 +59,18 @@ def find_defects(
         raise ValueError(f"min_area must be >= 1, got {min_area}")
     defects: list[Defect] = []
     small = 0
-    flat_probability = probability.ravel().astype(np.float64)
     for class_index in np.flatnonzero(np.bincount(mask.ravel()))[1:]:
         labels, count = ndimage.label(mask == class_index, structure=_EIGHT_CONNECTED)
-        flat = labels.ravel()
-        areas = np.bincount(flat, minlength=count + 1)
+        areas, sums = _region_sums(labels, probability, count)
         kept = np.flatnonzero(areas[1:] >= min_area) + 1
         small += count - len(kept)
         if len(kept) == 0:
             continue
-        sums = np.bincount(flat, weights=flat_probability, minlength=count + 1)
         renumber = np.zeros(count + 1, np.int32)  # bounding boxes of the kept regions only (speckle can be 10^4)
         renumber[kept] = np.arange(1, len(kept) + 1)
-        for label, (rows, cols) in zip(kept, ndimage.find_objects(renumber[labels]), strict=True):
+        for rows in _row_chunks(labels.shape[0]):
+            labels[rows] = renumber[labels[rows]]
+        for label, (rows, cols) in zip(kept, ndimage.find_objects(labels), strict=True):
             defects.append(Defect(class_index=int(class_index), class_name=_name(class_names, int(class_index)),
                                   bbox=(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start),
                                   area=int(areas[label]),
@@ -78,6 +78,22 @@ def find_defects(
     defects.sort(key=lambda d: (-d.area, d.bbox[1], d.bbox[0]))
     return Inspection(verdict="NG" if defects else "OK", defects=defects, defect_count=len(defects),
                       small_regions=small, min_area=min_area)  # fmt: skip
+
+
+def _row_chunks(height: int, rows: int = 256) -> list[slice]:
+    return [slice(start, min(start + rows, height)) for start in range(0, height, rows)]
+
+
+def _region_sums(labels: np.ndarray, probability: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel count and probability sum per label, band by band: the temporaries stay a band's size
+    (a whole 8192x3000 frame in float64 would be 200 MB per copy)."""
+    areas = np.zeros(count + 1, np.int64)
+    sums = np.zeros(count + 1, np.float64)
+    for rows in _row_chunks(labels.shape[0]):
+        flat = labels[rows].ravel()
+        areas += np.bincount(flat, minlength=count + 1)
+        sums += np.bincount(flat, weights=probability[rows].ravel(), minlength=count + 1)
+    return areas, sums
 
 
 def _name(class_names: Sequence[str], index: int) -> str:

@@ -83,14 +83,16 @@ def predict_tiled(
     frame: np.ndarray,
     predict: Predict,
     tile: int = TILE,
-    overlap: int = OVERLAP,
+    overlap: int | None = None,
     deadline: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(mask uint8 (H, W), probability float32 (H, W)) of ``frame`` (H, W, C), window by window.
 
-    ``predict`` maps one window ``(h, w, C)`` to its (mask, probability). ``deadline`` (a
-    :func:`time.monotonic` value) stops the work between windows with :class:`Abandoned`.
+    ``predict`` maps one window ``(h, w, C)`` to its (mask, probability). ``overlap`` defaults to
+    :data:`OVERLAP`, or a quarter of a smaller tile. ``deadline`` (a :func:`time.monotonic` value)
+    stops the work between windows with :class:`Abandoned`.
     """
+    overlap = min(OVERLAP, tile // 4) if overlap is None else overlap
     height, width = frame.shape[:2]
     mask = np.zeros((height, width), np.uint8)
     probability = np.zeros((height, width), np.float32)

@@ -49,6 +49,7 @@ def test_card_from_onnx(onnx_file: Path) -> None:
     assert card["activation_bytes"] == reference.peak_activation_bytes
     assert card["macs_convention"] == reference.convention and card["quantization"] is None
     assert card["nasseg_version"] == zoo.__version__ and card["accuracy"] is None
+    assert any("INFERENCE_PRECISION_HINT" in note and "bf16" in note for note in card["runtime_notes"])
     assert card["provenance"]["metrics"] == {} and "skips" in card["summary"]["facts"]
 
 
