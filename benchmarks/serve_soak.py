@@ -187,6 +187,53 @@ def worker_rss_mib(pid: int) -> float:
     return round(total / 2**20, 1)
 
 
+def line_scan_phases(port: int, pid: int, choices: dict) -> dict:
+    """The red-team's cases alone, before the mix: one 8192x3000 frame on an idle server, then three at
+    once while a client sends normal frames; latency, statuses and the workers' peak RSS."""
+    request, good = choices["line_scan"][0], choices["good"][0]
+    return {name: _line_scan_case(port, pid, request, good, at_once)
+            for name, at_once in (("one_frame", 1), ("three_at_once", 3))}  # fmt: skip
+
+
+def _line_scan_case(port: int, pid: int, request: tuple, good: tuple, at_once: int) -> dict:
+    peak, stop, normal, answers = [worker_rss_mib(pid)], threading.Event(), [], []
+    idle = peak[0]
+
+    def watch() -> None:
+        while not stop.is_set():
+            peak.append(worker_rss_mib(pid))
+            stop.wait(0.1)
+
+    def normal_client() -> None:
+        while not stop.is_set():
+            start = time.perf_counter()
+            status, _ = send(port, *good)
+            normal.append((status, (time.perf_counter() - start) * 1000))
+
+    def one() -> None:
+        start = time.perf_counter()
+        status, _ = send(port, *request, timeout=300)
+        answers.append((status, (time.perf_counter() - start) * 1000))
+
+    helpers = [threading.Thread(target=watch, daemon=True), threading.Thread(target=normal_client, daemon=True)]
+    workers = [threading.Thread(target=one) for _ in range(at_once)]
+    for thread in helpers + workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    stop.set()
+    for thread in helpers:
+        thread.join()
+    time.sleep(1.0)
+    normal_ms = [ms for status, ms in normal if status == 200]
+    return {"statuses": sorted(status for status, _ in answers),
+            "seconds": sorted(round(ms / 1000, 2) for _, ms in answers),
+            "worker_rss_mib_idle_before": idle, "worker_rss_mib_peak": max(peak),
+            "worker_rss_mib_after": worker_rss_mib(pid),
+            "normal_requests_meanwhile": len(normal), "normal_200": len(normal_ms),
+            "normal_p50_ms": round(float(np.median(normal_ms)), 1) if normal_ms else None}  # fmt: skip
+
+
 def metrics_bytes(port: int) -> int:
     status, body = send(port, "GET", "/metrics", b"", "")
     return len(body) if status == 200 else -1
@@ -215,6 +262,8 @@ def main() -> None:
     for kind_choices in choices.values():  # warm-up: every request shape once (arena sizes, caches), not counted
         for method, path, body, content_type in kind_choices:
             send(port, method, path, body, content_type)
+    line_scan = line_scan_phases(port, process.pid, choices)
+    print(json.dumps(line_scan, indent=2), flush=True)
     metrics_before = metrics_bytes(port)
     started = time.perf_counter()
     next_index = iter(range(args.requests))
@@ -256,6 +305,7 @@ def main() -> None:
     code = stop_server(process)
     result = write(args, tally, memory, metrics_before, metrics_after, started, partial=False)
     result["server_exit_code"] = code
+    result["line_scan_phases"] = line_scan
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("requests", "5xx_total", "5xx_not_503", "memory", "metrics_bytes")},
                      indent=2))  # fmt: skip

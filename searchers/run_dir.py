@@ -7,7 +7,8 @@
       checkpoint.pt     strategy state after the last finished step (atomic write)
       history.jsonl     one line per evaluated candidate (appended and fsynced as each finishes)
       best.json         the best genotype so far, with provenance; ``zoo.create_model(path)`` builds it
-      candidates/KEY/   a candidate's own files (weights a child may inherit)
+      candidates/KEY/   genotype.json (the candidate with its metrics; nasseg train takes it), and
+                        weights.pt where a child may inherit them (RENAS)
       plots/*.png       fitness per step; IoU against MACs with the Pareto front
 
 A search killed at any point loses no finished evaluation: results reach ``history.jsonl`` as they
@@ -64,6 +65,15 @@ class RunDirectory:
         folder = self.path / "candidates" / key
         folder.mkdir(parents=True, exist_ok=True)
         return folder
+
+    def write_candidate(self, result: EvalResult) -> Path:
+        """``candidates/KEY/genotype.json``: the candidate's genotype with its metrics in the provenance,
+        ready for ``nasseg train`` (failed candidates too: their error is in ``history.jsonl``)."""
+        metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, int | float)}
+        provenance = result.genotype.provenance.model_copy(update={"metrics": metrics})
+        path = self.candidate_dir(result.key) / "genotype.json"
+        atomic_write_text(path, result.genotype.replace(provenance=provenance).to_json())
+        return path
 
     # -- creation / resume -----------------------------------------------------------------------
 

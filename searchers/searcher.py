@@ -88,6 +88,7 @@ class SearchContext:
         replayed = self.replay.pop(result.key, None)
         if replayed is None:  # not already in history.jsonl from before a kill
             self.run.append(result)
+            self.run.write_candidate(result)
         self.history.append(result)
         if self.on_result:
             self.on_result(result)

@@ -190,7 +190,7 @@ def default_class_names(num_classes: int) -> list[str]:
 def _class_names(genotype: Genotype, names: Sequence[str] | None) -> list[str]:
     num_classes = genotype.task.num_classes
     if names is None:
-        return default_class_names(num_classes)
+        return list(genotype.task.class_names or default_class_names(num_classes))
     names = [n.strip() for n in names]
     expected = 2 if num_classes == 1 else num_classes
     if len(names) != expected or not all(names) or len(set(names)) != len(names):

@@ -24,10 +24,15 @@ key and JSON error bodies are handled in :mod:`serving.gate`.
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
+import functools
 import io
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -158,6 +163,7 @@ class Segmenter:
         self.model_name, self.arch_hash = meta.genotype.name, meta.arch_hash
         self._card: dict | None = None
         self._infer_lock = threading.Lock()
+        self._large_frames = asyncio.Semaphore(1)  # one tiled frame's arrays (~300 MB at 8192x3000) at a time
         self._ready = threading.Event()
         threading.Thread(target=self._warm_up, name="nasseg-warm-up", daemon=True).start()
         logger.info("serving %s (arch %s) from %s on %s, %d threads", self.model_name, self.arch_hash,
@@ -230,12 +236,27 @@ class Segmenter:
         results = await anyio.to_thread.run_sync(self._infer, frames, deadline)
         return results, (time.perf_counter() - start) * 1000
 
+    @asynccontextmanager
+    async def _large_slot(self, uploads: list[Upload]) -> AsyncIterator[None]:
+        """The one slot for requests with a frame above the tile size (a mask, probabilities and labels
+        of 25 Mpx each stay in memory until the answer is made); others need none. After a large
+        request the C heap is trimmed, so its freed arrays go back to the system."""
+        if not any(needs_tiling(*u.frame.shape[:2], SETTINGS.tile) for u in uploads):
+            yield
+            return
+        async with self._large_frames:
+            try:
+                yield
+            finally:
+                await anyio.to_thread.run_sync(trim_heap)
+
     # -- endpoints -------------------------------------------------------------------------------
 
     @bentoml.api(route="/segment", input_spec=ImageInput)
     async def segment(self, image: UploadIn) -> Image.Image:
         """The predicted mask as a PNG of the image's size (0/255 for one-class nets, class indices otherwise)."""
-        [(mask, _)], _ = await self._run([image.frame])
+        async with self._large_slot([image]):
+            [(mask, _)], _ = await self._run([image.frame])
         scale = 255 if self.segmenter.genotype.task.num_classes == 1 else 1  # as nasseg predict writes masks
         png = await anyio.to_thread.run_sync(_png, mask * np.uint8(scale))
         return Response(png, media_type="image/png",
@@ -244,23 +265,41 @@ class Segmenter:
     @bentoml.api(route="/inspect", input_spec=ImageInput)
     async def inspect(self, image: UploadIn) -> InspectionOut:
         """Verdict (OK / NG), defect regions (class, bbox, area, mean probability), model, latency."""
-        [(mask, probability)], infer_ms = await self._run([image.frame])
-        return InspectionOut(**await anyio.to_thread.run_sync(self._inspection, image, mask, probability, infer_ms))
+        async with self._large_slot([image]):
+            [(mask, probability)], infer_ms = await self._run([image.frame])
+            found = await anyio.to_thread.run_sync(self._inspection, image, mask, probability, infer_ms)
+        return InspectionOut(**found)
 
     @bentoml.api(route="/inspect_batch", input_spec=ImagesInput, batchable=True,
                  max_batch_size=SETTINGS.max_batch_size, max_latency_ms=SETTINGS.max_latency_ms)  # fmt: skip
     async def inspect_batch(self, images: list[UploadIn]) -> list[InspectionOut]:
         """``/inspect`` for every file of the repeated ``images`` field; concurrent requests are batched."""
-        results, infer_ms = await self._run([upload.frame for upload in images])
-        per_image = infer_ms / max(len(images), 1)
-        return await anyio.to_thread.run_sync(
-            lambda: [self._inspection(u, m, p, per_image) for u, (m, p) in zip(images, results, strict=True)]
-        )
+        async with self._large_slot(images):
+            results, infer_ms = await self._run([upload.frame for upload in images])
+            per_image = infer_ms / max(len(images), 1)
+            return await anyio.to_thread.run_sync(
+                lambda: [self._inspection(u, m, p, per_image) for u, (m, p) in zip(images, results, strict=True)]
+            )
 
 
 Segmenter.add_asgi_middleware(GateMiddleware, api_key=SETTINGS.api_key)
 bound_metric_labels()
 quiet_client_faults()
+
+
+@functools.cache
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to trim
+        return None
+
+
+def trim_heap() -> None:
+    """Give freed C-heap memory back to the system (glibc ``malloc_trim``; a no-op elsewhere)."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
 
 
 def _png(mask: np.ndarray) -> bytes:

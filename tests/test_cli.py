@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 import zoo
 from nasseg.cli import app
+from serving.export import read_metadata
 
 runner = CliRunner()
 
@@ -107,6 +108,13 @@ def test_data_train_evaluate_predict_and_demo(tmp_path: Path) -> None:
     trained = zoo.Genotype.from_json(run / "unet-small.json")
     assert trained.weights.arch_hash == trained.arch_hash and "test_iou" in trained.provenance.metrics
     assert summary["test"]["iou"] == pytest.approx(trained.provenance.metrics["test_iou"])
+    assert not (run / "checkpoint.pt").exists() and not (run / "best_state.pt").exists()  # resume files go
+    assert "warning" not in result.output
+    classes = json.loads((data / "dataset.json").read_text())["classes"]
+    assert trained.task.class_names == classes  # dataset.json's names travel to exports, /inspect and cards
+    result = runner.invoke(app, ["export", str(run / "unet-small.json"), "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 0, result.output
+    assert read_metadata(tmp_path / "m.onnx").class_names == classes
     result = runner.invoke(app, ["evaluate", str(run / "unet-small.json"), "--data", str(data), "--json"])
     assert result.exit_code == 0 and json.loads(result.output)["iou"] == pytest.approx(summary["test"]["iou"])
     images = data / "test" / "images"
@@ -125,6 +133,20 @@ def test_demo_inspects_exports_and_serves_with_a_shipped_model(tmp_path: Path) -
     assert len(list((tmp_path / "demo" / "overlays").glob("*_overlay.png"))) == 4
     assert "check passed" in demo.output and demo.output.count("/inspect frame-") == 2
     assert (tmp_path / "demo" / "iac-unet-small-synth-defects.onnx").is_file()
+
+
+def test_a_crop_larger_than_the_images_is_warned_and_keep_checkpoint_keeps_them(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert (
+        runner.invoke(app, ["data", "make", "synth-defects", "--out", str(data), "--n", "6", "--size", "32"]).exit_code
+        == 0
+    )
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", "unet-small", "--data", str(data), "--out", str(run), "--epochs", "1",
+                                 "--batch-size", "2", "--crop", "64", "64", "--keep-checkpoint"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "--crop 64 64 is larger than the training images (32x32" in " ".join(result.output.split())
+    assert (run / "checkpoint.pt").is_file()
 
 
 def test_training_commands_reject_bad_input(tmp_path: Path) -> None:

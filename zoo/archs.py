@@ -126,6 +126,20 @@ class Task(_Strict):
     in_channels: Width = 3
     num_classes: Width = 1
     input_size: tuple[Side, Side] = (256, 256)
+    #: The classes' names, background first (two for a one-output net): what a dataset's
+    #: ``dataset.json`` called them; exports, ``/inspect`` and cards use them. Not hashed.
+    class_names: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None, max_length=MAX_WIDTH
+    )
+
+    @model_validator(mode="after")
+    def _check_class_names(self) -> Task:
+        if self.class_names is not None:
+            expected = 2 if self.num_classes == 1 else self.num_classes
+            if len(self.class_names) != expected or len(set(self.class_names)) != expected:
+                raise ValueError(f"class_names needs {expected} distinct names for num_classes {self.num_classes}, "
+                                 f"got {self.class_names}")  # fmt: skip
+        return self
 
 
 class Weights(_Strict):

@@ -159,8 +159,12 @@ class Genotype(_Strict):
     # -- writing --------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (with defaults, ``schema`` key spelled as in the contract)."""
-        return self.model_dump(mode="json", by_alias=True)
+        """Plain JSON-able dict (with defaults, ``schema`` key spelled as in the contract; ``task.class_names``
+        only when set)."""
+        data = self.model_dump(mode="json", by_alias=True)
+        if data["task"].get("class_names") is None:
+            data["task"].pop("class_names", None)
+        return data
 
     def to_json(self, path: str | Path | None = None) -> str:
         """Canonical JSON (sorted keys, 2-space indent, trailing newline); written to ``path`` if given."""
@@ -204,6 +208,7 @@ class Genotype(_Strict):
         """16 hex digits of SHA-256 over what fixes the modules: family, task (input size only
         where the family's depth depends on it) and arch with defaults filled and cells resolved."""
         task = self.task.model_dump(mode="json")
+        task.pop("class_names")  # names change no module
         if not type(self.arch).size_dependent:
             task.pop("input_size")
         arch = _resolve_cells(self.arch.model_dump(mode="json"), self.arch)

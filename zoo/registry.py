@@ -97,6 +97,12 @@ def apply_overrides(genotype: Genotype, overrides: dict[str, Any]) -> Genotype:
         else:
             known = ", ".join(sorted([*Task.model_fields, *arch_fields]))
             raise GenotypeError(f"model {genotype.name!r}: unknown override {key!r} (known: {known})")
+    if (
+        "num_classes" in overrides
+        and "class_names" not in overrides
+        and task["num_classes"] != genotype.task.num_classes
+    ):
+        task["class_names"] = None  # the old names do not fit the new classes
     return genotype.replace(task=task, arch=arch)
 
 

@@ -35,6 +35,7 @@ def serve_command(settings: ServeSettings, host: str, port: int, graceful_s: int
         command += ["--ssl-certfile", str(ssl[0]), "--ssl-keyfile", str(ssl[1])]
     environ = {k: v for k, v in os.environ.items() if not k.startswith("NASSEG_SERVE_")}
     environ |= to_environ(settings) | {"BENTOML_DO_NOT_TRACK": "True"}
+    environ.setdefault("MALLOC_ARENA_MAX", "2")  # glibc: few heaps, so a worker's memory falls back after big frames
     return command, environ
 
 

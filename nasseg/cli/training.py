@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import torch
 import typer
+from PIL import Image
 from rich.table import Table
 
 import zoo
@@ -29,9 +30,10 @@ METRIC_KEYS = ("iou", "dice", "pixel_accuracy", "precision", "recall", "miou")
 
 
 def _fit_genotype(spec: str, data: SegmentationFolder, crop: tuple[int, int]) -> Genotype:
-    """The genotype to train: the model's, with the dataset's class count and the crop as input size."""
+    """The genotype to train: the model's, with the dataset's class count and names, and the crop as input size."""
     genotype = zoo.resolve_genotype(spec)
-    return zoo.apply_overrides(genotype, {"num_classes": data.model_classes, "input_size": list(crop)})
+    return zoo.apply_overrides(genotype, {"num_classes": data.model_classes, "input_size": list(crop),
+                                          "class_names": list(data.classes)})  # fmt: skip
 
 
 def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
@@ -45,10 +47,14 @@ def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
 
 
 def train_model(spec: str, data_dir: Path, out: Path, config: TrainConfig, resume: bool = False,
-                pretrained: bool = False, name: str | None = None) -> dict[str, Any]:  # fmt: skip
+                pretrained: bool = False, name: str | None = None,
+                keep_checkpoint: bool = False) -> dict[str, Any]:  # fmt: skip
     """Train, then write ``OUT/NAME.safetensors`` (bound to the arch hash), ``OUT/NAME.json`` (the
-    genotype with its weights entry and metrics in provenance) and ``OUT/metrics.json``."""
+    genotype with its weights entry and metrics in provenance) and ``OUT/metrics.json``. The
+    resume files (``checkpoint.pt`` with the optimiser state, ``best_state.pt``) are removed once
+    the weights are written, unless ``keep_checkpoint`` (they are 3-4x the weights)."""
     data = open_folder(data_dir, seed=config.seed)
+    _warn_if_crop_exceeds_images(data, config.crop)
     genotype = _fit_genotype(spec, data, config.crop)
     if name is not None:
         genotype = genotype.replace(name=name)
@@ -101,7 +107,24 @@ def train_model(spec: str, data_dir: Path, out: Path, config: TrainConfig, resum
                "train_seconds": round(result.seconds, 1), "val": result.best_metrics, "test": test_metrics,
                "genotype": str(out / f"{genotype.name}.json"), "weights": str(out / weights.file)}  # fmt: skip
     atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    if not keep_checkpoint:
+        for resume_file in ("checkpoint.pt", "best_state.pt"):
+            (out / resume_file).unlink(missing_ok=True)
     return summary
+
+
+def _warn_if_crop_exceeds_images(data: SegmentationFolder, crop: tuple[int, int]) -> None:
+    """A crop larger than the training images pads every sample up to it: say so before training."""
+    samples = data.splits["train"]
+    if not samples:
+        return
+    with Image.open(samples[0].image) as first:
+        width, height = first.size
+    if crop[0] > height or crop[1] > width:
+        err_console.print(f"[yellow]warning:[/] --crop {crop[0]} {crop[1]} is larger than the training images "
+                          f"({height}x{width}, e.g. {samples[0].image.name}): every crop is padded up to it, and the "
+                          f"genotype records input_size {list(crop)}; pass --crop {height} {width} to train at their "
+                          "size", highlight=False, soft_wrap=True)  # fmt: skip
 
 
 @app.command()
@@ -127,6 +150,9 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue the checkpoint in --out.")] = False,
     max_steps_per_epoch: Annotated[int | None, typer.Option(min=1)] = None,
     name_as: Annotated[str | None, typer.Option("--name", help="Name of the trained genotype (default: NAME).")] = None,
+    keep_checkpoint: Annotated[
+        bool, typer.Option(help="Keep checkpoint.pt and best_state.pt after training (to train on later).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Train a zoo model on a dataset folder; checkpoints every epoch (resume with --resume)."""
@@ -136,7 +162,8 @@ def train(
                          loss=loss, patience=patience, seed=seed, device=device, freeze_base=freeze_base,
                          max_steps_per_epoch=max_steps_per_epoch)  # fmt: skip
     run = out or Path("runs") / (name_as or zoo.resolve_genotype(name).name)
-    summary = train_model(name, data, run, config, resume=resume, pretrained=pretrained, name=name_as)
+    summary = train_model(name, data, run, config, resume=resume, pretrained=pretrained, name=name_as,
+                          keep_checkpoint=keep_checkpoint)  # fmt: skip
     if as_json:
         print_json(summary)
         return
@@ -242,7 +269,7 @@ def train_demo(out: Path, model: str, n: int, size: int, epochs: int, seed: int)
     """``nasseg demo --train``: make synth-defects, train a small model, evaluate, write overlays."""
     start = time.perf_counter()
     data_dir, run_dir, overlays = out / "data", out / "run", out / "overlays"
-    if (run_dir / "checkpoint.pt").is_file():
+    if (run_dir / "checkpoint.pt").is_file() or (run_dir / "metrics.json").is_file():
         raise NassegError(f"{out} holds an earlier demo run; remove it or pass another --out")
     if not (data_dir / "dataset.json").is_file():
         with progress_bar("making synth-defects", total=n) as advance:

@@ -12,6 +12,7 @@ from searchers import Budget, EvalResult, Fidelity, RandomStrategy, Searcher, Se
 from searchers.base import Proposal
 from searchers.plots import pareto_front
 from searchers.run_dir import RunDirectory
+from zoo.genotype import Genotype
 
 FIDELITY = Fidelity(epochs=1, image_size=(32, 32), batch_size=2, max_images=4, max_val_images=2, max_steps_per_epoch=2)
 
@@ -65,6 +66,10 @@ def test_run_directory_and_best_genotype(tiny_space, tiny_defects: Path, tmp_pat
     assert (run.plots_dir / "fitness.png").stat().st_size > 1000
     assert (run.plots_dir / "iou_vs_macs.png").stat().st_size > 1000
     assert run.load_checkpoint()["step"] == 2
+    for record in result.history:  # every candidate's folder holds its genotype with its metrics
+        candidate = Genotype.from_json(run.path / "candidates" / record.key / "genotype.json")
+        assert candidate.arch_hash == record.genotype.arch_hash
+        assert candidate.provenance.metrics == pytest.approx(record.metrics)
 
 
 def test_resume_after_a_kill_loses_nothing_and_ends_the_same(tiny_space, tiny_defects: Path, tmp_path: Path) -> None:
