@@ -11,6 +11,8 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import json
+import shutil
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,8 @@ from zoo.budget import check_build_size
 from zoo.errors import GenotypeError, InputSizeError, ModelNotFoundError
 from zoo.families import get_family
 from zoo.genotype import Genotype, Task
-from zoo.weights import load_weights, nasseg_home
+from zoo.io import atomic_write_text
+from zoo.weights import find_weights, load_weights, nasseg_home
 
 ModelSpec = str | Path | Genotype
 
@@ -43,7 +46,11 @@ def is_genotype_file(path: Path) -> bool:
     return isinstance(data, dict) and str(data.get("schema", "")).startswith("nasseg.genotype/")
 
 
+_WARNED_SHADOWS: set[str] = set()
+
+
 def _registered() -> dict[str, Path]:
+    """Name -> genotype file; a user's registration wins over a shipped one of the same name (warned once)."""
     found: dict[str, Path] = {}
     for user, directory in enumerate(genotype_dirs()):  # 0: shipped, 1: $NASSEG_HOME
         if not directory.is_dir():
@@ -51,8 +58,55 @@ def _registered() -> dict[str, Path]:
         for path in sorted(directory.glob("*.json")):
             if path.name == "schema.json" or (user and not is_genotype_file(path)):
                 continue
-            found.setdefault(path.stem, path)
+            if user and path.stem in found and path.stem not in _WARNED_SHADOWS:
+                _WARNED_SHADOWS.add(path.stem)
+                warnings.warn(f"{path} shadows the shipped model {path.stem!r}: create_model({path.stem!r}) "
+                              "builds yours", UserWarning, stacklevel=3)  # fmt: skip
+            found[path.stem] = path
     return found
+
+
+def shipped_names() -> set[str]:
+    """Names of the genotypes shipped with the package."""
+    shipped = genotype_dirs()[0]
+    return {p.stem for p in shipped.glob("*.json") if p.name != "schema.json"}
+
+
+def register(source: str | Path, name: str | None = None, force: bool = False) -> Path:
+    """Copy a trained genotype (a ``.json`` file, or a run folder holding one) and its weight file into
+    ``$NASSEG_HOME/genotypes``, under ``name`` if given; returns the registered genotype file. An
+    existing registration is kept unless ``force``."""
+    path = _trained_genotype_file(Path(source))
+    genotype = Genotype.from_json(path)
+    if genotype.weights is None:
+        raise GenotypeError(f"{path}: names no weight file; train it first (nasseg train)")
+    weights = find_weights(genotype)
+    name = name or genotype.name
+    target_dir = nasseg_home() / "genotypes"
+    target = target_dir / f"{name}.json"
+    if target.exists() and not force:
+        raise GenotypeError(f"{target} already registers {name!r}; pass --force to replace it, or --name NEW")
+    target_dir.mkdir(parents=True, exist_ok=True)
+    weights_target = target_dir / f"{name}.safetensors"
+    shutil.copyfile(weights, weights_target)
+    weights_target.chmod(0o644)
+    registered = genotype.replace(name=name, weights=genotype.weights.model_copy(update={"file": weights_target.name}))
+    atomic_write_text(target, registered.to_json())
+    return target
+
+
+def _trained_genotype_file(source: Path) -> Path:
+    if source.is_file():
+        return source
+    if not source.is_dir():
+        raise GenotypeError(f"{source}: no such genotype file or run folder")
+    candidates = [p for p in sorted(source.glob("*.json")) if is_genotype_file(p) and p.name != "best.json"]
+    trained = [p for p in candidates if Genotype.from_json(p).weights is not None]
+    if len(trained) != 1:
+        found = ", ".join(p.name for p in trained) or "none"
+        raise GenotypeError(f"{source}: expected one trained genotype .json (with weights), found {found}; "
+                            "name the file instead")  # fmt: skip
+    return trained[0]
 
 
 def list_models(pattern: str = "*") -> list[str]:

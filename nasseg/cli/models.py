@@ -208,6 +208,27 @@ def _write_card(
 
 
 @app.command()
+def register(
+    source: Annotated[Path, typer.Argument(help="A trained genotype .json, or the run folder of nasseg train.")],
+    name: Annotated[str | None, typer.Option(help="Register under this name (default: the genotype's).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing registration.")] = False,
+) -> None:
+    """Register a trained model (genotype + weights) in $NASSEG_HOME/genotypes, so that
+    create_model(NAME, pretrained=True), nasseg predict NAME and nasseg serve NAME find it."""
+    from zoo.registry import register as register_model
+    from zoo.registry import shipped_names
+
+    target = register_model(source, name=name, force=force)
+    registered = target.stem
+    if registered in shipped_names():
+        err_console.print(f"[yellow]note:[/] {registered!r} is also a shipped model; yours now shadows it "
+                          "(pass --name to keep both)", highlight=False)  # fmt: skip
+    console.print(f"[green]registered[/] {registered} -> {target}\n"
+                  f"try: nasseg predict {registered} images/   or   zoo.create_model({registered!r}, pretrained=True)",
+                  highlight=False, soft_wrap=True)  # fmt: skip
+
+
+@app.command()
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Genotype .json files to check.")],
 ) -> None:

@@ -86,3 +86,34 @@ def test_a_stray_json_in_the_user_genotype_folder_is_skipped(tmp_path: Path, mon
     result = CliRunner().invoke(app, ["list", "--json"])
     assert result.exit_code == 0, result.output
     assert "my-unet" in {row["name"] for row in json.loads(result.stdout)}
+
+
+def test_register_a_trained_run_then_build_it_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from nasseg.cli import app
+
+    monkeypatch.setenv("NASSEG_HOME", str(tmp_path / "home"))
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.manual_seed(3)
+    model = zoo.create_model("unet-small")
+    genotype = model.genotype
+    weights = zoo.save_weights(model, genotype, run / "unet-small.safetensors")
+    genotype.replace(weights=weights).to_json(run / "unet-small.json")
+    (run / "metrics.json").write_text("{}")  # a run folder holds other JSON too
+    runner = CliRunner()
+    result = runner.invoke(app, ["register", str(run), "--name", "my-unet"])
+    assert result.exit_code == 0, result.output
+    loaded = zoo.create_model("my-unet", pretrained=True)
+    assert all(
+        torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True)
+    )
+    again = runner.invoke(app, ["register", str(run), "--name", "my-unet"])
+    assert again.exit_code == 2 and "--force" in again.output
+    assert runner.invoke(app, ["register", str(run), "--name", "my-unet", "--force"]).exit_code == 0
+    shadow = runner.invoke(app, ["register", str(run / "unet-small.json")])
+    assert shadow.exit_code == 0 and "shadows it" in " ".join(shadow.output.split())
+    with pytest.warns(UserWarning, match="shadows the shipped model 'unet-small'"):
+        mine = zoo.create_model("unet-small", pretrained=True)
+    assert torch.equal(next(iter(mine.state_dict().values())), next(iter(model.state_dict().values())))
