@@ -156,3 +156,13 @@ def test_training_commands_reject_bad_input(tmp_path: Path) -> None:
     assert result.exit_code == 2
     result = runner.invoke(app, ["data", "make", "synth-nothing", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "unknown data set" in result.output
+    data = tmp_path / "d"
+    assert (
+        runner.invoke(app, ["data", "make", "synth-defects", "--out", str(data), "--n", "6", "--size", "32"]).exit_code
+        == 0
+    )
+    for device, words in (("gpu", "no device name"), ("cuda:7", "cuda:7")):
+        result = runner.invoke(app, ["train", "unet-small", "--data", str(data), "--out", str(tmp_path / "r"),
+                                     "--crop", "32", "32", "--device", device])  # fmt: skip
+        assert result.exit_code == 2 and words in result.output and "Traceback" not in result.output, result.output
+    assert not (tmp_path / "r").exists()  # a failed command leaves no run folder behind

@@ -79,10 +79,22 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
+    """``auto`` -> CUDA when available, else CPU; a device this machine lacks is a one-line NassegError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise NassegError(f"--device {name!r} is no device name (auto, cpu, cuda, cuda:1, mps ...)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise NassegError(f"--device {name}: torch finds no CUDA GPU on this machine; use --device cpu or auto")
+        if device.index is not None and device.index >= count:
+            raise NassegError(f"--device {name}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise NassegError(f"--device {name}: MPS is not available on this machine; use --device cpu or auto")
+    return device
 
 
 class Trainer:
