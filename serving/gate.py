@@ -31,8 +31,9 @@ UNKNOWN_PATH = "/unknown-path"
 ORIGINAL_PATH = "nasseg.original_path"
 PROBES = frozenset({"/livez", "/healthz", "/readyz"})
 STATIC_PREFIX = "/static_content/"
-UNAVAILABLE = ("the service cannot take this request now: the model is still warming up, or the batch queue is "
-               "over its latency budget (max_latency_ms); retry shortly, or send fewer images at once")  # fmt: skip
+UNAVAILABLE = ("the service cannot take this request now: the model is still warming up, the batch queue is over "
+               "its latency budget (max_latency_ms), or it is busy with other frames above the tile size; retry "
+               "shortly, or send fewer images at once")  # fmt: skip
 
 
 def _static_dir() -> Path:

@@ -239,16 +239,22 @@ class Segmenter:
     @asynccontextmanager
     async def _large_slot(self, uploads: list[Upload]) -> AsyncIterator[None]:
         """The one slot for requests with a frame above the tile size (a mask, probabilities and labels
-        of 25 Mpx each stay in memory until the answer is made); others need none. After a large
+        of 25 Mpx each stay in memory until the answer is made); others need none. A request that
+        cannot get the slot within a third of the timeout gets 503 (Retry-After). After a large
         request the C heap is trimmed, so its freed arrays go back to the system."""
         if not any(needs_tiling(*u.frame.shape[:2], SETTINGS.tile) for u in uploads):
             yield
             return
-        async with self._large_frames:
-            try:
-                yield
-            finally:
-                await anyio.to_thread.run_sync(trim_heap)
+        try:
+            with anyio.fail_after(SETTINGS.timeout_s / 3):  # then 503 + Retry-After, not a 504 much later
+                await self._large_frames.acquire()
+        except TimeoutError:
+            raise ServiceUnavailable("busy with other frames above the tile size; retry shortly") from None
+        try:
+            yield
+        finally:
+            self._large_frames.release()
+            await anyio.to_thread.run_sync(trim_heap)
 
     # -- endpoints -------------------------------------------------------------------------------
 

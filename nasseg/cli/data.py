@@ -39,3 +39,30 @@ def make(
 def check(root: Annotated[Path, typer.Argument(help="Dataset folder.")], seed: int = 0) -> None:
     """Check a dataset folder; list every problem by file (exit code 2 if there is any)."""
     console.print(f"ok {open_folder(root, seed=seed).describe()}", highlight=False)
+
+
+@data_app.command("import")
+def import_command(
+    fmt: Annotated[
+        str,
+        typer.Argument(
+            metavar="FORMAT", help="mvtec, dagm, kolektor2, magnetic-tile, neu-seg, isbi-em or crackforest."
+        ),
+    ],
+    src: Annotated[Path, typer.Argument(help="The unpacked download (see the README for each layout).")],
+    out: Annotated[Path, typer.Option(help="Output folder (the folder dataset format).")],
+    classes: Annotated[
+        str, typer.Option(help="binary (background, defect) or per-defect (mvtec, magnetic-tile).")
+    ] = "binary",
+    split: Annotated[str, typer.Option(help="source (the set's own splits, where it has them) or seeded.")] = "source",
+    seed: Annotated[int, typer.Option(help="Seed of the 70/15/15 split where one is made.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out.")] = False,
+) -> None:
+    """Import a public defect or EM data set from its download into the folder format (nothing is fetched)."""
+    from zoo.data.importers import plan_import
+    from zoo.data.importers.common import write_folder
+
+    plan = plan_import(fmt, src, classes, split, seed)
+    with progress_bar(f"importing {fmt}", total=len(plan.samples)) as advance:
+        write_folder(plan, out, str(src), fmt, progress=advance, overwrite=overwrite)
+    console.print(f"ok {open_folder(out, seed=seed).describe()}\nsplit: {plan.split_rule}", highlight=False)
