@@ -47,6 +47,7 @@ def is_genotype_file(path: Path) -> bool:
 
 
 _WARNED_SHADOWS: set[str] = set()
+_WARNED_STRAYS: set[Path] = set()
 
 
 def _registered() -> dict[str, Path]:
@@ -56,7 +57,13 @@ def _registered() -> dict[str, Path]:
         if not directory.is_dir():
             continue
         for path in sorted(directory.glob("*.json")):
-            if path.name == "schema.json" or (user and not is_genotype_file(path)):
+            if path.name == "schema.json":
+                continue
+            if user and not is_genotype_file(path):
+                if path not in _WARNED_STRAYS:
+                    _WARNED_STRAYS.add(path)
+                    warnings.warn(f"{path}: not a genotype (no \"schema\": \"nasseg.genotype/1\"); skipped",
+                                  UserWarning, stacklevel=3)  # fmt: skip
                 continue
             if user and path.stem in found and path.stem not in _WARNED_SHADOWS:
                 _WARNED_SHADOWS.add(path.stem)
@@ -75,13 +82,16 @@ def shipped_names() -> set[str]:
 def register(source: str | Path, name: str | None = None, force: bool = False) -> Path:
     """Copy a trained genotype (a ``.json`` file, or a run folder holding one) and its weight file into
     ``$NASSEG_HOME/genotypes``, under ``name`` if given; returns the registered genotype file. An
-    existing registration is kept unless ``force``."""
+    existing registration, or a shipped model's name, is refused unless ``force``."""
     path = _trained_genotype_file(Path(source))
     genotype = Genotype.from_json(path)
     if genotype.weights is None:
         raise GenotypeError(f"{path}: names no weight file; train it first (nasseg train)")
     weights = find_weights(genotype)
     name = name or genotype.name
+    if name in shipped_names() and not force:
+        raise GenotypeError(f"{name!r} is the name of a shipped model: pass --name NEW (or --force to shadow the "
+                            "shipped one with yours)")  # fmt: skip
     target_dir = nasseg_home() / "genotypes"
     target = target_dir / f"{name}.json"
     if target.exists() and not force:

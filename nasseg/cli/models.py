@@ -211,7 +211,9 @@ def _write_card(
 def register(
     source: Annotated[Path, typer.Argument(help="A trained genotype .json, or the run folder of nasseg train.")],
     name: Annotated[str | None, typer.Option(help="Register under this name (default: the genotype's).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing registration.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing registration, or shadow a shipped model's name.")
+    ] = False,
 ) -> None:
     """Register a trained model (genotype + weights) in $NASSEG_HOME/genotypes, so that
     create_model(NAME, pretrained=True), nasseg predict NAME and nasseg serve NAME find it."""

@@ -77,12 +77,15 @@ def test_a_stray_json_in_the_user_genotype_folder_is_skipped(tmp_path: Path, mon
     monkeypatch.setenv("NASSEG_HOME", str(tmp_path))
     folder = tmp_path / "genotypes"
     folder.mkdir()
-    (folder / "metrics.json").write_text('{"test": {"iou": 0.5}}')
-    (folder / "broken.json").write_text("{not json")
     mine = zoo.get_genotype("unet-small").replace(name="my-unet")
     mine.to_json(folder / "my-unet.json")
-    names = zoo.list_models()
+    (folder / "metrics.json").write_text('{"test": {"iou": 0.5}}')
+    (folder / "broken.json").write_text("{not json")
+    with pytest.warns(UserWarning, match="not a genotype") as caught:
+        names = zoo.list_models()
     assert "my-unet" in names and "metrics" not in names and "broken" not in names
+    assert len([w for w in caught if "not a genotype" in str(w.message)]) == 2  # one line per stray file
+    zoo.list_models()  # warned once, not on every lookup
     result = CliRunner().invoke(app, ["list", "--json"])
     assert result.exit_code == 0, result.output
     assert "my-unet" in {row["name"] for row in json.loads(result.stdout)}
@@ -112,7 +115,9 @@ def test_register_a_trained_run_then_build_it_by_name(tmp_path: Path, monkeypatc
     again = runner.invoke(app, ["register", str(run), "--name", "my-unet"])
     assert again.exit_code == 2 and "--force" in again.output
     assert runner.invoke(app, ["register", str(run), "--name", "my-unet", "--force"]).exit_code == 0
-    shadow = runner.invoke(app, ["register", str(run / "unet-small.json")])
+    refused = runner.invoke(app, ["register", str(run / "unet-small.json")])
+    assert refused.exit_code == 2 and "shipped model" in refused.output and "--name" in refused.output
+    shadow = runner.invoke(app, ["register", str(run / "unet-small.json"), "--force"])
     assert shadow.exit_code == 0 and "shadows it" in " ".join(shadow.output.split())
     with pytest.warns(UserWarning, match="shadows the shipped model 'unet-small'"):
         mine = zoo.create_model("unet-small", pretrained=True)
