@@ -17,7 +17,7 @@ from torch import nn
 import zoo
 from serving.export import ExportError, export, read_metadata
 from zoo.genotype import Genotype
-from zoo.weights import nasseg_home
+from zoo.weight_files import nasseg_home
 
 WEIGHTS = ("auto", "trained", "random")
 RANDOM_HINT = ("train it (nasseg train NAME DATA), pick a model with weights (nasseg list), or pass "

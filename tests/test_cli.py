@@ -166,3 +166,33 @@ def test_training_commands_reject_bad_input(tmp_path: Path) -> None:
                                      "--crop", "32", "32", "--device", device])  # fmt: skip
         assert result.exit_code == 2 and words in result.output and "Traceback" not in result.output, result.output
     assert not (tmp_path / "r").exists()  # a failed command leaves no run folder behind
+
+
+def test_the_lazy_command_table_matches_the_commands() -> None:
+    """`nasseg --help` shows COMMANDS without importing the commands; the lines must be theirs."""
+    import importlib
+
+    import typer.main
+
+    from nasseg.cli import COMMANDS
+
+    for module in {module for module, _ in COMMANDS.values()}:
+        importlib.import_module(f"nasseg.cli.{module}")
+    group = typer.main.get_command(app)
+    assert set(group.commands) == set(COMMANDS)
+    for name, (module, text) in COMMANDS.items():
+        command = group.commands[name]
+        real = " ".join((command.help or "").split("\n\n")[0].split())
+        assert real == text, (name, real)
+        assert command.callback is None or command.callback.__module__ == f"nasseg.cli.{module}"
+
+
+def test_help_and_list_import_no_torch() -> None:
+    """The light commands stay light (their speed is measured in benchmarks/cli_startup.py)."""
+    code = ("import sys; from nasseg.cli import main; sys.argv = ['nasseg', '{}']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'onnx', 'onnxruntime', 'bentoml') if m in sys.modules]\n"
+            "print('HEAVY', heavy)")  # fmt: skip
+    for command in ("--help", "list"):
+        out = subprocess.run([sys.executable, "-c", code.format(command)], capture_output=True, text=True, timeout=120)
+        assert "HEAVY []" in out.stdout, (command, out.stdout[-500:], out.stderr[-2000:])

@@ -23,7 +23,7 @@ from pathlib import Path
 from torch import nn
 
 from zoo.errors import WeightsError
-from zoo.weights import nasseg_home
+from zoo.weight_files import nasseg_home
 
 SUFFIXES = (".safetensors", ".pth", ".bin")
 

@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.op_names import OP_NAMES
+
 OpFactory = Callable[[int, int, int, bool], nn.Module]
 
 
@@ -248,7 +250,8 @@ OPS: dict[str, OpSpec] = {
     ),
 }
 
-OP_NAMES: tuple[str, ...] = tuple(OPS)
+if tuple(OPS) != OP_NAMES:  # zoo/op_names.py lists the table's names for torch-free genotype checks
+    raise RuntimeError(f"zoo/op_names.py is out of date with the op table: {tuple(OPS)} != {OP_NAMES}")
 
 # The op subsets each paper searches over (the table is shared; the subsets differ).
 DARTS_OPS = (

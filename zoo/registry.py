@@ -1,8 +1,9 @@
 """Model registry and factory, in the manner of timm's ``_registry`` / ``_factory``.
 
 Registered names are the stems of ``genotypes/*.json`` shipped with the package, plus those in
-``$NASSEG_HOME/genotypes`` (shipped names win). ``create_model`` takes a name, a path to a
-genotype JSON, or a :class:`Genotype`, builds it with its family builder, attaches the genotype
+``$NASSEG_HOME/genotypes`` (a user's registration shadows a shipped one, with a warning).
+``create_model`` takes a name, a path to a genotype JSON, or a :class:`Genotype`, builds it with
+its family builder, attaches the genotype
 and the input divisor, and loads weights on request.
 """
 
@@ -15,17 +16,15 @@ import shutil
 import warnings
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from zoo.budget import check_build_size
 from zoo.errors import GenotypeError, InputSizeError, ModelNotFoundError
-from zoo.families import get_family
 from zoo.genotype import Genotype, Task
 from zoo.io import atomic_write_text
-from zoo.weights import find_weights, load_weights, nasseg_home
+from zoo.weight_files import find_weights, nasseg_home
+
+if TYPE_CHECKING:
+    from torch import nn
 
 ModelSpec = str | Path | Genotype
 
@@ -172,6 +171,8 @@ def apply_overrides(genotype: Genotype, overrides: dict[str, Any]) -> Genotype:
 
 def input_divisor(genotype: Genotype) -> int:
     """Input height and width must be multiples of this for the net to take them."""
+    from zoo.families import get_family
+
     return get_family(genotype.family).divisor(genotype)
 
 
@@ -194,6 +195,9 @@ def build_model(genotype: Genotype, max_params: int | None = None) -> nn.Module:
     fit the size caps (:func:`zoo.budget.check_build_size`; ``max_params`` raises the cap). The
     net refuses an input smaller than its divisor with :class:`InputSizeError`.
     """
+    from zoo.budget import check_build_size
+    from zoo.families import get_family
+
     family = get_family(genotype.family)
     check_input_size(genotype, genotype.task.input_size)
     check_build_size(genotype, max_params)
@@ -205,12 +209,16 @@ def build_model(genotype: Genotype, max_params: int | None = None) -> nn.Module:
 
 
 def _tracing() -> bool:
+    import torch
+
     exporting = getattr(torch.compiler, "is_exporting", lambda: False)
     return torch.jit.is_tracing() or torch.compiler.is_compiling() or exporting()
 
 
 def _refuse_too_small(model: nn.Module, args: tuple) -> None:
     """Forward pre-hook: an input below the net's divisor is an InputSizeError naming the smallest size."""
+    import torch
+
     if not args or not isinstance(args[0], torch.Tensor) or args[0].dim() != 4 or _tracing():
         return
     height, width = args[0].shape[-2:]
@@ -233,6 +241,9 @@ def create_model(
     genotype = apply_overrides(resolve_genotype(spec), overrides)
     model = build_model(genotype, max_params)
     if pretrained:
+        from zoo.families import get_family
+        from zoo.weights import load_weights
+
         family = get_family(genotype.family)
         if genotype.weights is None and family.load_pretrained is not None:
             family.load_pretrained(model, genotype)

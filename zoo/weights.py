@@ -21,14 +21,10 @@ from zoo._version import __version__
 from zoo.errors import WeightsError
 from zoo.genotype import Genotype, Weights
 from zoo.io import sha256_file
+from zoo.weight_files import find_weights, nasseg_home  # noqa: F401  (re-exported: zoo.weights.nasseg_home)
 
 ARCH_HASH_KEY = "nasseg.arch_hash"
 GENOTYPE_KEY = "nasseg.genotype"
-
-
-def nasseg_home() -> Path:
-    """The user directory for weights and genotypes: ``$NASSEG_HOME`` or ``~/.cache/nasseg``."""
-    return Path(os.environ.get("NASSEG_HOME", "~/.cache/nasseg")).expanduser()
 
 
 def _stored_tensors(model: nn.Module, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
@@ -64,22 +60,6 @@ def save_weights(model: nn.Module, genotype: Genotype, path: str | Path, dtype: 
     finally:
         Path(tmp).unlink(missing_ok=True)
     return Weights(file=path.name, sha256=sha256_file(path), arch_hash=genotype.arch_hash)
-
-
-def find_weights(genotype: Genotype) -> Path:
-    """Where the genotype's weight file is; :class:`WeightsError` listing the places searched."""
-    if genotype.weights is None:
-        raise WeightsError(f"model {genotype.name!r} has no weights (its genotype names no weights file)")
-    name = Path(genotype.weights.file)
-    candidates = [name] if name.is_absolute() else []
-    if genotype.source is not None and not name.is_absolute():
-        candidates.append(genotype.source.parent / name)
-    candidates += [nasseg_home() / "weights" / name, nasseg_home() / name]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    searched = ", ".join(str(c) for c in candidates)
-    raise WeightsError(f"model {genotype.name!r}: weight file {str(name)!r} not found (searched {searched})")
 
 
 def read_arch_hash(path: str | Path) -> str | None:

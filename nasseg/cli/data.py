@@ -12,7 +12,7 @@ from nasseg.cli.progress import progress_bar
 from zoo.data.folder import open_folder
 from zoo.data.synthetic import DATASETS, check_options, make_dataset
 
-data_app = typer.Typer(help="Bundled data sets and dataset folder checks.", no_args_is_help=True)
+data_app = typer.Typer(help="Bundled data sets, public-set importers and dataset folder checks.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 

@@ -17,8 +17,10 @@ from zoo.units import mib as _bytes
 
 
 def _has_weights(genotype: Genotype) -> bool:
+    from zoo.weight_files import find_weights
+
     try:
-        zoo.weights.find_weights(genotype)
+        find_weights(genotype)
     except zoo.WeightsError:
         return False
     return True
