@@ -94,3 +94,17 @@ def test_limits_are_configurable() -> None:
 )
 def test_generic_or_matching_content_types_are_accepted(declared: str | None) -> None:
     assert decode_frame(PNG, 3, declared).shape == (37, 53, 3)
+
+
+def test_errors_name_no_object_address() -> None:
+    png = bytearray(encode(Image.fromarray(rgb(16, 16))))
+    png[29] ^= 0xFF  # the IHDR checksum
+    with pytest.raises(DecodeError) as info:
+        decode_frame(bytes(png), 3)
+    assert not re.search(r"0x[0-9a-f]{6,}", str(info.value)), str(info.value)
+    from serving.decode import _first_line
+
+    text = _first_line(
+        SyntaxError("broken PNG file (bad header checksum in <PIL.PngImagePlugin.PngStream object at 0x7f3a>)")
+    )
+    assert text == "broken PNG file (bad header checksum in PngStream)"
