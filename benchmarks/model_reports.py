@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 import zoo
-from zoo.profile import CONVENTION
+from zoo.profiling import CONVENTION
 
 RESULTS = Path(__file__).parent / "results" / "model_reports.json"
 

@@ -5,7 +5,7 @@ the net alone) on ONNX Runtime against the same net in PyTorch eager (``torch.in
 the same float input. The deploy graph's extras (uint8 decode, padding, sigmoid, mask) are left
 out of both. For each size, thread count and runtime: ``warmup`` untimed runs, then ``repeats``
 timed runs at batch 1 (p50 / p90 / p99 / mean) and a few at ``throughput_batch`` (images/s).
-Achieved GFLOP/s = 2 x MACs (:mod:`zoo.profile`'s convention) / p50 at batch 1, set against the
+Achieved GFLOP/s = 2 x MACs (:mod:`zoo.profiling`'s convention) / p50 at batch 1, set against the
 fp32 rate of a 1024 x 1024 ``torch.mm`` measured in the same run at the same thread count.
 Threads: ``open_session(threads=...)`` (intra-op; one inter-op thread) and ``torch.set_num_threads``.
 int8 is the graph :func:`serving.quantize.quantize` makes (QDQ, per-channel), calibrated on the
@@ -40,7 +40,7 @@ from serving.runtime import OnnxSession, default_threads, open_session
 from serving.timing import cpu_model, interleaved_stats, latency_stats
 from zoo.errors import NassegError
 from zoo.genotype import Genotype
-from zoo.profile import CONVENTION
+from zoo.profiling import CONVENTION
 
 RUNTIMES = ("onnx-fp32", "onnx-int8", "torch")
 DEVICES = ("cpu", "cuda")

@@ -23,7 +23,7 @@ from zoo.errors import (
 #: public name -> the module that defines it
 _LAZY = {
     "Cell": "zoo.genotype", "Genotype": "zoo.genotype", "Task": "zoo.genotype",
-    "LayerRow": "zoo.profile", "ModelProfile": "zoo.profile", "profile": "zoo.profile",
+    "LayerRow": "zoo.profiling", "ModelProfile": "zoo.profiling", "profile": "zoo.profiling",
     "apply_overrides": "zoo.registry", "build_model": "zoo.registry", "check_input_size": "zoo.registry",
     "create_model": "zoo.registry", "get_genotype": "zoo.registry", "input_divisor": "zoo.registry",
     "list_models": "zoo.registry", "resolve_genotype": "zoo.registry",
@@ -33,7 +33,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from zoo.genotype import Cell, Genotype, Task
-    from zoo.profile import LayerRow, ModelProfile, profile
+    from zoo.profiling import LayerRow, ModelProfile, profile
     from zoo.registry import (
         apply_overrides,
         build_model,

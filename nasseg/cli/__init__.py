@@ -38,7 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("models", "List the registered models."),
     "info": ("models", "Show a model's genotype: task, architecture hash, cells, weights and provenance."),
     "report": ("models", "Parameters, MACs, FLOPs, elementwise work and peak activation memory of one forward "
-                         "pass; with --card, a model card for choosing edge hardware (latency measured unless --no-bench)."),
+                         "pass; with --card, a model card for choosing edge hardware (latency measured unless "
+                         "--no-bench)."),
     "register": ("models", "Register a trained model (genotype + weights) in $NASSEG_HOME/genotypes, so that "
                            "create_model(NAME, pretrained=True), nasseg predict NAME and nasseg serve NAME find it."),
     "validate": ("models", "Check genotype files against the contract, and that each builds (on the meta device: "

@@ -17,7 +17,7 @@ from nasseg.cli import app
 from serving.bench import BenchError, bench_model, parse_size, parse_threads
 from serving.quantize import compare_int8, read_quantization
 from zoo.data.synthetic import make_dataset
-from zoo.profile import CONVENTION
+from zoo.profiling import CONVENTION
 
 runner = CliRunner()
 RUNTIMES = ("onnx-fp32", "onnx-int8", "torch")

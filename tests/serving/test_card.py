@@ -17,7 +17,7 @@ import zoo
 from nasseg.cli import app
 from serving import ExportError, export
 from serving.card import CardError, build_card, card_from_onnx, check_bench, model_figures
-from zoo.profile import CONVENTION
+from zoo.profiling import CONVENTION
 
 runner = CliRunner()
 CARD_FILES = ("card.md", "card.json", "cells.png")

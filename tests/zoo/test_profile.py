@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from zoo.errors import InputSizeError
-from zoo.profile import LayerRow, ModelProfile, profile
+from zoo.profiling import LayerRow, ModelProfile, profile
 
 
 def stack() -> nn.Module:
