@@ -90,7 +90,7 @@ def test_valid_genotype_that_cannot_be_built(tmp_path: Path) -> None:
     path = tmp_path / "odd.json"
     path.write_text(json.dumps(data))
     result = runner.invoke(app, ["validate", str(path)])
-    assert result.exit_code == 0 and "not buildable" in result.output.replace("\n", " ")
+    assert result.exit_code == 1 and "not buildable" in result.output.replace("\n", " ")  # valid, but unbuildable
 
 
 def test_data_train_evaluate_predict_and_demo(tmp_path: Path) -> None:

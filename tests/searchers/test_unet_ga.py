@@ -206,7 +206,7 @@ def test_searched_best_trains_and_exports(segmentation_run: Path, defects: Path,
     train = ["train", best, "--data", str(defects), "--epochs", "1", "--batch-size", "2", "--crop", "32", "32"]
     trained = runner.invoke(app, [*train, "--device", "cpu", "--out", str(tmp_path / "train")])
     assert trained.exit_code == 0, trained.output
-    assert (tmp_path / "train" / "best_state.pt").is_file()
+    assert len(list((tmp_path / "train").glob("*.safetensors"))) == 1
     exported = runner.invoke(
         app, ["export", best, "--out", str(tmp_path / "best.onnx"), "--check", "--allow-random-weights"]
     )
