@@ -351,13 +351,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def write(units: sq.Units, args: argparse.Namespace, scale: dict[str, Any]) -> dict[str, Any]:
+    """The results file: rows of this work folder's units over the rows already in the file (a fresh
+    checkout has no work folder: rows measured before are kept, not dropped)."""
+    out = Path(args.out)
+    before = json.loads(out.read_text()) if out.is_file() else {}
     report = {
         "benchmark": "zoo_entries", "scale": args.scale, "recipe": recipe_record(scale, scale["size"]),
-        "entries": {k[len("entry/"):]: v for k, v in units.data.items() if k.startswith("entry/")},
-        "baselines": {k[len("baseline/"):]: v for k, v in units.data.items() if k.startswith("baseline/")},
+        "entries": {**before.get("entries", {}),
+                    **{k[len("entry/"):]: v for k, v in units.data.items() if k.startswith("entry/")}},
+        "baselines": {**before.get("baselines", {}),
+                      **{k[len("baseline/"):]: v for k, v in units.data.items() if k.startswith("baseline/")}},
         "device": device_words(args.device, args.threads), "library_versions": library_versions(),
     }  # fmt: skip
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, (json.dumps(report, indent=1, sort_keys=True) + "\n").encode())
     return report
