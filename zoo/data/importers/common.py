@@ -76,6 +76,20 @@ def empty_mask_like(image: Reader) -> Reader:
     return lambda: np.zeros(image().shape[:2], np.uint8)
 
 
+def paired_samples(paths: Sequence[Path], mask_of: Callable[[Path], Path], split: str | None,
+                   read_mask: Callable[[Path], Reader], problems: list[str],
+                   stem: Callable[[Path], str] = lambda p: p.stem) -> list[SourceSample]:  # fmt: skip
+    """A sample per image whose mask file (``mask_of(image)``) exists; a problem line for each that lacks one."""
+    samples = []
+    for path in paths:
+        mask = mask_of(path)
+        if not mask.is_file():
+            problems.append(f"{path}: no mask {mask.name}")
+            continue
+        samples.append(SourceSample(split, stem(path), path, image_reader(path), read_mask(mask)))
+    return samples
+
+
 def seeded_splits(samples: Sequence[SourceSample], seed: int) -> list[SourceSample]:
     """``samples`` with ``split`` filled for those without one: a seeded 70/15/15 permutation (sorted
     by stem first, so the split does not depend on the order files were listed in)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from scipy.io import loadmat
 
-from zoo.data.importers.common import ImportPlan, SourceSample, image_reader, seeded_splits
+from zoo.data.importers.common import ImportPlan, paired_samples, seeded_splits
 
 
 def read_ground_truth(path: Path) -> np.ndarray:
@@ -28,12 +28,7 @@ def plan(src: Path, seed: int = 0) -> ImportPlan:
     images = sorted((src / "image").glob("*.jpg")) if (src / "image").is_dir() else []
     if not images:
         problems.append(f"{src / 'image'}: no .jpg images (CrackForest has image/ and groundTruth/)")
-    samples = []
-    for path in images:
-        truth = src / "groundTruth" / f"{path.stem}.mat"
-        if not truth.is_file():
-            problems.append(f"{path}: no ground truth groundTruth/{truth.name}")
-            continue
-        samples.append(SourceSample(None, path.stem, path, image_reader(path), lambda t=truth: read_ground_truth(t)))
+    samples = paired_samples(images, lambda p: src / "groundTruth" / f"{p.stem}.mat", None,
+                             lambda truth: lambda: read_ground_truth(truth), problems)  # fmt: skip
     return ImportPlan(seeded_splits(samples, seed), ["background", "crack"], problems,
                       "seeded 70/15/15 (the source has no split)")  # fmt: skip

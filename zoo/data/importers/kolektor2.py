@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoo.data.importers.common import ImportPlan, SourceSample, binary_mask_reader, image_reader, seeded_splits
+from zoo.data.importers.common import ImportPlan, SourceSample, binary_mask_reader, paired_samples, seeded_splits
 
 
 def plan(src: Path, seeded: bool = False, seed: int = 0) -> ImportPlan:
@@ -21,12 +21,8 @@ def plan(src: Path, seeded: bool = False, seed: int = 0) -> ImportPlan:
         if not folder.is_dir():
             problems.append(f"{folder}: missing (KolektorSDD2 unpacks to train/ and test/)")
             continue
-        for path in sorted(p for p in folder.glob("*.png") if not p.stem.endswith("_GT")):
-            mask = folder / f"{path.stem}_GT.png"
-            if not mask.is_file():
-                problems.append(f"{path}: no mask {mask.name}")
-                continue
-            samples.append(SourceSample(None if seeded else part, path.stem, path, image_reader(path),
-                                        binary_mask_reader(mask)))  # fmt: skip
+        images = sorted(p for p in folder.glob("*.png") if not p.stem.endswith("_GT"))
+        samples += paired_samples(images, lambda p: p.with_name(f"{p.stem}_GT.png"), None if seeded else part,
+                                  binary_mask_reader, problems)  # fmt: skip
     rule = "seeded 70/15/15" if seeded else "KolektorSDD2's own train/test (val from train)"
     return ImportPlan(seeded_splits(samples, seed), ["background", "defect"], problems, rule)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo.data.images import read_image
-from zoo.data.importers.common import ImportPlan, Reader, SourceSample, image_reader, seeded_splits
+from zoo.data.importers.common import ImportPlan, Reader, SourceSample, paired_samples, seeded_splits
 
 CLASSES = ["background", "inclusion", "patches", "scratches"]
 
@@ -38,12 +38,8 @@ def plan(src: Path, seeded: bool = False, seed: int = 0) -> ImportPlan:
         if not images.is_dir():
             problems.append(f"{images}: missing (NEU-Seg unpacks to images/ and annotations/, each training/ test/)")
             continue
-        for path in sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".png", ".bmp")):
-            mask = masks / f"{path.stem}.png"
-            if not mask.is_file():
-                problems.append(f"{path}: no annotation {mask.relative_to(src)}")
-                continue
-            samples.append(SourceSample(None if seeded else split, path.stem, path, image_reader(path),
-                                        _index_mask(mask)))  # fmt: skip
+        paths = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".png", ".bmp"))
+        samples += paired_samples(paths, lambda p, masks=masks: masks / f"{p.stem}.png", None if seeded else split,
+                                  _index_mask, problems)  # fmt: skip
     rule = "seeded 70/15/15" if seeded else "NEU-Seg's own training/test (val from training)"
     return ImportPlan(seeded_splits(samples, seed), list(CLASSES), problems, rule)
