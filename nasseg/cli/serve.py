@@ -16,9 +16,6 @@ import typer
 
 import serving
 from nasseg.cli import app, err_console
-from serving.export import read_metadata
-from serving.resolve import is_onnx_spec, resolve_onnx
-from serving.runtime import RuntimeSetupError, default_threads
 from serving.settings import ServeSettings, load_settings, to_environ
 
 SERVICE = "serving.service:Segmenter"
@@ -80,6 +77,10 @@ def serve(
     ] = False,
 ) -> None:
     """Serve a model over HTTP (BentoML): /segment, /inspect, /inspect_batch, /model, /readyz, /metrics."""
+    from serving.export import read_metadata
+    from serving.resolve import is_onnx_spec, resolve_onnx
+    from serving.runtime import RuntimeSetupError, default_threads
+
     if is_onnx_spec(model):
         onnx_file = resolve_onnx(model, allow_random=allow_random_weights)
     else:
