@@ -385,10 +385,27 @@ def _stalled_socket(server: Server) -> socket.socket:
     return sock
 
 
+def _read_answer(sock: socket.socket) -> str:
+    """One HTTP response, headers and its Content-Length body (they may come in separate packets)."""
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _content_length(data):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode("latin-1")
+
+
+def _content_length(data: bytes) -> int:
+    head = data.split(b"\r\n\r\n", 1)[0].lower()
+    line = next((x for x in head.split(b"\r\n") if x.startswith(b"content-length:")), b"content-length: 0")
+    return int(line.split(b":", 1)[1])
+
+
 def test_stalled_clients_get_408_and_free_their_slots(server: Server, client: httpx.Client) -> None:
     sockets = [_stalled_socket(server) for _ in range(4)]  # --max-concurrency 4: every slot held
     try:
-        answers = [sock.recv(4096).decode("latin-1") for sock in sockets]  # --body-timeout 2
+        answers = [_read_answer(sock) for sock in sockets]  # --body-timeout 2
     finally:
         for sock in sockets:
             sock.close()
