@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -43,11 +42,9 @@ def _cellnet(**arch: object) -> dict:
 def test_out_of_bounds_fields_are_refused_on_load(change, says: str) -> None:
     data = _cellnet()
     change(data)
-    start = time.perf_counter()
     with pytest.raises(GenotypeError, match=says) as info:
         Genotype.from_dict(data, source="g.json")
-    assert time.perf_counter() - start < 1.0
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value)  # how fast: benchmarks/genotype_bounds.py
 
 
 def test_deep_nesting_is_one_line_not_a_recursion_error(tmp_path: Path) -> None:
@@ -67,10 +64,8 @@ def test_deep_nesting_is_one_line_not_a_recursion_error(tmp_path: Path) -> None:
 
 def test_widths_within_bounds_that_multiply_past_the_cap_are_a_build_error_before_allocation() -> None:
     genotype = Genotype.from_dict(_cellnet(init_channels=8192))
-    start = time.perf_counter()
     with pytest.raises(BuildError, match="parameters .* more than the cap"):
-        zoo.build_model(genotype)
-    assert time.perf_counter() - start < 1.0
+        zoo.build_model(genotype)  # on the meta device: nothing allocated
     assert check_build_size(genotype, max_params=10**12) > 10**9  # the override lifts the cap (meta: no memory)
 
 
@@ -97,9 +92,7 @@ def test_validate_builds_on_meta_and_exits_1_for_an_unbuildable_encoder(tmp_path
 def test_validate_refuses_a_huge_genotype_quickly(tmp_path: Path) -> None:
     path = tmp_path / "huge.json"
     path.write_text(json.dumps(_cellnet(layers=10**9)))
-    start = time.perf_counter()
     result = runner.invoke(app, ["validate", str(path)])
-    assert time.perf_counter() - start < 2.0
     assert result.exit_code == 2 and "arch.layers" in result.output
 
 
