@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -92,7 +91,7 @@ class GateMiddleware:
 
     def __init__(self, app: Any, api_key: str | None = None) -> None:
         self.app = app
-        self.api_key = api_key if api_key is not None else os.environ.get("NASSEG_SERVE_API_KEY") or None
+        self.api_key = api_key  # from the service settings (which read NASSEG_SERVE_API_KEY): one source
         self.static_dir = _static_dir()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -100,8 +100,7 @@ def seeded_splits(samples: Sequence[SourceSample], seed: int) -> list[SourceSamp
     split_of = {}
     for rank, index in enumerate(order):
         split_of[free[index].stem] = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
-    return [s if s.split is not None else SourceSample(split_of[s.stem], s.stem, s.where, s.image, s.mask)
-            for s in samples]  # fmt: skip
+    return [s if s.split is not None else replace(s, split=split_of[s.stem]) for s in samples]
 
 
 def write_folder(plan: ImportPlan, out: Path, source: str, fmt: str, progress: Callable[[int], None] | None = None,
