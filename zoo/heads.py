@@ -91,7 +91,11 @@ class ImportanceGate(nn.Module):
 
     def weights(self, fused: torch.Tensor) -> torch.Tensor:
         """``V_f``: one weight per sample and channel, shape (N, C)."""
-        return torch.sigmoid(F.relu(self.fc(self.pool(fused).flatten(1))))
+        return self.weights_of_pooled(self.pool(fused).flatten(1))
+
+    def weights_of_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
+        """``V_f`` from ``V`` = the channel means of the fused map, shape (N, C)."""
+        return torch.sigmoid(F.relu(self.fc(pooled)))
 
     def forward(self, fused: torch.Tensor) -> torch.Tensor:
         return fused * self.weights(fused)[:, :, None, None]
@@ -109,6 +113,19 @@ class AdaptiveFusionHead(nn.Module):
     With ``deep_supervision``, training-mode calls also return one prediction per level
     ("the branch loss of the i-th feature map", eq. 16): a 1x1 conv on Fea_i, upsampled to the
     input size. Those classifiers are the ``auxiliary`` modules.
+
+    Computed in an order that gives the same logits without the fused map (issue 19: at 256 px the
+    literal order spent 85 % of the cell net's ONNX Runtime time resizing, concatenating, pooling
+    and gating a map of every level's channels at Fea_1's resolution, 130 MB per image):
+
+    - the gate's input ``V`` is the channel means of each level at its own resolution. A bilinear
+      resize (``align_corners=False``) by an integer factor gives every source pixel the same total
+      weight, so these means equal those of the resized levels whenever the level sides divide
+      Fea_1's, which every input of a multiple of the net's divisor gives (training crops,
+      :func:`zoo.training.trainer.evaluate`, the ONNX graphs); elsewhere they differ at the borders;
+    - the 1x1 classifier, the gate (a per-channel scale) and the resize are all linear per channel
+      and commute, so each level is gated and classified at its own resolution (``num_classes``
+      channels), and only the logits are resized and summed.
     """
 
     def __init__(self, level_channels: Sequence[int], num_classes: int, deep_supervision: bool = True):
@@ -122,8 +139,15 @@ class AdaptiveFusionHead(nn.Module):
 
     def forward(self, levels: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor | tuple[torch.Tensor, ...]:
         level1 = levels[0].shape[-2:]
-        fused = torch.cat([upsample_to(level, level1) for level in levels], dim=1)
-        logits = upsample_to(self.classifier(self.gate(fused)), size)
+        weights = self.gate.weights_of_pooled(torch.cat([level.mean(dim=(2, 3)) for level in levels], dim=1))
+        logits, start = None, 0
+        for level in levels:
+            end = start + level.shape[1]
+            gated = level * weights[:, start:end, None, None]
+            part = upsample_to(F.conv2d(gated, self.classifier.weight[:, start:end]), level1)
+            logits = part if logits is None else logits + part
+            start = end
+        logits = upsample_to(logits + self.classifier.bias[None, :, None, None], size)
         if self.auxiliary is None or not self.training:
             return logits
         branches = [upsample_to(branch(level), size) for branch, level in zip(self.auxiliary, levels, strict=True)]
