@@ -43,6 +43,9 @@ from zoo.versions import library_versions  # noqa: E402
 
 RESULTS = sq.ROOT / "results" / "iac_stage3.json"
 LRS = (3e-4, 1e-3, 3e-3, 1e-2)
+#: learning rates also tried with flips (the search-quality retrain of implants uses them; the paper none)
+FLIP_LRS = (1e-3, 3e-3)
+FLIPS = {"flip": True, "rotate": False, "intensity": 0.0}
 LENGTHS = {"tiny": (1, 2), "cpu": (8, 16, 32, 48)}
 
 
@@ -59,8 +62,8 @@ def search_cell(seed: int, data: Path, work: Path, s: dict[str, Any], size: int,
 
 
 def stage_three(seed: int, lr: float, epochs: int, pick: dict[str, Any], data: Path, s: dict[str, Any], size: int,
-                device: str, workdir: Path) -> dict[str, Any]:  # fmt: skip
-    """One stage III run at ``lr`` for ``epochs``: val and test IoU after every epoch."""
+                device: str, workdir: Path, flip: bool = False) -> dict[str, Any]:  # fmt: skip
+    """One stage III run at ``lr`` for ``epochs`` (``flip``: with flips): val and test IoU after every epoch."""
     from searchers.iac import NO_AUGMENT
 
     genotype = Genotype.from_json(pick["implant"])
@@ -70,7 +73,7 @@ def stage_three(seed: int, lr: float, epochs: int, pick: dict[str, Any], data: P
     model = zoo.create_model(genotype, pretrained=True)
     folder = open_folder(data)
     config = sq.Recipe(epochs=epochs, steps=s["steps"], lr=lr).config(size, seed, device, freeze_base=True)
-    config.loss, config.augment = "dice", dict(NO_AUGMENT)
+    config.loss, config.augment = "dice", dict(FLIPS if flip else NO_AUGMENT)
     trainer = Trainer(model, folder, config, workdir)
     tests_path = workdir / "test_per_epoch.json"
     tests: dict[str, float] = json.loads(tests_path.read_text()) if tests_path.is_file() else {}
@@ -97,17 +100,27 @@ def chosen(run: dict[str, Any], length: int) -> tuple[float, bool]:
     return run["test"][best], True
 
 
+def arms(lrs: list[float]) -> list[tuple[float, bool]]:
+    """(lr, flips) of every stage III run of a seed."""
+    return [(lr, False) for lr in lrs] + [(lr, True) for lr in FLIP_LRS]
+
+
+def arm_key(seed: int, lr: float, flip: bool) -> str:
+    return f"s{seed}/lr{lr:g}" + ("/flip" if flip else "")
+
+
 def summarise(units: sq.Units, seeds: list[int], lrs: list[float], lengths: tuple[int, ...]) -> list[dict[str, Any]]:
     rows = []
-    for lr in lrs:
-        runs = [r for seed in seeds if (r := units.get(f"s{seed}/lr{lr:g}")) is not None]
+    for lr, flip in arms(lrs):
+        runs = [r for seed in seeds if (r := units.get(arm_key(seed, lr, flip))) is not None]
         if not runs:
             continue
         for length in lengths:
             picks = [chosen(r, length) for r in runs]
             tests = [t for t, _ in picks]
             gains = [t - r["base_test"] for (t, _), r in zip(picks, runs, strict=True)]
-            rows.append({"lr": lr, "epochs": length, "steps": length * units.get("steps"), "seeds": len(runs),
+            rows.append({"lr": lr, "flips": flip, "epochs": length, "steps": length * units.get("steps"),
+                         "seeds": len(runs),
                          "test_iou_mean": statistics.fmean(tests),
                          "test_iou_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
                          "gain_over_base_mean": statistics.fmean(gains), "gain_over_base_min": min(gains),
@@ -140,7 +153,8 @@ def main(argv: list[str] | None = None) -> None:
         report = {"benchmark": "iac_stage3", "scale": args.scale, "image_size": size, "data": "synth-membranes",
                   "budget": sq._jsonable(s), "lrs": args.lrs, "lengths": list(lengths), "seeds": args.seeds,
                   "protocol": "per seed: stages I-II of the CPU-scale search; stage III once per lr (Adam, constant, "
-                              "Dice, frozen base); length L = the val-best of the first L epochs (or the base if "
+                              "Dice, frozen base; no augmentation as the paper, and flips at two lrs); length L = "
+                              "the val-best of the first L epochs (or the base if "
                               "better on val); test IoU of that choice",
                   "rows": summarise(units, args.seeds, args.lrs, lengths),
                   "test_images": len(open_folder(data).splits["test"]),
@@ -151,15 +165,23 @@ def main(argv: list[str] | None = None) -> None:
 
     for seed in args.seeds:
         pick = units.once(f"s{seed}/search", lambda seed=seed: search_cell(seed, data, work, s, size, args.device))
-        for lr in args.lrs:
-            units.once(f"s{seed}/lr{lr:g}", lambda seed=seed, lr=lr, p=pick: stage_three(
-                seed, lr, max(lengths), p, data, s, size, args.device, work / "stage3" / f"s{seed}-lr{lr:g}"))
+        for lr, flip in arms(args.lrs):
+            folder = work / "stage3" / arm_key(seed, lr, flip).replace("/", "-")
+            units.once(
+                arm_key(seed, lr, flip),
+                lambda seed=seed, lr=lr, p=pick, f=flip, w=folder: stage_three(
+                    seed, lr, max(lengths), p, data, s, size, args.device, w, f
+                ),
+            )
             write()
     write()
     for row in json.loads(Path(args.out).read_text())["rows"]:
-        print(f"lr {row['lr']:g} x {row['epochs']:3d} epochs: test {row['test_iou_mean']:.4f} "
-              f"+- {row['test_iou_std']:.4f}, gain {row['gain_over_base_mean']:+.4f} (min "
-              f"{row['gain_over_base_min']:+.4f}), implant chosen {row['implant_chosen']}/{row['seeds']}")
+        arm = f"lr {row['lr']:g}{' +flips' if row['flips'] else ''}"
+        print(
+            f"{arm} x {row['epochs']:3d} epochs: test {row['test_iou_mean']:.4f} "
+            f"+- {row['test_iou_std']:.4f}, gain {row['gain_over_base_mean']:+.4f} (min "
+            f"{row['gain_over_base_min']:+.4f}), implant chosen {row['implant_chosen']}/{row['seeds']}"
+        )
 
 
 if __name__ == "__main__":

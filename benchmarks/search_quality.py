@@ -243,8 +243,12 @@ def cost(genotype: Genotype, size: int) -> dict[str, int]:
 # ---------------------------------------------------------------------------------------------
 
 
-def run_searcher(strategy: Any, evaluator: Any, budget: Budget, run_dir: Path, seed: int, data: Path) -> Any:
-    searcher = Searcher(strategy, evaluator, budget, run_dir, seed=seed, dataset=str(data))
+def run_searcher(strategy: Any, evaluator: Any, budget: Budget, run_dir: Path, seed: int, data: Path,
+                 latency: Any = None) -> Any:  # fmt: skip
+    """Run a search (resuming its run directory); ``latency``: a :class:`searchers.latency.LatencyObjective`."""
+    strategy.latency = latency
+    config = {"latency": latency.describe()} if latency is not None else None
+    searcher = Searcher(strategy, evaluator, budget, run_dir, seed=seed, dataset=str(data), config=config)
     return searcher.run(resume=(run_dir / "run.json").is_file())
 
 
@@ -265,12 +269,12 @@ def search_unet_ga(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, 
     evaluator = SegmentationEvaluator(data, fidelity, device=device)
     if arm == "search":
         strategy = UNetGAStrategy(space, s["K"], s["T"], gamma=0.01, seed=seed)
-        result = run_searcher(strategy, evaluator, Budget(steps=s["T"] + 1), run_dir, seed, data)
+        result = run_searcher(strategy, evaluator, Budget(steps=s["T"] + 1), run_dir, seed, data, s.get("latency"))
         report = strategy.flops_report()
     else:  # random sampling, the GA's evaluation count of the same seed
         total = units.get(f"unet-ga/search/s{seed}/search")["evaluations"]
         strategy = UNetRandomStrategy(space, per_step=s["K"], seed=seed, gamma=0.01, total=total)
-        result = run_searcher(strategy, evaluator, Budget(evaluations=total), run_dir, seed, data)
+        result = run_searcher(strategy, evaluator, Budget(evaluations=total), run_dir, seed, data, s.get("latency"))
         report = None
     return {"genotype": result.genotype.to_dict(), "evaluations": len(result.history), "flops_report": report,
             "search_fitness": result.best.fitness}  # fmt: skip
@@ -289,7 +293,7 @@ def search_renas(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, An
     mutation = "controller" if arm == "search" else "sample"
     strategy = RenasStrategy(space, population=s["P"], steps=s["E"], mutation=mutation, seed=seed, final=True)
     evaluator = RenasEvaluator(data, fidelity, device=device, final_fidelity=final)
-    result = run_searcher(strategy, evaluator, Budget(steps=1 + s["E"] + 1), run_dir, seed, data)
+    result = run_searcher(strategy, evaluator, Budget(steps=1 + s["E"] + 1), run_dir, seed, data, s.get("latency"))
     return {"genotype": result.genotype.to_dict(), "evaluations": len(result.history),
             "search_fitness": result.best.fitness}  # fmt: skip
 
@@ -311,7 +315,7 @@ def search_nas_asdet(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str
                                      name=f"nas-asdet-random-s{seed}")  # fmt: skip
         return {"genotype": genotype.to_dict()}
     strategy = NasAsdetStrategy(data, config, seed=seed, device=device)
-    result = run_searcher(strategy, None, Budget(steps=config.total_epochs), run_dir, seed, data)
+    result = run_searcher(strategy, None, Budget(steps=config.total_epochs), run_dir, seed, data, s.get("latency"))
     return {"genotype": result.genotype.to_dict(), "supernet_val_iou": result.best.metrics.get("iou"),
             "skip_connects": result.best.extra.get("skip_connects")}  # fmt: skip
 
@@ -335,7 +339,7 @@ def search_iac(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, Any]
         base = run_dir.parent / f"iac-search-s{seed}" / "base.safetensors"
         config = iac_config(s, size, from_stage=2, base_weights=str(base), random_cell=True)
     strategy = IacStrategy(data, config, seed=seed, device=device)
-    result = run_searcher(strategy, None, Budget(steps=config.total_steps), run_dir, seed, data)
+    result = run_searcher(strategy, None, Budget(steps=config.total_steps), run_dir, seed, data, s.get("latency"))
     implant = next(r for r in result.history if r.key == "implant")
     return {"genotype": Genotype.from_json(run_dir / "implant.json").to_dict(), "base_json": str(run_dir / "base.json"),
             "stage3_val_iou": implant.metrics.get("iou"), "base_val_iou": implant.extra["base"].get("iou"),
@@ -353,7 +357,7 @@ def search_autosegnet(arm: str, seed: int, data: Path, run_dir: Path, s: dict[st
                               controller_steps=s["controller_steps"], epochs_max=s["epochs"], device=device,
                               min_steps_per_epoch=s["steps"], warmup_epochs=s["warm"])  # fmt: skip
     strategy = AutoSegNetStrategy(data, space, config, seed=seed)
-    result = run_searcher(strategy, None, Budget(steps=s["epochs"]), run_dir, seed, data)
+    result = run_searcher(strategy, None, Budget(steps=s["epochs"]), run_dir, seed, data, s.get("latency"))
     return {"genotype": result.genotype.to_dict(), "curves": strategy.curves}
 
 

@@ -75,6 +75,11 @@ ENTRIES: dict[str, tuple[str, str]] = {
     "iac-unet-small-synth-membranes": ("iac", "synth-membranes"),
     "autosegnet-synth-membranes": ("autosegnet", "synth-membranes"),
 }
+#: entries searched with a latency objective (issue 19): the table, made by ``nasseg latency table`` on
+#: this machine (256x256, fp32, 2 threads), and MnasNet's soft constraint at the line's budget
+LATENCY_TABLE = ROOT / "results" / "latency_table.json"
+LATENCY_ENTRIES: dict[str, dict[str, float]] = {"autosegnet-20ms-synth-defects": {"target_ms": 20.0, "weight": 0.5}}
+ENTRIES.update({name: ("autosegnet", "synth-defects") for name in LATENCY_ENTRIES})
 BASELINES = ("unet-small", "smp-unet-resnet18", "unet-pix2pix-256")
 SHIPPED_BASELINES = ("unet-small",)
 
@@ -114,7 +119,14 @@ def pick_for(entry: str, scale: dict[str, Any], work: Path, units: sq.Units, dev
     searcher, data_name = ENTRIES[entry]
     search_scale = sq.SCALES[scale["search_scale"]]
     sq_work = ROOT / "work" / f"search_quality-{scale['search_scale']}"
-    if sq.DATA_OF[searcher] == data_name and (sq_work / "units.json").is_file():
+    settings = search_scale[searcher]
+    if entry in LATENCY_ENTRIES:  # its own search, with the latency objective
+        from searchers.latency import LatencyObjective
+
+        spec = LATENCY_ENTRIES[entry]
+        settings = {**settings, "latency": LatencyObjective.from_options(LATENCY_TABLE, spec["target_ms"],
+                                                                          spec["weight"], (256, 256))}  # fmt: skip
+    elif sq.DATA_OF[searcher] == data_name and (sq_work / "units.json").is_file():
         sq_units = sq.Units(sq_work / "units.json")
         seed = best_seed(sq_units, searcher, [0, 1, 2], [0, 1])
         if seed is not None:
@@ -124,8 +136,9 @@ def pick_for(entry: str, scale: dict[str, Any], work: Path, units: sq.Units, dev
                     "chosen_by": "best mean val IoU of the retrained picks over search seeds 0-2"}  # fmt: skip
     data = sq.prepare_data(work / "search", search_scale)[data_name]
     run_dir = work / "runs" / f"{searcher}-{data_name}-s0"
+    run_dir = work / "runs" / f"{entry}-s0" if entry in LATENCY_ENTRIES else run_dir
     found = units.once(f"search/{entry}", lambda: sq.SEARCH[searcher](
-        "search", 0, data, run_dir, search_scale[searcher], search_scale["size"], device, units))  # fmt: skip
+        "search", 0, data, run_dir, settings, search_scale["size"], device, units))  # fmt: skip
     return {**found, "seed": 0, "search_data": str(data), "run_dir": str(run_dir), "chosen_by": "the only seed"}
 
 
@@ -248,6 +261,9 @@ def build_entry(entry: str, scale: dict[str, Any], work: Path, data: dict[str, P
         train_seconds = time.perf_counter() - start
         out = finish(model, genotype, data[data_name], Path(args.genotypes), size, args.device)
         settings = sq._jsonable(sq.SCALES[scale["search_scale"]][searcher])
+        if entry in LATENCY_ENTRIES:
+            settings["latency"] = {**LATENCY_ENTRIES[entry], "table": LATENCY_TABLE.name, "size": [256, 256],
+                                   "form": "MnasNet soft constraint on the predicted latency"}  # fmt: skip
         metrics = {"test_iou": out["test_iou"], "test_dice": out["test_dice"], "val_iou": out["val_iou_shipped"]}
         provenance = {
             "searcher": searcher, "dataset": f"{data_name} (nasseg data {data_name}"

@@ -174,6 +174,8 @@ class Strategy(ABC):
 
     name: str = "strategy"
     space: SearchSpace | None = None
+    #: a :class:`searchers.latency.LatencyObjective` when the search has a latency table
+    latency: Any = None
 
     @abstractmethod
     def step(self, context: SearchContext) -> list[EvalResult]:
@@ -186,6 +188,10 @@ class Strategy(ABC):
     def done(self) -> bool:
         """True when the strategy has nothing more to do (besides the budget)."""
         return False
+
+    def latency_genotype(self, genotype: Genotype) -> Genotype:
+        """``genotype`` as the latency predictor can build it (IAC points its base at the run's file)."""
+        return genotype
 
     def best(self, history: Sequence[EvalResult]) -> EvalResult | None:
         """The result to report as the search's answer (default: highest fitness in the history)."""

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 
 from searchers.base import EvalResult, SearchError, Strategy
 from searchers.evaluators import measure
+from searchers.latency import ExpectedLatency, fixed_ms
 from zoo.data.augment import Augment
 from zoo.data.dataset import SegmentationDataset
 from zoo.data.folder import Sample, SegmentationFolder
@@ -292,6 +293,7 @@ class DifferentiableStrategy(Strategy):
         self.arch_optimizer: torch.optim.Optimizer | None = None
         self.epoch = 0
         self.alpha_history: list[dict[str, Any]] = []
+        self._expected: tuple[int, ExpectedLatency] | None = None  # (id of the supernet, its hooks)
 
     # -- subclass hooks --------------------------------------------------------------------------
 
@@ -323,6 +325,20 @@ class DifferentiableStrategy(Strategy):
     def _loss(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         return total_loss(self.supernet(images.to(self.device)), masks.to(self.device), self.loss)
 
+    def _expected_latency(self) -> ExpectedLatency | None:
+        """The supernet's expected-latency hooks (attached once per supernet) when a latency
+        objective is set (:mod:`searchers.latency`)."""
+        if self.latency is None:
+            return None
+        if self._expected is None or self._expected[0] != id(self.supernet):
+            if self._expected is not None:
+                self._expected[1].detach()
+            genotype = self.latency_genotype(self.derive())
+            scale = self.latency.table.scale(genotype.family)
+            expected = ExpectedLatency(self.latency, fixed_ms(self.latency, genotype), scale).attach(self.supernet)
+            self._expected = (id(self.supernet), expected)
+        return self._expected[1]
+
     def train_epoch(self, weight_set: SegmentationDataset, arch_set: SegmentationDataset | None,
                     spec: LoaderSpec) -> dict[str, float]:  # fmt: skip
         """One pass over ``weight_set``; with ``arch_set`` one architecture step before every weight
@@ -331,7 +347,8 @@ class DifferentiableStrategy(Strategy):
         torch.manual_seed(self.seed * 1_000_003 + self.epoch)
         arch_batches = cycle_batches(arch_set, spec, self.epoch, salt=2) if arch_set is not None else None
         weights = self.weight_parameters()
-        losses, arch_losses = [], []
+        losses, arch_losses, expected_ms = [], [], []
+        expected = self._expected_latency() if arch_set is not None else None
         steps = self.bilevel.steps(len(epoch_loader(weight_set, spec, self.epoch, salt=1)))
         batches = cycle_batches(weight_set, spec, self.epoch, salt=1) if steps else iter(())
         for step, (images, masks) in enumerate(batches):
@@ -341,6 +358,9 @@ class DifferentiableStrategy(Strategy):
                 a_images, a_masks = next(arch_batches)
                 self.arch_optimizer.zero_grad(set_to_none=True)
                 arch_loss = self._loss(a_images, a_masks)
+                if expected is not None and (ms := expected.take()) is not None:  # + w max(0, log(E[LAT] / T))
+                    expected_ms.append(float(ms.detach()))
+                    arch_loss = arch_loss + self.latency.loss(ms)
                 arch_loss.backward()
                 self.arch_optimizer.step()
                 arch_losses.append(arch_loss.item())
@@ -360,6 +380,8 @@ class DifferentiableStrategy(Strategy):
         out = {"loss": sum(losses) / max(len(losses), 1)}
         if arch_losses:
             out["arch_loss"] = sum(arch_losses) / len(arch_losses)
+        if expected_ms:
+            out["expected_latency_ms"] = sum(expected_ms) / len(expected_ms)
         return out
 
     def score(self, folder: SegmentationFolder) -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""Plots of a search's history: fitness per step, and IoU against MACs with the Pareto front."""
+"""Plots of a search's history: fitness per step, and IoU against MACs and against predicted latency
+with the Pareto front."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from searchers.base import EvalResult
 
@@ -24,7 +26,8 @@ def _finite(value: float | None) -> bool:
 
 
 def write_plots(folder: Path, history: Sequence[EvalResult]) -> list[Path]:
-    """Write ``fitness.png`` and (when MACs are known) ``iou_vs_macs.png``; returns the paths."""
+    """Write ``fitness.png``, and ``iou_vs_macs.png`` / ``iou_vs_latency.png`` where the history has
+    MACs / predicted latencies; returns the paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,19 +60,36 @@ def write_plots(folder: Path, history: Sequence[EvalResult]) -> list[Path]:
     fig.savefig(written[-1])
     plt.close(fig)
 
-    points = [(r.macs / 1e9, r.metrics["iou"]) for r in ok if r.macs and _finite(r.metrics.get("iou"))]
-    if points:
-        front = pareto_front(points)
-        fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
-        ax.scatter(*zip(*points, strict=True), s=12, alpha=0.5, label="candidates")
-        ax.step(*zip(*front, strict=True), where="post", color="C3", label="Pareto front")
-        ax.scatter(*zip(*front, strict=True), s=22, color="C3")
-        ax.set_xlabel("GMACs (multiply-accumulates, one image at the search size)")
-        ax.set_ylabel("validation IoU")
-        ax.legend(loc="lower right")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        written.append(folder / "iou_vs_macs.png")
-        fig.savefig(written[-1])
-        plt.close(fig)
+    macs = [(r.macs / 1e9, r.metrics["iou"]) for r in ok if r.macs and _finite(r.metrics.get("iou"))]
+    if macs:
+        written.append(_pareto_plot(plt, macs, "GMACs (multiply-accumulates, one image at the search size)",
+                                    folder / "iou_vs_macs.png"))  # fmt: skip
+    latency = [(r.extra["latency"]["predicted_ms"], r.metrics["iou"]) for r in ok
+               if (r.extra.get("latency") or {}).get("predicted_ms") and _finite(r.metrics.get("iou"))]  # fmt: skip
+    if latency:
+        record = next(r.extra["latency"] for r in ok if r.extra.get("latency"))
+        label = (f"predicted latency, ms ({record['size'][0]}x{record['size'][1]}, {record['runtime']}, "
+                 f"{record['threads']} threads)")  # fmt: skip
+        target = record.get("target_ms")
+        written.append(_pareto_plot(plt, latency, label, folder / "iou_vs_latency.png", target))
     return written
+
+
+def _pareto_plot(plt: Any, points: list[tuple[float, float]], xlabel: str, path: Path,
+                 budget: float | None = None) -> Path:  # fmt: skip
+    """Validation IoU against a cost, the Pareto front joined (and the cost budget, if any)."""
+    front = pareto_front(points)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    ax.scatter(*zip(*points, strict=True), s=12, alpha=0.5, label="candidates")
+    ax.step(*zip(*front, strict=True), where="post", color="C3", label="Pareto front")
+    ax.scatter(*zip(*front, strict=True), s=22, color="C3")
+    if budget is not None:
+        ax.axvline(budget, color="black", linestyle="--", linewidth=0.8, label=f"target {budget:g}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("validation IoU")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -170,6 +170,8 @@ class RunDirectory:
             library_versions=library_versions(),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
+        if best.extra.get("latency"):
+            provenance["latency"] = dict(best.extra["latency"])
         genotype: Genotype = best.genotype.replace(provenance=provenance)
         genotype.to_json(self.best_path)
         return self.best_path

@@ -84,6 +84,9 @@ class SearchContext:
     def record(self, result: EvalResult) -> EvalResult:
         """Score and log one finished candidate (one-shot strategies call this for their derived genotypes)."""
         result.step = self.step
+        latency = self.strategy.latency
+        if latency is not None and result.ok and "latency" not in result.extra:
+            result.extra["latency"] = latency.record(self.strategy.latency_genotype(result.genotype))
         result.fitness = self.strategy.fitness(result) if result.ok else float("-inf")
         replayed = self.replay.pop(result.key, None)
         if replayed is None:  # not already in history.jsonl from before a kill

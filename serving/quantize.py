@@ -203,7 +203,7 @@ def _quiet_quantizer() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _activation_choice(activation: str) -> tuple[QuantType, bool]:
+def activation_choice(activation: str = "auto") -> tuple[QuantType, bool]:
     """(activation type, reduce_range) for this CPU, following ONNX Runtime's advice."""
     if activation not in ACTIVATIONS:
         raise QuantizeError(f"activation type must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
@@ -238,6 +238,19 @@ def _preprocess(path: Path, out: Path) -> tuple[Path, str]:
     return out, "yes (ORT optimisation, ONNX shape inference)"
 
 
+def quantize_graph(model_in: str | Path, out: str | Path, reader: CalibrationDataReader, activation_type: QuantType,
+                   reduce_range: bool, method: str = "minmax") -> None:  # fmt: skip
+    """The one quantiser call (QDQ, per-channel int8 weights, sigmoid/softmax/argmax kept float):
+    :func:`quantize` and the latency table (:mod:`serving.latency_table`) both use it."""
+    ops = sorted((set(QLinearOpsRegistry) | set(QDQRegistry)) - FLOAT_OPS)
+    with _quiet_quantizer():
+        quantize_static(str(model_in), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=activation_type, weight_type=QuantType.QInt8, reduce_range=reduce_range,
+                        calibrate_method=METHODS[method], op_types_to_quantize=ops,
+                        extra_options={"QDQOpTypePerChannelSupportToAxis": PER_CHANNEL_AXES,
+                                       "CalibStridedMinMax": CALIB_STRIDE})  # fmt: skip
+
+
 def quantize(path: str | Path, out: str | Path | None = None, calib_dir: str | Path | None = None, *,
              count: int = CALIB_COUNT, size: int | tuple[int, int] | None = None, method: str = "minmax",
              activation: str = "auto", preprocess: bool = True, seed: int = 0) -> QuantizeResult:  # fmt: skip
@@ -255,7 +268,7 @@ def quantize(path: str | Path, out: str | Path | None = None, calib_dir: str | P
         raise QuantizeError(f"calibration count must be >= 1, got {count}")
     if method not in METHODS:
         raise QuantizeError(f"calibration method must be one of {', '.join(METHODS)}, got {method!r}")
-    activation_type, reduce_range = _activation_choice(activation)
+    activation_type, reduce_range = activation_choice(activation)
     calib_size = calibration_size(meta, size)
     input_name = open_session(path, device="cpu", threads=1).input_names[0]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -269,14 +282,8 @@ def quantize(path: str | Path, out: str | Path | None = None, calib_dir: str | P
         reader = FolderCalibrationReader(files, meta, input_name, calib_size)
         probe = reader.load(files[0])  # to try the int8 graph on, once written
         model_in, preprocessed = _preprocess(path, Path(tmp) / "pre.onnx") if preprocess else (path, "not asked")
-        ops = sorted((set(QLinearOpsRegistry) | set(QDQRegistry)) - FLOAT_OPS)
         try:
-            with _quiet_quantizer():
-                quantize_static(str(model_in), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=activation_type, weight_type=QuantType.QInt8,
-                                reduce_range=reduce_range, calibrate_method=METHODS[method], op_types_to_quantize=ops,
-                                extra_options={"QDQOpTypePerChannelSupportToAxis": PER_CHANNEL_AXES,
-                                               "CalibStridedMinMax": CALIB_STRIDE})  # fmt: skip
+            quantize_graph(model_in, out, reader, activation_type, reduce_range, method)
         except QuantizeError:
             raise
         except Exception as exc:  # the quantiser raises ValueError, RuntimeError, ORT errors ...

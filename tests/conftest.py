@@ -20,3 +20,19 @@ if os.environ.get("CI"):
 def _private_nasseg_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NASSEG_HOME", str(tmp_path_factory.mktemp("nasseg_home")))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf_hub_cache")))  # no user's cached encoders
+
+
+@pytest.fixture(scope="session")
+def tiny_latency_table(tmp_path_factory: pytest.TempPathFactory):
+    """A real latency table (ONNX Runtime, 1 thread) of unet-small's and a DARTS cell net's units at 32 px."""
+    import json
+
+    import zoo
+    from serving.latency_table import build_table
+    from zoo.latency import trace_genotype
+
+    calls = [c for name in ("unet-small", "nas-asdet-darts-v2")
+             for c in trace_genotype(zoo.resolve_genotype(name), (32, 32), keep_modules=True)]  # fmt: skip
+    path = tmp_path_factory.mktemp("latency") / "table.json"
+    path.write_text(json.dumps(build_table(calls, threads=1, repeats=3, size=(32, 32))))
+    return path

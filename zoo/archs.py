@@ -172,6 +172,7 @@ class Provenance(_Strict):
     library_versions: dict[str, str] = Field(default_factory=dict)
     created: str | None = None
     source: str | None = None
+    latency: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -160,10 +160,12 @@ class Genotype(_Strict):
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (with defaults, ``schema`` key spelled as in the contract; ``task.class_names``
-        only when set)."""
+        and ``provenance.latency`` only when set)."""
         data = self.model_dump(mode="json", by_alias=True)
         if data["task"].get("class_names") is None:
             data["task"].pop("class_names", None)
+        if data["provenance"].get("latency") is None:
+            data["provenance"].pop("latency", None)
         return data
 
     def to_json(self, path: str | Path | None = None) -> str:

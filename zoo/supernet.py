@@ -102,6 +102,9 @@ class MixedCell(DagCell):
             )
             for node, inputs in enumerate(node_inputs)
         )
+        for inputs, node_edges in zip(node_inputs, self.edges, strict=True):
+            for edge in node_edges:  # the derivation keeps 2 of a node's inputs (for expected latency)
+                edge.keep_probability = min(1.0, 2 / len(inputs))
         self._offsets = [sum(len(inputs) for inputs in node_inputs[:node]) for node in range(steps)]
         self.num_edges = sum(len(inputs) for inputs in node_inputs)
 

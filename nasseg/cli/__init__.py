@@ -52,6 +52,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("serving", "Export a zoo net to ONNX (opset >= 18, dynamic batch and, where the net allows, H/W)."),
     "bench": ("bench", "Latency p50/p90/p99 at batch 1, throughput, GFLOP/s: ONNX Runtime fp32/int8 vs PyTorch "
                        "eager."),
+    "latency": ("latency", "Latency tables of the target machine and predicted latency of nets."),
     "serve": ("serve", "Serve a model over HTTP (BentoML): /segment, /inspect, /inspect_batch, /model, /readyz, "
                        "/metrics."),
     "demo": ("demo", "The main job end to end: a shipped searched model inspects fresh frames, exports, serves."),

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from nasseg.cli import app, console, err_console, print_json
 from searchers import Budget, Searcher, SearchError, SearchResult, StepReport, make_executor
 from searchers.base import Evaluator, Fidelity, Strategy
+from searchers.latency import LatencyObjective, check_size
 
 search_app = typer.Typer(help="Search a segmentation net on a dataset folder (one command per searcher).",
                          no_args_is_help=True)  # fmt: skip
@@ -41,6 +42,28 @@ MinStepsOption = Annotated[
     int, typer.Option("--min-steps", min=1, help="Optimiser steps per epoch at least (small sets are reused).")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+LatencyTableOption = Annotated[
+    Path | None,
+    typer.Option("--latency-table", help="Latency table of the target machine (`nasseg latency table`): every "
+                 "candidate's predicted latency is recorded, and --latency-target penalises slow ones."),
+]  # fmt: skip
+LatencyTargetOption = Annotated[
+    float | None,
+    typer.Option("--latency-target", min=0.001, help="Latency budget in ms at --latency-size (MnasNet's soft "
+                 "constraint: a score is multiplied by (LAT / target) ** -weight over it)."),
+]  # fmt: skip
+LatencyWeightOption = Annotated[
+    float, typer.Option("--latency-weight", min=0, help="The penalty's exponent (0.07: MnasNet; 0.5 or more is "
+                        "nearly a hard limit).")
+]  # fmt: skip
+LatencySizeOption = Annotated[str, typer.Option("--latency-size", help="Frame size HxW the latency is for.")]
+
+
+def latency_objective(table: Path | None, target: float | None, weight: float, size: str) -> LatencyObjective | None:
+    """The latency objective the ``--latency-*`` options ask for (None without ``--latency-table``)."""
+    from serving.bench import parse_size
+
+    return LatencyObjective.from_options(table, target, weight, check_size(parse_size(size)))
 
 
 def run_directory(strategy: str, out: Path | None, resume: Path | None) -> tuple[Path, bool]:
@@ -63,10 +86,14 @@ def fidelity_from(epochs: int, image_size: int, batch_size: int = 4, max_images:
 
 def common_searcher(strategy: Strategy, evaluator: Evaluator | None, budget: Budget, run_dir: Path, seed: int,
                     data: Path, workers: int | None = None, ray: str | None = None,
-                    config: dict[str, Any] | None = None) -> Searcher:  # fmt: skip
-    """A :class:`Searcher` with the executor the options ask for."""
+                    config: dict[str, Any] | None = None,
+                    latency: LatencyObjective | None = None) -> Searcher:  # fmt: skip
+    """A :class:`Searcher` with the executor the options ask for (and the latency objective, if any)."""
     if not data.is_dir():
         raise SearchError(f"--data {data}: no such dataset folder")
+    if latency is not None:
+        strategy.latency = latency
+        config = {**(config or {}), "latency": latency.describe()}
     executor = make_executor(workers, ray)
     return Searcher(strategy, evaluator, budget, run_dir, executor=executor, seed=seed, dataset=str(data),
                     config=config)  # fmt: skip
@@ -89,6 +116,8 @@ def run_search(searcher: Searcher, resume: bool, label: str, as_json: bool = Fal
             progress.update(task, completed=report.step, status=f"best {best} | {report.evaluations} evaluated")
 
         result = searcher.run(resume=resume, on_step=on_step, on_result=on_result)
+    if searcher.strategy.latency is not None and result.genotype is not None:
+        measure_best_latency(result.run_dir / "best.json", searcher.strategy.latency, as_json)
     failed = sum(1 for r in result.history if not r.ok)
     summary = {"run_dir": str(result.run_dir), "steps": result.steps, "evaluations": len(result.history),
                "failed": failed, "seconds": round(result.seconds, 1),
@@ -105,6 +134,27 @@ def run_search(searcher: Searcher, resume: bool, label: str, as_json: bool = Fal
                       f"{result.best.fitness:.4g}, {json.dumps(result.best.metrics)} -> {summary['best_json']}",
                       highlight=False)  # fmt: skip
     return result
+
+
+def measure_best_latency(best_json: Path, objective: LatencyObjective, quiet: bool = False) -> dict[str, Any]:
+    """Time the best genotype's whole net on ONNX Runtime (the table's threads and runtime, at the
+    objective's size) and write it beside the prediction in ``best.json``'s ``provenance.latency``."""
+    from serving.latency_table import measure_genotype_ms
+    from zoo.genotype import Genotype
+
+    genotype = Genotype.from_json(best_json)
+    record = dict(genotype.provenance.latency or objective.record(genotype))
+    with err_console.status("measuring the best net's latency on ONNX Runtime"):
+        record["measured_ms"] = round(measure_genotype_ms(genotype, objective.size, objective.table.threads,
+                                                          objective.table.runtime), 4)  # fmt: skip
+    record["measured_on"] = "this machine (the raw ONNX graph, random weights)"
+    provenance = {**genotype.provenance.model_dump(mode="json"), "latency": record}
+    genotype.replace(provenance=provenance).to_json(best_json)
+    if not quiet:
+        console.print(f"best net: predicted {record['predicted_ms']:.2f} ms, measured {record['measured_ms']:.2f} ms "
+                      f"at {objective.size[0]}x{objective.size[1]} ({objective.table.runtime}, "
+                      f"{objective.table.threads} threads)", highlight=False)  # fmt: skip
+    return record
 
 
 # The strategies' commands (each module registers one `nasseg search NAME`).

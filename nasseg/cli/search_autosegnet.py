@@ -13,6 +13,10 @@ from nasseg.cli.search import (
     DeviceOption,
     ImagesOption,
     JsonOption,
+    LatencySizeOption,
+    LatencyTableOption,
+    LatencyTargetOption,
+    LatencyWeightOption,
     MinStepsOption,
     OutOption,
     ResumeOption,
@@ -22,6 +26,7 @@ from nasseg.cli.search import (
     StepsOption,
     ValImagesOption,
     common_searcher,
+    latency_objective,
     run_directory,
     run_search,
     search_app,
@@ -29,6 +34,7 @@ from nasseg.cli.search import (
 from searchers import Budget
 from searchers.autosegnet import AutoSegNetConfig, AutoSegNetSpace, AutoSegNetStrategy
 from searchers.evaluators import search_task
+from searchers.latency import DEFAULT_WEIGHT
 
 
 @search_app.command("autosegnet")
@@ -79,6 +85,10 @@ def autosegnet(
     ] = 10,
     min_steps: MinStepsOption = 20,
     as_json: JsonOption = False,
+    latency_table: LatencyTableOption = None,
+    latency_target: LatencyTargetOption = None,
+    latency_weight: LatencyWeightOption = DEFAULT_WEIGHT,
+    latency_size: LatencySizeOption = "256x256",
 ) -> None:
     """Search an AutoSegNet (down/bridge/up layer cells and long skips) on a dataset folder.
 
@@ -99,9 +109,11 @@ def autosegnet(
                               target_loss=target_loss, device=device, reward=reward, warmup_epochs=warmup_epochs,
                               min_steps_per_epoch=min_steps)  # fmt: skip
     strategy = AutoSegNetStrategy(data, space, config, seed=seed)
+    latency = latency_objective(latency_table, latency_target, latency_weight, latency_size)
     searcher = common_searcher(strategy, None, Budget(steps=epochs_max, seconds=max_seconds), run_dir, seed, data,
                                config={"stop_rule": {"epochs_max": epochs_max, "target_iou": target_iou,
-                                                     "target_loss": target_loss}})  # fmt: skip
+                                                     "target_loss": target_loss}},
+                               latency=latency)  # fmt: skip
     run_search(searcher, resuming, "autosegnet", as_json)
     reason = strategy.stop_reason()
     if reason and not as_json:

@@ -13,6 +13,10 @@ from nasseg.cli.search import (
     DeviceOption,
     ImagesOption,
     JsonOption,
+    LatencySizeOption,
+    LatencyTableOption,
+    LatencyTargetOption,
+    LatencyWeightOption,
     MinStepsOption,
     OutOption,
     ResumeOption,
@@ -22,12 +26,14 @@ from nasseg.cli.search import (
     StepsOption,
     ValImagesOption,
     common_searcher,
+    latency_objective,
     run_directory,
     run_search,
     search_app,
 )
 from searchers import Budget
 from searchers.iac import IacConfig, IacStrategy
+from searchers.latency import DEFAULT_WEIGHT
 
 
 @search_app.command("iac")
@@ -67,12 +73,19 @@ def search_iac(
     keep_base: Annotated[
         bool, typer.Option("--keep-base/--no-keep-base", help="Fall back to the base when it is better on val.")
     ] = True,
-    cell_lr: Annotated[float | None, typer.Option(min=0, help="Stage III learning rate (default: stage I's).")] = None,
+    cell_lr: Annotated[
+        float, typer.Option(min=0, help="Stage III learning rate (set by benchmarks/iac_stage3.py).")
+    ] = 3e-3,
+    cell_flips: Annotated[bool, typer.Option(help="Random flips in stage III (the paper: none).")] = True,
     min_steps: MinStepsOption = 20,
     random_cell: Annotated[
         bool, typer.Option("--random", help="Random counterpart: no stage II, a random cell through stage III.")
     ] = False,
     as_json: JsonOption = False,
+    latency_table: LatencyTableOption = None,
+    latency_target: LatencyTargetOption = None,
+    latency_weight: LatencyWeightOption = DEFAULT_WEIGHT,
+    latency_size: LatencySizeOption = "256x256",
 ) -> None:
     """Run IAC stages I-III: base U-Net, cell search on the frozen base, cell training; report vs the base."""
     config = IacConfig(base=base, from_stage=from_stage, base_weights=str(base_weights) if base_weights else None,
@@ -82,11 +95,21 @@ def search_iac(
                        record_epochs=tuple(int(e) for e in record_epochs.split(",") if e.strip()),
                        select_epoch=select_epoch, max_steps_per_epoch=max_steps, max_images=max_images,
                        max_val_images=max_val_images, max_skip=max_skip, implant=implant, keep_base=keep_base,
-                       cell_lr=cell_lr, min_steps_per_epoch=min_steps, random_cell=random_cell)  # fmt: skip
+                       cell_lr=cell_lr, cell_flips=cell_flips, min_steps_per_epoch=min_steps,
+                       random_cell=random_cell)  # fmt: skip
     run_dir, resuming = run_directory("iac", out, resume)
     strategy = IacStrategy(data, config, seed=seed, device=device)
     budget = Budget(steps=config.total_steps, seconds=max_seconds)
-    searcher = common_searcher(strategy, None, budget, run_dir, seed, data)
+    latency = latency_objective(latency_table, latency_target, latency_weight, latency_size)
+    searcher = common_searcher(
+        strategy,
+        None,
+        budget,
+        run_dir,
+        seed,
+        data,
+        latency=latency,
+    )
     result = run_search(searcher, resuming, "iac", as_json)
     implant = next((r for r in result.history if r.key == "implant"), None)
     if implant is not None and not as_json:

@@ -12,6 +12,10 @@ from nasseg.cli.search import (
     DeviceOption,
     ImagesOption,
     JsonOption,
+    LatencySizeOption,
+    LatencyTableOption,
+    LatencyTargetOption,
+    LatencyWeightOption,
     MinStepsOption,
     OutOption,
     ResumeOption,
@@ -21,11 +25,13 @@ from nasseg.cli.search import (
     StepsOption,
     ValImagesOption,
     common_searcher,
+    latency_objective,
     run_directory,
     run_search,
     search_app,
 )
 from searchers import Budget
+from searchers.latency import DEFAULT_WEIGHT
 from searchers.nas_asdet import NasAsdetConfig, NasAsdetStrategy
 
 
@@ -53,6 +59,10 @@ def search_nas_asdet(
         str, typer.Option(help="Rank edges by op weights over all ops (eq. 14: all) or the survivors (active).")
     ] = "all",
     as_json: JsonOption = False,
+    latency_table: LatencyTableOption = None,
+    latency_target: LatencyTargetOption = None,
+    latency_weight: LatencyWeightOption = DEFAULT_WEIGHT,
+    latency_size: LatencySizeOption = "256x256",
 ) -> None:
     """Search NAS-ASDet cells (11 ops, 4 normal + 4 reduction cells, fusion head) on a dataset folder."""
     config = NasAsdetConfig(keep=tuple(int(k) for k in keep.split(",")), epochs_per_stage=epochs_per_stage,
@@ -64,7 +74,16 @@ def search_nas_asdet(
     run_dir, resuming = run_directory("nas-asdet", out, resume)
     strategy = NasAsdetStrategy(data, config, seed=seed, device=device)
     budget = Budget(steps=config.total_epochs, seconds=max_seconds)
-    searcher = common_searcher(strategy, None, budget, run_dir, seed, data)
+    latency = latency_objective(latency_table, latency_target, latency_weight, latency_size)
+    searcher = common_searcher(
+        strategy,
+        None,
+        budget,
+        run_dir,
+        seed,
+        data,
+        latency=latency,
+    )
     result = run_search(searcher, resuming, "nas-asdet", as_json)
     if result.best is not None and not as_json:
         skips = result.best.extra.get("skip_connects", {})

@@ -12,6 +12,10 @@ from nasseg.cli.search import (
     EpochsOption,
     ImagesOption,
     JsonOption,
+    LatencySizeOption,
+    LatencyTableOption,
+    LatencyTargetOption,
+    LatencyWeightOption,
     MinStepsOption,
     OutOption,
     RayOption,
@@ -24,12 +28,14 @@ from nasseg.cli.search import (
     WorkersOption,
     common_searcher,
     fidelity_from,
+    latency_objective,
     run_directory,
     run_search,
     search_app,
 )
 from searchers import Budget, SearchError
 from searchers.evaluators import search_task
+from searchers.latency import DEFAULT_WEIGHT
 from searchers.renas import RenasEvaluator, RenasSpace, RenasStrategy
 
 
@@ -102,6 +108,10 @@ def renas(
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",
     as_json: JsonOption = False,
+    latency_table: LatencyTableOption = None,
+    latency_target: LatencyTargetOption = None,
+    latency_weight: LatencyWeightOption = DEFAULT_WEIGHT,
+    latency_size: LatencySizeOption = "256x256",
 ) -> None:
     """Evolve a RENAS cell (tournament selection, reinforced mutation, parameter inheritance; --resume RUN)."""
     if task not in ("segmentation", "classification"):
@@ -129,8 +139,10 @@ def renas(
                                bn_recalibration=bn_recalibration)  # fmt: skip
     budget = Budget(steps=1 + steps + (1 if final_epochs > 0 else 0), evaluations=evaluations, seconds=max_seconds)
     run_dir, resuming = run_directory("renas", out, resume)
+    latency = latency_objective(latency_table, latency_target, latency_weight, latency_size)
     searcher = common_searcher(strategy, evaluator, budget, run_dir, seed, data, workers, ray,
-                               config={"task": task})  # fmt: skip
+                               config={"task": task},
+                               latency=latency)  # fmt: skip
     run_search(searcher, resuming, f"renas ({mutation})", as_json)
 
 

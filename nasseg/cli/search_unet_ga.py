@@ -13,6 +13,10 @@ from nasseg.cli.search import (
     EpochsOption,
     ImagesOption,
     JsonOption,
+    LatencySizeOption,
+    LatencyTableOption,
+    LatencyTargetOption,
+    LatencyWeightOption,
     MinStepsOption,
     OutOption,
     RayOption,
@@ -25,12 +29,14 @@ from nasseg.cli.search import (
     WorkersOption,
     common_searcher,
     fidelity_from,
+    latency_objective,
     run_directory,
     run_search,
     search_app,
 )
 from searchers import Budget, SearchError, SegmentationEvaluator
 from searchers.evaluators import search_task
+from searchers.latency import DEFAULT_WEIGHT
 from searchers.unet_ga import PAPER_LAYERS, TranslationEvaluator, UNetGAStrategy, UNetRandomStrategy, UNetSpace
 from searchers.unet_ga.translation import paired_root
 
@@ -99,6 +105,10 @@ def unet_ga(
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",
     as_json: JsonOption = False,
+    latency_table: LatencyTableOption = None,
+    latency_target: LatencyTargetOption = None,
+    latency_weight: LatencyWeightOption = DEFAULT_WEIGHT,
+    latency_size: LatencySizeOption = "256x256",
 ) -> None:
     """Evolve U-Net encoder widths and skip connections (GA of seed 002; resume with --resume RUN)."""
     if task not in ("segmentation", "translation"):
@@ -134,8 +144,10 @@ def unet_ga(
         name = UNetGAStrategy.name
         budget = Budget(steps=generations + 1, evaluations=evaluations, seconds=max_seconds)
     run_dir, resuming = run_directory(name, out, resume)
+    latency = latency_objective(latency_table, latency_target, latency_weight, latency_size)
     searcher = common_searcher(strategy, evaluator, budget, run_dir, seed, data, workers, ray,
-                               config={"task": task})  # fmt: skip
+                               config={"task": task},
+                               latency=latency)  # fmt: skip
     run_search(searcher, resuming, name, as_json)
     report = strategy.flops_report() if isinstance(strategy, UNetGAStrategy) else None
     if report is not None and not as_json:

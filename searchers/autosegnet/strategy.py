@@ -260,6 +260,10 @@ class AutoSegNetStrategy(Strategy):
         out = {k: float(metrics[k]) for k in ("iou", "dice", "miou", "pixel_accuracy")}
         out.update(soft.compute())
         out["reward"] = out[self.config.reward]
+        if self.latency is not None:  # MnasNet's soft constraint on the child's predicted latency
+            ms = self.latency.predict_ms(self.space.genotype(actions))
+            out["latency_ms"] = ms
+            out["reward"] *= self.latency.factor(ms)
         return out
 
     # -- one step -----------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 from searchers.base import AskTellStrategy, EvalResult, Proposal, SearchError, derived_seed, rng_state, set_rng_state
+from searchers.latency import scaled
 from searchers.renas.controller import ControllerTrainer, MutationController
 from searchers.renas.space import PARTS, CellSpec, Mutation, RenasSpace
 
@@ -108,7 +109,7 @@ class RenasStrategy(AskTellStrategy):
         return self.final_done or (not self.final and self.evolution_steps >= self.steps and bool(self.population))
 
     def fitness(self, result: EvalResult) -> float:
-        return float(result.metrics.get(self.metric, float("-inf")))
+        return scaled(float(result.metrics.get(self.metric, float("-inf"))), result.extra)
 
     def ask(self, step: int) -> list[Proposal]:
         phase = self.phase(step)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from searchers.base import AskTellStrategy, EvalResult, Proposal, SearchError, rng_state, set_rng_state
+from searchers.latency import scaled
 from searchers.random_search import RandomStrategy
 from searchers.unet_ga.operators import SELECTIONS, crossover, mutate
 from searchers.unet_ga.space import Codes, UNetSpace, code_key
@@ -112,7 +113,7 @@ class UNetGAStrategy(AskTellStrategy):
     # -- the strategy --------------------------------------------------------------------------
 
     def fitness(self, result: EvalResult) -> float:
-        return self.scorer(result)
+        return scaled(self.scorer(result), result.extra)
 
     def done(self) -> bool:
         return self.generation > self.generations
@@ -253,7 +254,7 @@ class UNetRandomStrategy(RandomStrategy):
         self.asked = 0
 
     def fitness(self, result: EvalResult) -> float:
-        return self.scorer(result)
+        return scaled(self.scorer(result), result.extra)
 
     def ask(self, step: int) -> list[Proposal]:
         count = self.per_step if self.total is None else max(0, min(self.per_step, self.total - self.asked))

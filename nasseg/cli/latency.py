@@ -1,0 +1,102 @@
+"""``nasseg latency table | predict``: a latency model of the target machine, and its predictions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nasseg.cli import app, console, print_json
+from nasseg.cli.progress import progress_bar
+from zoo.errors import NassegError
+
+latency_app = typer.Typer(help="Latency tables of the target machine and predicted latency of nets.",
+                          no_args_is_help=True)  # fmt: skip
+app.add_typer(latency_app, name="latency")
+
+DEFAULT_SPACES = "unet-ga,renas,nas-asdet,iac,autosegnet"
+
+
+@latency_app.command("table")
+def table(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the table (JSON).")],
+    threads: Annotated[int, typer.Option(min=1, help="ONNX Runtime intra-op threads (as the line will run).")] = 2,
+    runtime: Annotated[str, typer.Option(help="onnx-fp32 or onnx-int8.")] = "onnx-fp32",
+    size: Annotated[str, typer.Option(help="Frame size HxW the nets will run at.")] = "256x256",
+    spaces: Annotated[str, typer.Option(help="Search spaces whose shapes to time (comma-separated).")] = DEFAULT_SPACES,
+    samples: Annotated[int, typer.Option(min=1, help="Random architectures traced per space.")] = 12,
+    models: Annotated[str, typer.Option(help="Registered models (or genotype files) to add, comma-separated.")] = "",
+    repeats: Annotated[int, typer.Option(min=3, help="Timed runs per unit (the median is kept).")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of the sampled architectures.")] = 0,
+    calibrate: Annotated[
+        int, typer.Option(min=0, help="Whole nets per space timed to calibrate each family's sums (0: none).")
+    ] = 3,
+    search_size: Annotated[
+        int | None,
+        typer.Option(
+            min=8,
+            help="The --image-size searches will train at (AutoSegNet's depth and the "
+            "GA's levels follow it; default: the frame size).",
+        ),
+    ] = None,
+) -> None:
+    """Time every op of the op table and every fixed block at the shapes the search spaces use, on
+    ONNX Runtime on this machine; write the table that `search --latency-table` and `latency predict` read."""
+    from searchers.space_samples import sample_genotypes, space_unit_calls
+    from serving.bench import parse_list, parse_size
+    from serving.latency_table import build_table
+    from serving.latency_table import calibrate as calibrate_table
+    from zoo.io import atomic_write_text
+    from zoo.latency import RUNTIMES
+
+    if runtime not in RUNTIMES:
+        raise NassegError(f"--runtime {runtime!r}: choose {' or '.join(RUNTIMES)}")
+    frame = parse_size(size)
+    space_list = parse_list(spaces, "--spaces") if spaces.strip() else []
+    model_list = [m.strip() for m in models.split(",") if m.strip()]
+    searched = (search_size, search_size) if search_size else None
+    calls = space_unit_calls(space_list, samples, frame, model_list, seed, searched)
+    unique = len({c.key for c in calls})
+    with progress_bar(f"timing {unique} units ({runtime}, {threads} threads)", total=unique) as advance:
+        data = build_table(calls, runtime=runtime, threads=threads, repeats=repeats, size=frame,
+                           sources={"spaces": space_list, "samples": samples, "models": model_list, "seed": seed,
+                                    "search_size": list(searched or frame)},
+                           progress=lambda done, total: advance())  # fmt: skip
+    nets = [g for space in space_list for g in sample_genotypes(space, samples, searched or frame, seed)[:calibrate]]
+    if nets:
+        with progress_bar(f"calibrating on {len(nets)} whole nets", total=len(nets)) as advance:
+            data["calibration"] = calibrate_table(data, nets, frame, progress=lambda done, total: advance())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(data, indent=1, sort_keys=True) + "\n")
+    scales = ", ".join(f"{family} x{row['scale']:.2f}" for family, row in data.get("calibration", {}).items())
+    skipped = f"; calibration {scales}" if scales else ""
+    skipped += f"; not timed alone: {', '.join(sorted(data['not_timed']))}" if data["not_timed"] else ""
+    console.print(f"timed {len(data['units'])} units in {data['seconds']:.0f} s on {data['machine']} "
+                  f"({runtime}, {threads} threads; per-call overhead {data['call_overhead_ms']:.3f} ms){skipped} "
+                  f"-> {out}", highlight=False)  # fmt: skip
+
+
+@latency_app.command("predict")
+def predict(
+    model: Annotated[str, typer.Argument(help="Registered model name or genotype JSON file.")],
+    table_path: Annotated[Path, typer.Option("--table", help="A table from `nasseg latency table`.")],
+    size: Annotated[str | None, typer.Option(help="Frame size HxW (default: the table's).")] = None,
+    measure: Annotated[bool, typer.Option("--measure", help="Also time the whole net (exports it; seconds).")] = False,
+) -> None:
+    """Predicted latency (JSON: predicted_ms, units looked up and estimated, time by unit kind)."""
+    import zoo
+    from serving.bench import parse_size
+    from zoo.latency import LatencyTable
+
+    table_ = LatencyTable.load(table_path)
+    frame = parse_size(size) if size else tuple(table_.data.get("size") or (256, 256))
+    genotype = zoo.resolve_genotype(model)
+    result = {"model": genotype.name, "size": list(frame), "runtime": table_.runtime, "threads": table_.threads,
+              "table": str(table_path), **table_.predict(genotype, frame).to_dict()}  # fmt: skip
+    if measure:
+        from serving.latency_table import measure_genotype_ms
+
+        result["measured_ms"] = round(measure_genotype_ms(genotype, frame, table_.threads, table_.runtime), 4)
+    print_json(result)

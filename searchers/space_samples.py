@@ -1,0 +1,124 @@
+"""Random architectures of each searcher's space at its command-line defaults.
+
+What ``nasseg latency table`` times (the shapes the spaces use) and what
+``benchmarks/latency_model.py`` validates the predictor on. Each space is built as
+``nasseg search NAME`` builds it by default, for a 3-channel, 1-class task at ``size``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from searchers.base import SearchError
+from zoo.genotype import Genotype
+
+if TYPE_CHECKING:
+    from zoo.latency import UnitCall
+
+SPACES = ("unet-ga", "renas", "nas-asdet", "iac", "autosegnet")
+
+
+def _task(size: tuple[int, int]) -> dict[str, Any]:
+    return {"kind": "segmentation", "in_channels": 3, "num_classes": 1, "input_size": list(size)}
+
+
+def _unet_ga(size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
+    from searchers.unet_ga import PAPER_LAYERS, UNetSpace
+
+    layers = 0  # the paper's 8, or fewer where the side cannot be halved 8 times (as the CLI)
+    while layers < PAPER_LAYERS and size[0] % 2 ** (layers + 1) == 0:
+        layers += 1
+    space = UNetSpace(widths=(64, 128, 256, 512), layers=layers, task=_task(size), dropout=0.5)
+    return space.sample
+
+
+def _renas(size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
+    from searchers.renas.space import RenasSpace
+
+    return RenasSpace(_task(size)).sample
+
+
+def _nas_asdet(size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
+    from searchers.differentiable import random_cell
+    from searchers.nas_asdet import NasAsdetConfig, supernet_genotype
+    from zoo.ops import NAS_ASDET_OPS
+
+    config = NasAsdetConfig(image_size=size)
+    return lambda rng: supernet_genotype(
+        _task(size),
+        config,
+        random_cell(NAS_ASDET_OPS, rng, residual=True),
+        random_cell(NAS_ASDET_OPS, rng, residual=True),
+        name="nas-asdet-random",
+    )
+
+
+def _iac(size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
+    import zoo
+    from searchers.differentiable import random_cell
+    from searchers.iac import IacConfig
+    from zoo.ops import DARTS_OPS
+
+    config = IacConfig()
+    base = zoo.resolve_genotype(config.base)
+
+    def sample(rng: random.Random) -> Genotype:
+        return Genotype.from_dict({
+            "schema": "nasseg.genotype/1", "name": "iac-random", "family": "iac-unet", "task": _task(size),
+            "arch": {"base": {"model": config.base, "arch_hash": base.arch_hash},
+                     "cell": random_cell(DARTS_OPS, rng, residual=False).model_dump(),
+                     "cell_channels": config.cell_channels, "levels": config.levels, "implant": config.implant},
+        })  # fmt: skip
+
+    return sample
+
+
+def _autosegnet(size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
+    from searchers.autosegnet import AutoSegNetSpace
+
+    return AutoSegNetSpace(size, 3, 1).sample
+
+
+_SAMPLERS = {"unet-ga": _unet_ga, "renas": _renas, "nas-asdet": _nas_asdet, "iac": _iac, "autosegnet": _autosegnet}
+
+
+def space_ops(space: str) -> tuple[str, ...]:
+    """The op names a space's cell edges choose from (none for the U-Net GA)."""
+    from zoo import ops
+
+    return {"unet-ga": (), "renas": ops.RENAS_OPS, "nas-asdet": ops.NAS_ASDET_OPS, "iac": ops.DARTS_OPS,
+            "autosegnet": ops.AUTOSEGNET_OPS}[space]  # fmt: skip
+
+
+def sample_genotypes(space: str, count: int, size: tuple[int, int], seed: int = 0) -> list[Genotype]:
+    """``count`` random architectures of ``space`` as a search at ``size`` builds them (AutoSegNet's
+    depth and the GA's levels follow the search size)."""
+    if space not in _SAMPLERS:
+        raise SearchError(f"unknown search space {space!r}; choose from {', '.join(SPACES)}")
+    sample = _SAMPLERS[space](size)
+    rng = random.Random(f"{space}:{seed}")
+    return [sample(rng) for _ in range(count)]
+
+
+def space_unit_calls(spaces: Sequence[str], samples: int, size: tuple[int, int], models: Sequence[str] = (),
+                     seed: int = 0, search_size: tuple[int, int] | None = None) -> list[UnitCall]:  # fmt: skip
+    """The unit calls (with their modules, to time) on frames of ``size`` of ``samples`` random nets of
+    each space (built as a search at ``search_size``, default ``size``, builds them), of every op of
+    each cell space at every edge shape those nets have, and of the named models."""
+    import zoo
+    from zoo.latency import edge_contexts, edge_op_calls, trace_genotype
+
+    calls: list[UnitCall] = []
+    for space in spaces:
+        nets = sample_genotypes(space, samples, search_size or size, seed)
+        traced = [c for g in nets for c in trace_genotype(g, size, True)]
+        calls += traced
+        for context in edge_contexts(traced):
+            for name in space_ops(space):
+                if name != "none":
+                    calls += edge_op_calls(name, context, keep_modules=True)
+    for name in models:
+        calls += trace_genotype(zoo.resolve_genotype(name), size, keep_modules=True)
+    return calls

@@ -1,0 +1,138 @@
+"""Latency objectives in the five searchers: recorded, penalised, measured at the end."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import zoo
+from nasseg.cli import app
+from searchers import Budget, Searcher
+from searchers.autosegnet import AutoSegNetConfig, AutoSegNetSpace, AutoSegNetStrategy
+from searchers.base import EvalResult, SearchError
+from searchers.latency import ExpectedLatency, LatencyObjective, fixed_ms
+from searchers.nas_asdet import NasAsdetConfig, NasAsdetStrategy
+from searchers.renas import RenasSpace, RenasStrategy
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+runner = CliRunner()
+LATENCY = ["--latency-size", "32x32", "--latency-weight", "1.0"]
+
+
+def _history(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+
+
+def test_ga_records_penalises_and_measures_latency(tiny_defects: Path, tiny_latency_table: Path,
+                                                   tmp_path: Path) -> None:  # fmt: skip
+    common = ["search", "unet-ga", "--data", str(tiny_defects), "--image-size", "32", "--widths", "4,8", "--layers",
+              "3", "-K", "3", "-T", "1", "--max-steps", "1", "--max-val-images", "2",
+              "--elite-evaluations", "1"]  # fmt: skip
+    plain = runner.invoke(app, [*common, "--out", str(tmp_path / "plain")])
+    assert plain.exit_code == 0, plain.output
+    timed = runner.invoke(app, [*common, "--out", str(tmp_path / "timed"), "--latency-table", str(tiny_latency_table),
+                                "--latency-target", "0.001", *LATENCY])  # fmt: skip
+    assert timed.exit_code == 0, timed.output
+    assert "measured" in timed.output
+    before = {r["key"]: r for r in _history(tmp_path / "plain")}
+    lines = _history(tmp_path / "timed")
+    for line in lines:  # same seeds, same metrics: the fitness is the plain one times the factor
+        latency = line["extra"]["latency"]
+        assert latency["predicted_ms"] > 0.001 and 0 < latency["factor"] < 1 and latency["target_ms"] == 0.001
+        assert line["fitness"] == pytest.approx(before[line["key"]]["fitness"] * latency["factor"])
+    best = zoo.Genotype.from_json(tmp_path / "timed" / "best.json")
+    assert best.provenance.latency["measured_ms"] > 0 and best.provenance.latency["predicted_ms"] > 0
+    assert (tmp_path / "timed" / "plots" / "iou_vs_latency.png").is_file()
+    assert not (tmp_path / "plain" / "plots" / "iou_vs_latency.png").exists()
+    run = json.loads((tmp_path / "timed" / "run.json").read_text())
+    assert run["latency"]["target_ms"] == 0.001 and run["latency"]["size"] == [32, 32]
+
+
+def test_latency_options_fail_in_one_line(tiny_defects: Path, tmp_path: Path) -> None:
+    base = ["search", "unet-ga", "--data", str(tiny_defects), "--image-size", "32", "--out", str(tmp_path / "r")]
+    result = runner.invoke(app, [*base, "--latency-target", "10"])
+    assert result.exit_code == 2 and "--latency-target needs --latency-table" in result.output
+    result = runner.invoke(app, [*base, "--latency-table", str(tmp_path / "none.json")])
+    assert result.exit_code == 2 and "--latency-table" in result.output and "no such latency table" in result.output
+    assert not (tmp_path / "r" / "history.jsonl").exists()
+
+
+def test_renas_fitness_and_autosegnet_reward_carry_the_factor(tiny_defects: Path, tiny_latency_table: Path,
+                                                              tmp_path: Path) -> None:  # fmt: skip
+    objective = LatencyObjective.from_options(tiny_latency_table, 0.001, 1.0, (32, 32))
+    task = {"kind": "segmentation", "in_channels": 3, "num_classes": 1, "input_size": [32, 32]}
+    space = RenasSpace(task, blocks=2, cells=1, init_channels=8, aspp_channels=16)
+    strategy = RenasStrategy(space, population=2, steps=1)
+    genotype = space.sample(random.Random(0))
+    result = EvalResult("k", genotype, metrics={"iou": 0.5}, extra={"latency": objective.record(genotype)})
+    assert strategy.fitness(result) == pytest.approx(0.5 * result.extra["latency"]["factor"])
+    assert strategy.fitness(result) < 0.5
+
+    space = AutoSegNetSpace((32, 32), stem_channels=4, min_size=8)
+    config = AutoSegNetConfig(image_size=(32, 32), batch_size=2, max_images=4, max_val_images=2, max_steps_per_epoch=1,
+                              controller_steps=1, derive_samples=1, epochs_max=1)  # fmt: skip
+    auto = AutoSegNetStrategy(tiny_defects, space, config, seed=0)
+    Searcher(auto, None, Budget(steps=1), tmp_path / "auto", seed=0, dataset=str(tiny_defects)).run()
+    actions = space.sample_actions(random.Random(1))
+    plain = auto.score(actions)
+    auto.latency = objective
+    scored = auto.score(actions)
+    factor = objective.factor(scored["latency_ms"])
+    assert factor < 1 and scored["reward"] == pytest.approx(plain["reward"] * factor)
+
+
+def test_expected_latency_is_differentiable_in_alpha(tiny_defects: Path, tiny_latency_table: Path) -> None:
+    objective = LatencyObjective.from_options(tiny_latency_table, 0.001, 1.0, (64, 64))
+    config = NasAsdetConfig(epochs_per_stage=1, warmup_epochs=0, batch_size=2, image_size=(32, 32), init_channels=4,
+                            stem_multiplier=1, max_steps_per_epoch=1, max_val_images=2)  # fmt: skip
+    strategy = NasAsdetStrategy(tiny_defects, config)
+    strategy._setup()
+    fixed = fixed_ms(objective, strategy.derive())
+    expected = ExpectedLatency(objective, fixed).attach(strategy.supernet)
+    strategy.supernet(torch.randn(2, 3, 32, 32))
+    total = expected.take()
+    assert total is not None and float(total.detach()) > fixed > 0 and expected.take() is None
+    objective.loss(total).backward()
+    grads = [p.grad for p in strategy.arch_parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+    expected.detach()
+    strategy.supernet(torch.randn(2, 3, 32, 32))
+    assert expected.take() is None  # detached: nothing collected
+
+
+def test_differentiable_searches_add_the_latency_term(tiny_defects: Path, tiny_latency_table: Path,
+                                                      tmp_path: Path) -> None:  # fmt: skip
+    latency = ["--latency-table", str(tiny_latency_table), "--latency-target", "0.001", *LATENCY]
+    result = runner.invoke(app, ["search", "nas-asdet", "--data", str(tiny_defects), "--image-size", "32",
+                                 "--epochs-per-stage", "1", "--warmup-epochs", "0", "--batch-size", "2",
+                                 "--init-channels", "4", "--stem-multiplier", "1", "--max-steps", "1",
+                                 "--max-val-images", "2", "--out", str(tmp_path / "asdet"), *latency])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = _history(tmp_path / "asdet")
+    assert all(line["extra"]["expected_latency_ms"] > 0 and line["extra"]["latency"]["predicted_ms"] > 0
+               for line in lines)  # fmt: skip
+    result = runner.invoke(app, ["search", "iac", "--data", str(tiny_defects), "--base", "iac-base-unet-small",
+                                 "--image-size", "32", "--base-epochs", "1", "--warmup-epochs", "0",
+                                 "--search-epochs", "1", "--cell-epochs", "1", "--batch-size", "2",
+                                 "--cell-channels", "4", "--max-steps", "1", "--max-val-images", "2",
+                                 "--record-epochs", "1", "--out", str(tmp_path / "iac"), *latency])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = {line["key"]: line for line in _history(tmp_path / "iac")}
+    assert lines["e001"]["extra"]["expected_latency_ms"] > 0
+    assert lines["implant"]["extra"]["latency"]["predicted_ms"] > 0
+    best = zoo.Genotype.from_json(tmp_path / "iac" / "best.json")
+    assert best.provenance.latency["measured_ms"] > 0
+
+
+def test_objective_checks_its_numbers(tiny_latency_table: Path) -> None:
+    with pytest.raises(SearchError, match="latency-target"):
+        LatencyObjective.from_options(tiny_latency_table, -1.0)
+    with pytest.raises(SearchError, match="latency-weight"):
+        LatencyObjective.from_options(tiny_latency_table, 1.0, weight=-0.5)
+    recorder = LatencyObjective.from_options(tiny_latency_table, None)
+    assert recorder.factor(1e9) == 1.0 and float(recorder.loss(torch.tensor(1e9))) == 0.0
