@@ -175,11 +175,6 @@ def trace_module(model: nn.Module, example: torch.Tensor, keep_modules: bool = F
     return calls
 
 
-def at_size(genotype: Genotype, size: Sequence[int]) -> Genotype:
-    """``genotype`` with its task's input size set to ``size`` (H, W)."""
-    return genotype.replace(task={**genotype.task.model_dump(), "input_size": [int(size[0]), int(size[1])]})
-
-
 def trace_genotype(genotype: Genotype, size: Sequence[int] | None = None, keep_modules: bool = False) -> list[UnitCall]:
     """The unit calls of ``genotype``'s net run on frames of ``size`` (default: its input size),
     traced on ``meta``. The net is built as the genotype says (AutoSegNet's depth follows the
