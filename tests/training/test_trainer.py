@@ -164,7 +164,7 @@ def test_ctrl_c_during_training_says_how_to_resume(dataset: Path, tmp_path: Path
     genotype.to_json(tmp_path / "unet-small.json")
     run = tmp_path / "run"
     process = subprocess.Popen(nasseg("train", str(tmp_path / "unet-small.json"), "--out", str(run), "--data",
-                                      str(dataset), "--epochs", "200", "--batch-size", "2", "--crop", "32", "32"),
+                                      str(dataset), "--epochs", "100000", "--batch-size", "2", "--crop", "32", "32"),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.time() + 120
     while not (run / "history.jsonl").is_file():
