@@ -8,6 +8,8 @@ timed runs at batch 1 (p50 / p90 / p99 / mean) and a few at ``throughput_batch``
 Achieved GFLOP/s = 2 x MACs (:mod:`zoo.profiling`'s convention) / p50 at batch 1, set against the
 fp32 rate of a 1024 x 1024 ``torch.mm`` measured in the same run at the same thread count.
 Threads: ``open_session(threads=...)`` (intra-op; one inter-op thread) and ``torch.set_num_threads``.
+Each size and batch is timed on a session opened for that input shape (:meth:`OnnxSession.specialise`),
+as ``nasseg serve`` runs a line's frames.
 int8 is the graph :func:`serving.quantize.quantize` makes (QDQ, per-channel), calibrated on the
 given folder or on the bundled synth-defects set. ``device="cuda"``: the CUDA execution provider
 with inputs and outputs bound on the GPU (IO binding), torch on CUDA, both synchronised; int8 is
@@ -344,7 +346,9 @@ def _time_size(runners: dict[str, nn.Module | OnnxSession], count: int, net_chan
     plan = ((1, warmup, repeats, 3), (batch, min(warmup, 1), max(3, repeats // 5), 1))
     for n, n_warmup, n_repeats, rounds in plan:
         x = torch.randn(n, channels, height, width, generator=generator).to(device)
-        calls = {r: _runner(runner, x, device) for r, runner in runners.items()}
+        fitted = {r: runner.specialise(tuple(x.shape)) if isinstance(runner, OnnxSession) else runner
+                  for r, runner in runners.items()}  # fmt: skip
+        calls = {r: _runner(runner, x, device) for r, runner in fitted.items()}
         stats[n] = interleaved_stats(calls, n_warmup, n_repeats, rounds, sync=sync)
     rows = []
     for runtime, runner in runners.items():

@@ -5,8 +5,9 @@ Each unique unit (a configuration and its input shapes) is built for real from t
 shapes, a tenth of a second per unit), optionally quantised (the same QDQ recipe as
 :func:`serving.quantize.quantize`, calibrated on random inputs), and timed in its own session
 with the options ``nasseg serve`` uses (sequential, all graph optimisations, ``threads`` intra-op
-threads). A unit's time is its median minus the runtime's per-call overhead (a one-op graph timed
-the same way); the overhead is counted once per net. A unit that does not export alone (a block
+threads). A unit runs between 1 x 1 convolutions, as inside a net, and its time is the sum of its
+nodes' median kernel times from ONNX Runtime's profiler; the runtime's per-call overhead (a
+one-op graph timed whole) is counted once per net. A unit that does not export alone (a block
 taking non-tensor arguments) is left out; the predictor estimates it.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import tempfile
 import time
 import warnings
@@ -34,15 +36,26 @@ from zoo.latency import RUNTIMES, TABLE_SCHEMA, UnitCall
 from zoo.versions import library_versions
 
 
-class _Twice(nn.Module):
-    """A shape-keeping unit applied twice (its second run is timed as it would run inside a net)."""
+class _Sandwich(nn.Module):
+    """A unit between 1 x 1 convolutions: one on each input, one on each output. Inside a net a
+    unit's neighbours are convolutions, so ONNX Runtime runs it in its blocked (NCHWc) layout and
+    fuses its leading ReLU; alone it would run in plain NCHW and pay the layout changes at both
+    ends. The convolutions and the reorders around them are left out of the unit's time. The
+    input convolutions' outputs are graph outputs too, so a leading ReLU is not fused into them:
+    in a cell a node feeds several ops, and each pays its own ReLU."""
 
-    def __init__(self, unit: nn.Module) -> None:
+    def __init__(self, unit: nn.Module, inputs: Sequence[Sequence[int]], outputs: Sequence[Sequence[int]]) -> None:
         super().__init__()
         self.unit = unit
+        self.pre = nn.ModuleList(nn.Conv2d(shape[1], shape[1], 1) for shape in inputs)
+        self.post = nn.ModuleList(nn.Conv2d(shape[1], shape[1], 1) for shape in outputs)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.unit(self.unit(x))
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        fed = tuple(conv(x) for conv, x in zip(self.pre, inputs, strict=True))
+        out = self.unit(*fed)
+        outs = tuple(conv(y) for conv, y in zip(self.post, out if isinstance(out, (tuple, list)) else (out,),
+                                                 strict=True))  # fmt: skip
+        return outs + fed  # ``fed`` as outputs too: a cell's node feeds several ops, so no fusion into them
 
 
 class _RandomReader(CalibrationDataReader):
@@ -79,8 +92,8 @@ def materialise(module: nn.Module) -> nn.Module:
     return unit
 
 
-def _session(model: bytes, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
+def _session(model: bytes, threads: int, options: ort.SessionOptions | None = None) -> ort.InferenceSession:
+    options = options or ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -109,11 +122,20 @@ def unit_graph(module: nn.Module, inputs: Sequence[Sequence[int]], runtime: str 
         return out.read_bytes()
 
 
-def time_graph(graph: bytes, inputs: Sequence[Sequence[int]], threads: int, repeats: int = 20) -> float:
-    """Median milliseconds of one run of ``graph`` on random inputs of ``inputs`` shapes. Inputs and
-    outputs stay in ONNX Runtime's memory (IO binding): a unit alone then pays no copy of its output
-    into Python that it would not pay inside a net."""
-    session = _session(graph, threads)
+def _bound_session(graph: bytes, inputs: Sequence[Sequence[int]], threads: int,
+                   options: ort.SessionOptions | None = None) -> tuple[ort.InferenceSession, Any]:  # fmt: skip
+    import onnx
+
+    from serving.runtime import free_dimensions
+
+    options = options or ort.SessionOptions()
+    proto = onnx.load_from_string(graph).graph
+    weights = {w.name for w in proto.initializer}
+    declared = [[d.dim_param or d.dim_value for d in arg.type.tensor_type.shape.dim]
+                for arg in proto.input if arg.name not in weights]  # fmt: skip
+    for name, value in free_dimensions(declared, inputs).items():  # timed as a line runs it: shapes fixed
+        options.add_free_dimension_override_by_name(name, value)
+    session = _session(graph, threads, options)
     rng = np.random.default_rng(0)
     binding = session.io_binding()
     for arg, shape in zip(session.get_inputs(), inputs, strict=True):
@@ -121,20 +143,86 @@ def time_graph(graph: bytes, inputs: Sequence[Sequence[int]], threads: int, repe
             rng.standard_normal(shape).astype(np.float32)))  # fmt: skip
     for arg in session.get_outputs():
         binding.bind_output(arg.name, "cpu")
+    return session, binding
+
+
+def time_graph(graph: bytes, inputs: Sequence[Sequence[int]], threads: int, repeats: int = 20) -> float:
+    """Median milliseconds of one run of ``graph`` on random inputs of ``inputs`` shapes. Inputs and
+    outputs stay in ONNX Runtime's memory (IO binding): a unit alone then pays no copy of its output
+    into Python that it would not pay inside a net."""
+    session, binding = _bound_session(graph, inputs, threads)
     return latency_stats(lambda: session.run_with_iobinding(binding), warmup=3, repeats=repeats)["p50_ms"]
 
 
-def unit_ms(unit: nn.Module, call: UnitCall, runtime: str, threads: int, repeats: int) -> float:
-    """A unit's time as a net runs it. A unit alone converts its input into ONNX Runtime's blocked
-    layout and its output back, which a net does once for a run of convolutions, not per unit (in
-    ``autosegnet-synth-defects`` the units alone summed to twice the net). A unit that keeps its
-    shape is therefore timed once and applied twice, and its time is the difference; any other
-    unit is timed alone."""
-    once = time_graph(unit_graph(unit, call.inputs, runtime), call.inputs, threads, repeats)
-    if len(call.inputs) != 1 or call.outputs != call.inputs:
-        return once
-    twice = time_graph(unit_graph(_Twice(unit), call.inputs, runtime), call.inputs, threads, repeats)
-    return min(once, max(twice - once, 0.0))
+_BOUNDARY_PASS = {"ReorderInput", "ReorderOutput", "QuantizeLinear", "DequantizeLinear", "Transpose", "Reshape"}
+_BOUNDARY_CONV = {"Conv", "FusedConv", "QLinearConv", "ConvInteger", "NhwcFusedConv"}
+
+
+def _bread_nodes(model: Any) -> set[str]:
+    """Names of the nodes of an optimised sandwich graph that are not the unit: from each graph
+    input forward (and each output backward) through layout and quantisation nodes up to and
+    including the first convolution."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    bread: set[str] = set()
+
+    def walk(node: Any, forward: bool) -> None:
+        if node.name in bread or node.op_type not in _BOUNDARY_PASS | _BOUNDARY_CONV:
+            return
+        bread.add(node.name)
+        if node.op_type in _BOUNDARY_CONV:
+            return
+        names = node.output if forward else [n for n in node.input if n in producers]
+        for name in names:
+            for nxt in consumers.get(name, []) if forward else [producers[name]]:
+                walk(nxt, forward)
+
+    for arg in model.graph.input:
+        for node in consumers.get(arg.name, []):
+            walk(node, True)
+    for arg in model.graph.output:
+        if arg.name in producers:
+            walk(producers[arg.name], False)
+    return bread
+
+
+def profile_unit_ms(graph: bytes, inputs: Sequence[Sequence[int]], threads: int, repeats: int = 20) -> float:
+    """The kernel time of a :class:`_Sandwich` graph's unit: ONNX Runtime's profiler times each node
+    of the optimised graph; the sum of the per-node medians over ``repeats`` runs, less the
+    convolutions and layout changes at its ends."""
+    import onnx
+
+    with tempfile.TemporaryDirectory(prefix="nasseg-lat-") as tmp:
+        options = ort.SessionOptions()
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "profile")
+        options.optimized_model_filepath = str(Path(tmp) / "optimised.onnx")
+        session, binding = _bound_session(graph, inputs, threads, options)
+        for _ in range(3 + repeats):
+            session.run_with_iobinding(binding)
+        events = json.loads(Path(session.end_profiling()).read_text())
+        bread = _bread_nodes(onnx.load(options.optimized_model_filepath))
+    runs: dict[str, list[float]] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            runs.setdefault(event["name"][: -len("_kernel_time")], []).append(event["dur"] / 1000.0)
+    return float(sum(np.median(times[-repeats:]) for name, times in runs.items() if name not in bread))
+
+
+def unit_ms(unit: nn.Module, call: UnitCall, runtime: str, threads: int, repeats: int,
+            overhead_ms: float = 0.0) -> float:  # fmt: skip
+    """A unit's time as a net runs it: profiled between 1 x 1 convolutions (:class:`_Sandwich`;
+    ``autosegnet-synth-defects``' units timed alone summed to 1.4-2x the net: layout changes,
+    upsampling and concatenations outside the blocked layout). A unit whose inputs or outputs
+    are not all images is timed alone, less the runtime's per-call overhead ``overhead_ms``."""
+    outputs = call.outputs or call.inputs
+    if all(len(shape) == 4 for shape in (*call.inputs, *outputs)):
+        graph = unit_graph(_Sandwich(unit, call.inputs, outputs).eval(), call.inputs, runtime)
+        return profile_unit_ms(graph, call.inputs, threads, repeats)
+    return time_graph(unit_graph(unit, call.inputs, runtime), call.inputs, threads, repeats) - overhead_ms
 
 
 def call_overhead_ms(threads: int, repeats: int = 50) -> float:
@@ -163,7 +251,7 @@ def build_table(calls: Iterable[UnitCall], *, runtime: str = "onnx-fp32", thread
                 progress(index + 1, len(unique))
             continue
         try:
-            ms = unit_ms(materialise(call.module), call, runtime, threads, repeats) - overhead
+            ms = unit_ms(materialise(call.module), call, runtime, threads, repeats, overhead)
         except Exception as exc:  # a block that does not export or run alone: the predictor estimates it
             failed[call.kind] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc) else ''}"
         else:

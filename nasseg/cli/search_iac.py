@@ -101,15 +101,7 @@ def search_iac(
     strategy = IacStrategy(data, config, seed=seed, device=device)
     budget = Budget(steps=config.total_steps, seconds=max_seconds)
     latency = latency_objective(latency_table, latency_target, latency_weight, latency_size)
-    searcher = common_searcher(
-        strategy,
-        None,
-        budget,
-        run_dir,
-        seed,
-        data,
-        latency=latency,
-    )
+    searcher = common_searcher(strategy, None, budget, run_dir, seed, data, latency=latency)
     result = run_search(searcher, resuming, "iac", as_json)
     implant = next((r for r in result.history if r.key == "implant"), None)
     if implant is not None and not as_json:

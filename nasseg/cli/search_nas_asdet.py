@@ -75,15 +75,7 @@ def search_nas_asdet(
     strategy = NasAsdetStrategy(data, config, seed=seed, device=device)
     budget = Budget(steps=config.total_epochs, seconds=max_seconds)
     latency = latency_objective(latency_table, latency_target, latency_weight, latency_size)
-    searcher = common_searcher(
-        strategy,
-        None,
-        budget,
-        run_dir,
-        seed,
-        data,
-        latency=latency,
-    )
+    searcher = common_searcher(strategy, None, budget, run_dir, seed, data, latency=latency)
     result = run_search(searcher, resuming, "nas-asdet", as_json)
     if result.best is not None and not as_json:
         skips = result.best.extra.get("skip_connects", {})

@@ -28,6 +28,7 @@ from serving import (
     read_metadata,
 )
 from serving.export import pad_in_graph
+from serving.runtime import MAX_SHAPES, free_dimensions
 from zoo.data.dataset import MEAN, STD
 from zoo.inference import predict_array
 
@@ -194,3 +195,27 @@ def test_cli_bad_input_exits_2(args: list[str], message: str, tmp_path: Path, de
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
     assert message in result.stderr and "Traceback" not in result.output
+
+
+def test_segmenter_opens_a_session_per_frame_shape(deploy_file: Path) -> None:
+    segmenter = OnnxSegmenter(deploy_file, device="cpu", threads=1)
+    rng = np.random.default_rng(3)
+    frames = {shape: rng.integers(0, 256, (1, *shape, 3), dtype=np.uint8)
+              for shape in ((32, 32), (48, 40), (40, 48), (64, 32), (32, 64), (56, 56))}  # fmt: skip
+    for frame in frames.values():
+        masks, probabilities = segmenter.predict_frames(frame)
+        free_masks, free_probabilities = segmenter.session.run(frame)[::-1]
+        assert np.array_equal(masks, free_masks) and np.allclose(probabilities, free_probabilities[:, 0], atol=1e-5)
+    fixed = segmenter._by_shape
+    assert len(fixed) == MAX_SHAPES and all(s.session.get_inputs()[0].shape == list(k) for k, s in fixed.items())
+    assert segmenter.session_for((1, 56, 56, 3)) is segmenter.session  # past the cap: the shape-free session
+
+
+def test_free_dimensions_fix_names_and_refuse_conflicts() -> None:
+    assert free_dimensions([["batch", 3, "8*h", "8*w"]], [(2, 3, 64, 48)]) == {"batch": 2, "8*h": 64, "8*w": 48}
+    with pytest.raises(RuntimeSetupError, match="fixes a dimension at 3"):
+        free_dimensions([["batch", 3, "h", "w"]], [(1, 4, 8, 8)])
+    with pytest.raises(RuntimeSetupError, match="cannot be both"):
+        free_dimensions([["n", "n"]], [(1, 2)])
+    with pytest.raises(RuntimeSetupError, match="rank 4"):
+        free_dimensions([["batch", 3, "h", "w"]], [(1, 3, 8)])
