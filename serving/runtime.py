@@ -176,7 +176,10 @@ class OnnxSegmenter:
         (:meth:`OnnxSession.specialise`) for the first :data:`MAX_SHAPES` shapes seen (a line's
         frames have one), the shape-free session for any further one."""
         if shape not in self._by_shape and len(self._by_shape) < MAX_SHAPES:
-            self._by_shape[shape] = self.session.specialise(shape)
+            try:
+                self._by_shape[shape] = self.session.specialise(shape)
+            except RuntimeSetupError:  # a shape the graph refuses: the shape-free session says why
+                return self.session
         return self._by_shape.get(shape, self.session)
 
     def predict_frames(self, frames: np.ndarray, threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
