@@ -10,8 +10,10 @@ zoo recipe, see ``benchmarks/zoo_entries.py``) it records, in one run on this ma
 - the int8 IoU change (:func:`serving.quantize.compare_int8` on the test split),
 - the weight file size (shipped entries; the others' file as it would be).
 
-Resumable: each model's row is written into the results file as it finishes; ``--fresh`` starts
-over. ``--table`` prints the README table, ``--plot`` redraws ``leaderboard.png`` (IoU against
+Resumable: each model's row is written into the results file as it finishes; ``--fresh``
+measures the models again (the named ones, or all that have weights here). Rows of models this run
+cannot measure (baselines whose weights are not shipped and not in the work folder) are kept, with
+the date and session kind they were measured with (``measured``). ``--table`` prints the README table, ``--plot`` redraws ``leaderboard.png`` (IoU against
 MACs, and against fp32 latency), both from the results file.
 
     python benchmarks/leaderboard.py [--models NAME ...] [--data DIR] [--repeats 20]
@@ -77,7 +79,8 @@ def measure(name: str, row: dict[str, Any], data: Path, args: argparse.Namespace
             "params": row["params"], "macs_256": bench["macs"]["256x256"], "p50_ms": latency,
             "int8_iou_delta": comparison.iou_delta, "int8_mask_agreement": comparison.mask_agreement,
             "file_bytes": file_bytes, "weights_dtype": stored_dtype(spec.parent / weights.file) if weights else None,
-            "train_size": row.get("train_size", 64)}  # fmt: skip
+            "train_size": row.get("train_size", 64),
+            "measured": f"{time.strftime('%Y-%m-%d')}, fixed-shape sessions"}  # fmt: skip
 
 
 def stored_dtype(path: Path) -> str:
@@ -94,12 +97,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows_in = {**entries["entries"], **entries["baselines"]}
     names = args.models or [n for n in rows_in if model_spec(n, rows_in[n]).is_file()]
     out = Path(args.out)
-    report = json.loads(out.read_text()) if out.is_file() and not args.fresh else {}
+    report = json.loads(out.read_text()) if out.is_file() else {}
     report.setdefault("rows", {})
     torch.set_num_threads(2)
     work = ROOT / "work" / "leaderboard"
     for name in names:
-        if name in report["rows"]:
+        if name in report["rows"] and not args.fresh:
             continue
         row = rows_in[name]
         data = Path(args.data) if args.data else zoo_data(row["data"], row.get("train_size", 64))
@@ -174,14 +177,17 @@ def markdown_table(report: dict[str, Any]) -> str:
         size = f"{r['file_bytes'] / 1e6:.1f} MB{' fp16' if r['weights_dtype'] == 'float16' else ''}"
         shipped = size if r["shipped"] else f"not shipped ({size})"
         fits = "**best**" if budget[r["data"]]["best"] == r["name"] else ("over" if p[BUDGET_KEY] > BUDGET_MS else "")
+        earlier = " †" if "shape-free" in r.get("measured", "") else ""
         lines.append(
-            f"| `{r['name']}` | {r['searcher'] or 'hand-designed'} | {r['data']} | {r['test_iou']:.3f} | "
+            f"| `{r['name']}`{earlier} | {r['searcher'] or 'hand-designed'} | {r['data']} | {r['test_iou']:.3f} | "
             f"{r['test_dice']:.3f} | {r['params'] / 1e6:.2f} M | {r['macs_256'] / 1e9:.2f} G | "
             f"{p['onnx-fp32@1t']:.1f} / {p['onnx-fp32@2t']:.1f} ms | "
             f"{p['onnx-int8@1t']:.1f} / {p['onnx-int8@2t']:.1f} ms"
             f" | {r['int8_iou_delta']:+.3f} | {shipped} | "
             f"{fits} |"
         )
+    earlier = sorted({r["measured"] for r in rows if "shape-free" in r.get("measured", "")})
+    lines += [f"\n† measured {when}" for when in earlier]
     return "\n".join(lines)
 
 
@@ -230,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", default=None, help="score on this dataset folder instead of the zoo data")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--out", default=str(RESULTS))
-    parser.add_argument("--fresh", action="store_true", help="measure every model again")
+    parser.add_argument("--fresh", action="store_true", help="measure the models again (rows of others are kept)")
     parser.add_argument("--table", action="store_true", help="print the README table of --out and stop")
     parser.add_argument("--plot", action="store_true", help="redraw the plot from --out and stop")
     args = parser.parse_args(argv)

@@ -18,14 +18,23 @@ Both are measured here, on the spaces and data of ``search_quality.py``'s CPU sc
 - the headroom: the best truth minus the mean truth (what picking the best of the sample gains over
   a random pick), against the seed spread.
 
-Resumable (``WORK/units.json``); about 25 minutes on one core.
+AutoSegNet does not train its children: it ranks them by a **one-shot reward**, the soft IoU of
+each child with the weights it shares with all others. Its space (on synth-membranes, as in search
+quality) gets the same truth, and the fitness is that reward after ``e`` epochs of shared-weight
+training with uniformly sampled children (the search's warm-up; e = 1, 2, 4, ... 64 epochs of 20
+steps, past the 16 the search runs), one supernet per seed. ``--one-shot-only`` computes just
+those supernets (run it beside a normal run to use both cores).
 
-    python benchmarks/search_fidelity.py [--archs 8] [--seeds 2] [--spaces unet-ga renas nas-asdet]
+Resumable (``WORK/units.json``); about 25 minutes per space on one core. Spaces not run keep
+their previous rows in the results.
+
+    python benchmarks/search_fidelity.py [--archs 8] [--seeds 2] [--spaces unet-ga renas nas-asdet autosegnet]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import statistics
@@ -48,8 +57,10 @@ from zoo.training.trainer import Trainer  # noqa: E402
 from zoo.versions import library_versions  # noqa: E402
 
 RESULTS = sq.ROOT / "results" / "search_fidelity.json"
-SPACES = ("unet-ga", "renas", "nas-asdet")
+SPACES = ("unet-ga", "renas", "nas-asdet", "autosegnet")
+DATA = {"autosegnet": "synth-membranes"}  # the other spaces: synth-defects, as search quality
 BUDGET_EPOCHS = (1, 2, 4, 8, 16)
+ONE_SHOT_EPOCHS = (1, 2, 4, 8, 16, 32, 64)  # of shared-weight training; the CPU-scale search runs 16
 
 
 def sample(space: str, count: int, data: Path, s: dict[str, Any], size: int) -> list[Genotype]:
@@ -60,6 +71,10 @@ def sample(space: str, count: int, data: Path, s: dict[str, Any], size: int) -> 
         from searchers.unet_ga import UNetSpace
 
         draw = UNetSpace(widths=s["widths"], layers=s["layers"], task=task).sample
+    elif space == "autosegnet":
+        from searchers.autosegnet import AutoSegNetSpace
+
+        draw = AutoSegNetSpace((size, size), 3, task["num_classes"], genotype_name="autosegnet-random").sample
     elif space == "renas":
         from searchers.renas import RenasSpace
 
@@ -88,6 +103,34 @@ def train_curve(genotype: Genotype, data: Path, recipe: sq.Recipe, size: int, se
     return {"val": [r["iou"] for r in fit.history], "test_iou": test["iou"], "best_epoch": fit.best_epoch}
 
 
+def one_shot_rewards(genotypes: list[Genotype], data: Path, s: dict[str, Any], size: int, seed: int,
+                     epochs: int) -> dict:  # fmt: skip
+    """The one-shot reward (soft IoU with shared weights, on the search's val images) of every
+    genotype after each of ``ONE_SHOT_EPOCHS`` up to ``epochs`` of uniform shared-weight training."""
+    from searchers.autosegnet import AutoSegNetConfig, AutoSegNetSpace, AutoSegNetStrategy
+
+    task = search_task(data, (size, size), 3)
+    space = AutoSegNetSpace((size, size), 3, task["num_classes"])
+    config = AutoSegNetConfig(image_size=(size, size), batch_size=8, max_images=s["images"], max_val_images=s["val"],
+                              max_steps_per_epoch=s["steps"], min_steps_per_epoch=s["steps"], controller="uniform",
+                              epochs_max=epochs, warmup_epochs=epochs)  # fmt: skip
+    strategy = AutoSegNetStrategy(data, space, config, seed=seed)
+    actions = [space.actions(genotype) for genotype in genotypes]
+    rewards, losses = [], []
+    while strategy.epoch < epochs:
+        losses.append(strategy.train_shared_epoch())
+        if strategy.epoch in ONE_SHOT_EPOCHS:
+            rewards.append([strategy.score(a)["reward"] for a in actions])
+    return {"rewards": rewards, "shared_loss": losses}
+
+
+def one_shot_units(units: sq.Units, genotypes: list[Genotype], data: Path, s: dict[str, Any], size: int, seeds: int,
+                   epochs: int) -> list[dict[str, Any]]:  # fmt: skip
+    """:func:`one_shot_rewards` for one supernet per seed, each a resumable unit."""
+    return [units.once(f"autosegnet/one-shot/e{epochs}/s{seed}", lambda seed=seed: one_shot_rewards(
+        genotypes, data, s, size, seed, epochs)) for seed in range(seeds)]  # fmt: skip
+
+
 def spearman(a: list[float], b: list[float]) -> float:
     def ranks(values: list[float]) -> list[float]:
         order = sorted(range(len(values)), key=values.__getitem__)
@@ -102,24 +145,32 @@ def spearman(a: list[float], b: list[float]) -> float:
     return statistics.correlation(ra, rb)
 
 
-def summarise(curves: list[list[dict]], steps: int) -> dict[str, Any]:
-    """``curves[arch][seed]``: per budget the rank correlation with the truth and the spread ratio."""
+def summarise(curves: list[list[dict]], steps: int, one_shot: list[dict] | None = None) -> dict[str, Any]:
+    """``curves[arch][seed]``: per budget the rank correlation with the truth and the spread ratio
+    (with ``one_shot``, one supernet per seed, the one-shot rewards are the fitness)."""
     truth = [statistics.fmean(run["test_iou"] for run in runs) for runs in curves]
     seed_spread = statistics.fmean(statistics.stdev(run["test_iou"] for run in runs) for runs in curves)
     budgets = []
-    for epochs in BUDGET_EPOCHS:
-        if any(len(run["val"]) < epochs for runs in curves for run in runs):
+    for index, epochs in enumerate(ONE_SHOT_EPOCHS if one_shot else BUDGET_EPOCHS):
+        if one_shot is not None:
+            if any(len(run["rewards"]) <= index for run in one_shot):
+                continue
+            per_seed = [run["rewards"][index] for run in one_shot]
+            within = statistics.fmean(statistics.stdev(values) for values in zip(*per_seed, strict=True))
+        elif any(len(run["val"]) < epochs for runs in curves for run in runs):
             continue
-        per_seed = [[runs[s]["val"][epochs - 1] for runs in curves] for s in range(len(curves[0]))]
+        else:
+            per_seed = [[runs[s]["val"][epochs - 1] for runs in curves] for s in range(len(curves[0]))]
+            within = statistics.fmean(statistics.stdev(runs[s]["val"][epochs - 1] for s in range(len(runs)))
+                                      for runs in curves)  # fmt: skip
         between = statistics.fmean(statistics.stdev(values) for values in per_seed)
-        within = statistics.fmean(statistics.stdev(runs[s]["val"][epochs - 1] for s in range(len(runs)))
-                                  for runs in curves)  # fmt: skip
         budgets.append({"steps": epochs * steps, "spearman_with_truth": statistics.fmean(
             spearman(values, truth) for values in per_seed), "between_arch_std": between, "seed_std": within,
             "spread_ratio": between / within if within > 0 else float("inf")})  # fmt: skip
     return {"archs": len(curves), "seeds": len(curves[0]), "truth_mean": statistics.fmean(truth),
             "truth_best": max(truth), "headroom_best_minus_mean": max(truth) - statistics.fmean(truth),
             "truth_between_arch_std": statistics.stdev(truth), "truth_seed_std": seed_spread,
+            "fitness": "one-shot reward after shared-weight training" if one_shot else "val IoU after a short training",
             "budgets": budgets}  # fmt: skip
 
 
@@ -130,6 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spaces", nargs="+", choices=SPACES, default=list(SPACES))
     parser.add_argument("--scale", choices=("tiny", "cpu"), default="cpu")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--one-shot-epochs", type=int, default=ONE_SHOT_EPOCHS[-1])
+    parser.add_argument("--one-shot-only", action="store_true", help="only the AutoSegNet supernets")
     parser.add_argument("--work", default=None)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
@@ -139,31 +192,44 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(args.work or sq.ROOT / "work" / f"search_fidelity-{args.scale}")
     work.mkdir(parents=True, exist_ok=True)
     units = sq.Units(work / "units.json")
-    data = sq.prepare_data(work, {**scale, "data": {"synth-defects": scale["data"]["synth-defects"]}})["synth-defects"]
+    names = {DATA.get(space, "synth-defects") for space in args.spaces}
+    datasets = sq.prepare_data(work, {**scale, "data": {name: scale["data"][name] for name in names}})
     start = time.perf_counter()
+    output = Path(args.out)
+    previous = json.loads(output.read_text()) if output.is_file() else {}
     report: dict[str, Any] = {"benchmark": "search_fidelity", "scale": args.scale, "data": "synth-defects",
-                              "image_size": size, "recipe": sq._jsonable(vars(recipe)), "spaces": {},
+                              "data_by_space": DATA, "image_size": size, "recipe": sq._jsonable(vars(recipe)),
+                              "spaces": previous.get("spaces", {}) if previous.get("scale") == args.scale else {},
                               "search_budgets_steps": {"unet-ga": scale["unet-ga"]["steps"],
-                                                       "renas": scale["renas"]["steps"]},
+                                                       "renas": scale["renas"]["steps"],
+                                                       "autosegnet_epochs": scale["autosegnet"]["epochs"],
+                                                       "autosegnet_steps_per_epoch": scale["autosegnet"]["steps"]},
                               "library_versions": library_versions()}  # fmt: skip
     for space in args.spaces:
-        curves = []
-        for index, genotype in enumerate(sample(space, args.archs, data, scale[space], size)):
+        data = datasets[DATA.get(space, "synth-defects")]
+        curves, genotypes = [], sample(space, args.archs, data, scale[space], size)
+        supernets = functools.partial(one_shot_units, units, genotypes, data, scale[space], size, args.seeds,
+                                      args.one_shot_epochs)  # fmt: skip
+        if args.one_shot_only:
+            supernets()
+            continue
+        for index, genotype in enumerate(genotypes):
             folder = work / "train" / f"{space}-a{index}"
             runs = [
                 units.once(
                     f"{space}/a{index}/s{seed}",
-                    lambda g=genotype, seed=seed, f=folder: train_curve(
-                        g, data, recipe, size, seed, f.with_name(f"{f.name}-s{seed}")
+                    lambda g=genotype, seed=seed, f=folder, d=data: train_curve(
+                        g, d, recipe, size, seed, f.with_name(f"{f.name}-s{seed}")
                     ),
                 )
                 for seed in range(args.seeds)
             ]
             curves.append(runs)
-        report["spaces"][space] = summarise(curves, recipe.steps)
+        one_shot = supernets() if space == "autosegnet" else None
+        report["spaces"][space] = summarise(curves, scale[space]["steps"] if one_shot else recipe.steps, one_shot)
         report["minutes_this_run"] = round((time.perf_counter() - start) / 60, 1)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(Path(args.out), (json.dumps(report, indent=1) + "\n").encode())
+        output.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(output, (json.dumps(report, indent=1) + "\n").encode())
         row = report["spaces"][space]
         print(f"{space}: headroom {row['headroom_best_minus_mean']:.4f} (seed std {row['truth_seed_std']:.4f}); "
               + ", ".join(f"{b['steps']} steps: rho {b['spearman_with_truth']:+.2f} ratio {b['spread_ratio']:.2f}"

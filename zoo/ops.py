@@ -123,7 +123,14 @@ class Zero(nn.Module):
 
 
 class FactorizedReduce(nn.Module):
-    """ReLU, two 1x1 stride-2 convs on offset grids, concatenated, BN (stride-2 ``skip_connect``)."""
+    """ReLU, two 1x1 stride-2 convs on offset grids, concatenated, BN (stride-2 ``skip_connect``).
+
+    The second grid starts at pixel (1, 1). DARTS writes it as ``conv_2(pad(x)[:, :, 1:, 1:])``; here
+    the odd pixels are sliced first (a quarter of the map), a row/column of zeros is appended only
+    on odd sides, and the conv runs at stride 1. Same output, but ONNX
+    Runtime no longer pads and slices the full-resolution map (issue 19: 12 % of a NAS-ASDet cell
+    net's time at 256 px went to those Pad and Slice nodes).
+    """
 
     def __init__(self, C_in: int, C_out: int, affine: bool = True):
         super().__init__()
@@ -134,8 +141,8 @@ class FactorizedReduce(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
-        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+        odd = F.pad(x[:, :, 1::2, 1::2], (0, x.shape[-1] % 2, 0, x.shape[-2] % 2))
+        return self.bn(torch.cat([self.conv_1(x), F.conv2d(odd, self.conv_2.weight)], dim=1))
 
 
 def shape_adapter(C_in: int, C_out: int, stride: int, affine: bool = True) -> nn.Module:

@@ -279,6 +279,13 @@ class AutoSegNetStrategy(Strategy):
             trainer.scheduler.base_lrs = [base * self.config.lr_decay for base in trainer.scheduler.base_lrs]
         return loss, lr
 
+    def train_shared_epoch(self) -> float:
+        """One epoch of the shared weights with the current sampler and no controller update (the
+        search's warm-up step; also what ``benchmarks/search_fidelity.py`` ranks children after)."""
+        loss, _ = self._train_shared()
+        self.epoch += 1
+        return loss
+
     def _train_controller(self) -> tuple[list[float], list[float]]:
         """``controller_steps`` REINFORCE updates; returns the sampled rewards and entropies."""
         self.controller.train()

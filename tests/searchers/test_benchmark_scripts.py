@@ -35,10 +35,23 @@ def test_fidelity_summary_sees_rank_agreement_and_noise() -> None:
     assert clear["headroom_best_minus_mean"] == pytest.approx(0.1)
 
 
+def test_fidelity_summary_of_one_shot_rewards_ranks_by_the_supernets() -> None:
+    truth = [[{"val": [t] * 16, "test_iou": t + d} for d in (-0.01, 0.01)] for t in (0.5, 0.6, 0.7)]
+    agree = {"rewards": [[0.1, 0.2, 0.3]] * 7}
+    reverse = {"rewards": [[0.3, 0.2, 0.1], [0.31, 0.21, 0.11]]}
+    row = search_fidelity.summarise(truth, 20, [agree, {"rewards": [[0.11, 0.21, 0.29]] * 7}])
+    assert row["budgets"][0]["steps"] == 20 and row["budgets"][-1]["steps"] == 64 * 20
+    assert all(b["spearman_with_truth"] == pytest.approx(1.0) for b in row["budgets"])
+    short = search_fidelity.summarise(truth, 20, [reverse, reverse])
+    assert [b["spearman_with_truth"] for b in short["budgets"]] == pytest.approx([-1.0, -1.0])
+    assert short["fitness"].startswith("one-shot")
+
+
 @pytest.mark.parametrize("script", ["iac_stage3.py", "search_fidelity.py"])
 def test_benchmark_runs_at_tiny_scale_and_resumes(script: str, tmp_path: Path) -> None:
     out = tmp_path / "out.json"
-    extra = ["--seeds", "0", "--lrs", "1e-3"] if script == "iac_stage3.py" else ["--archs", "3", "--spaces", "unet-ga"]
+    extra = (["--seeds", "0", "--lrs", "1e-3"] if script == "iac_stage3.py" else
+             ["--archs", "3", "--spaces", "unet-ga", "autosegnet", "--one-shot-epochs", "2"])  # fmt: skip
     command = [sys.executable, str(ROOT / "benchmarks" / script), "--scale", "tiny", "--work", str(tmp_path / "w"),
                "--out", str(out), *extra]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
@@ -48,5 +61,7 @@ def test_benchmark_runs_at_tiny_scale_and_resumes(script: str, tmp_path: Path) -
         assert {(r["lr"], r["flips"]) for r in report["rows"]} == {(1e-3, False), (1e-3, True), (3e-3, True)}
     else:
         assert report["spaces"]["unet-ga"]["archs"] == 3 and report["spaces"]["unet-ga"]["budgets"]
+        one_shot = report["spaces"]["autosegnet"]
+        assert one_shot["fitness"].startswith("one-shot") and [b["steps"] for b in one_shot["budgets"]] == [3, 6]
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and " ..." not in again.stdout

@@ -51,6 +51,18 @@ def test_nasnet_conventions() -> None:
     assert isinstance(create_op("skip_connect", 8, 8, 1), nn.Identity)
 
 
+@pytest.mark.parametrize("size", [(32, 32), (33, 31), (1, 1), (2, 3)])
+def test_factorized_reduce_equals_the_darts_pad_and_slice(size: tuple[int, int]) -> None:
+    """The odd grid sliced before the conv gives DARTS' ``conv_2(pad(x)[:, :, 1:, 1:])`` exactly."""
+    torch.manual_seed(0)
+    reduce = create_op("skip_connect", 8, 12, 2).eval()
+    x = torch.randn(2, 8, *size)
+    relu = torch.relu(x)
+    shifted = torch.nn.functional.pad(relu, (0, 1, 0, 1))[:, :, 1:, 1:]
+    darts = reduce.bn(torch.cat([reduce.conv_1(relu), reduce.conv_2(shifted)], dim=1))
+    torch.testing.assert_close(reduce(x), darts, rtol=0, atol=0)
+
+
 def test_paper_op_subsets_are_in_the_table() -> None:
     assert len(NAS_ASDET_OPS) == 11 and len(DARTS_OPS) == 8 and len(RENAS_OPS) == 6 and len(AUTOSEGNET_OPS) == 4
     for subset in (DARTS_OPS, NAS_ASDET_OPS, RENAS_OPS, AUTOSEGNET_OPS):
