@@ -13,8 +13,9 @@ zoo recipe, see ``benchmarks/zoo_entries.py``) it records, in one run on this ma
 Resumable: each model's row is written into the results file as it finishes; ``--fresh``
 measures the models again (the named ones, or all that have weights here). Rows of models this run
 cannot measure (baselines whose weights are not shipped and not in the work folder) are kept, with
-the date and session kind they were measured with (``measured``). ``--table`` prints the README table, ``--plot`` redraws ``leaderboard.png`` (IoU against
-MACs, and against fp32 latency), both from the results file.
+the date and session kind they were measured with (``measured``). ``--table`` prints the README
+table, ``--plot`` redraws ``leaderboard.png`` (IoU against MACs, and against fp32 latency), both
+from the results file.
 
     python benchmarks/leaderboard.py [--models NAME ...] [--data DIR] [--repeats 20]
 """
