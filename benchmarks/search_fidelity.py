@@ -166,7 +166,9 @@ def summarise(curves: list[list[dict]], steps: int, one_shot: list[dict] | None 
         between = statistics.fmean(statistics.stdev(values) for values in per_seed)
         budgets.append({"steps": epochs * steps, "spearman_with_truth": statistics.fmean(
             spearman(values, truth) for values in per_seed), "between_arch_std": between, "seed_std": within,
-            "spread_ratio": between / within if within > 0 else float("inf")})  # fmt: skip
+            "spread_ratio": between / within if within > 0 else float("inf"),
+            # do two seeds' fitnesses rank alike? (high here but low with the truth: a bias, not noise)
+            "spearman_between_seeds": spearman(per_seed[0], per_seed[1]) if len(per_seed) > 1 else None})  # fmt: skip
     return {"archs": len(curves), "seeds": len(curves[0]), "truth_mean": statistics.fmean(truth),
             "truth_best": max(truth), "headroom_best_minus_mean": max(truth) - statistics.fmean(truth),
             "truth_between_arch_std": statistics.stdev(truth), "truth_seed_std": seed_spread,

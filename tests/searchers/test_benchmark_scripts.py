@@ -42,6 +42,7 @@ def test_fidelity_summary_of_one_shot_rewards_ranks_by_the_supernets() -> None:
     row = search_fidelity.summarise(truth, 20, [agree, {"rewards": [[0.11, 0.21, 0.29]] * 7}])
     assert row["budgets"][0]["steps"] == 20 and row["budgets"][-1]["steps"] == 64 * 20
     assert all(b["spearman_with_truth"] == pytest.approx(1.0) for b in row["budgets"])
+    assert all(b["spearman_between_seeds"] == pytest.approx(1.0) for b in row["budgets"])
     short = search_fidelity.summarise(truth, 20, [reverse, reverse])
     assert [b["spearman_with_truth"] for b in short["budgets"]] == pytest.approx([-1.0, -1.0])
     assert short["fitness"].startswith("one-shot")
