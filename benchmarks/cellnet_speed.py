@@ -1,15 +1,16 @@
-"""Cell nets on ONNX Runtime before and after the fusion-head rewrite -> ``results/cellnet_speed.json``.
+"""Cell nets on ONNX Runtime before and after issue 19's rewrites -> ``results/cellnet_speed.json``.
 
 Issue 19 found the cell net of the NAS-ASDet and RENAS families at a tenth of the dense nets'
 GFLOP/s. ONNX Runtime's profiler put 85 % of ``nas-asdet-darts-v2``'s time in the fusion head's
 Resize, Concat, ReduceMean and Mul on a map of every level's channels at half the input size (130
 MB per image at 256 x 256); :class:`zoo.heads.AdaptiveFusionHead` now gates and classifies each
-level at its own resolution and resizes only the logits (the same logits). This script times, in
-one run, each net with the head's literal order of eqs. 5-10 ("before", re-created here) and with
-the current one ("after"), on the raw ONNX graph, 2 threads, batch 1, 256 x 256, and gives GFLOP/s
-(the MACs of the literal order, so both columns do the same nominal work) beside the dense nets'
-and a fp32 matmul timed in the same run. It also profiles each "after" graph with ONNX Runtime's
-profiler (time share by op type).
+level at its own resolution and resizes only the logits (the same logits); ``FactorizedReduce``
+slices the odd grid before its conv, and ``SpatialAttention`` runs its 7x7 gate as a grouped conv.
+This script times, in one run, each net with the head's literal order of eqs. 5-10 and the ops'
+literal forms ("before", re-created here) and with the current ones ("after"), on the raw ONNX
+graph, 2 threads, batch 1, 256 x 256, and gives GFLOP/s (the MACs of the literal order, so both
+columns do the same nominal work) beside the dense nets' and a fp32 matmul timed in the same run.
+It also profiles each "after" graph with ONNX Runtime's profiler (time share by op type).
 
     python benchmarks/cellnet_speed.py            # about 5 minutes on quiet cores
 """
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import torch
+import torch.nn.functional as F
 
 import zoo
 from serving.bench import matmul_gflops
@@ -36,6 +38,7 @@ from serving.latency_table import time_graph
 from serving.timing import cpu_model
 from zoo.heads import AdaptiveFusionHead, upsample_to
 from zoo.io import atomic_write_text
+from zoo.ops import FactorizedReduce, SpatialAttention
 from zoo.versions import library_versions
 
 ROOT = Path(__file__).resolve().parent
@@ -52,14 +55,33 @@ def literal_forward(self: AdaptiveFusionHead, levels: Any, size: Any) -> torch.T
     return upsample_to(self.classifier(self.gate(fused)), size)
 
 
+def literal_factorized_reduce(self: FactorizedReduce, x: torch.Tensor) -> torch.Tensor:
+    """DARTS' ``conv_2(pad(x)[:, :, 1:, 1:])``: the full map padded and sliced before the conv."""
+    x = self.relu(x)
+    shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
+    return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+
+
+def literal_spatial_gate(self: SpatialAttention, pooled: torch.Tensor) -> torch.Tensor:
+    """CBAM's single 2-to-1 convolution of the mean and max maps."""
+    return self.conv(pooled)
+
+
+LITERAL = ((AdaptiveFusionHead, "forward", literal_forward), (FactorizedReduce, "forward", literal_factorized_reduce),
+           (SpatialAttention, "gate_logits", literal_spatial_gate))  # fmt: skip
+
+
 @contextlib.contextmanager
 def literal_head() -> Iterator[None]:
-    original = AdaptiveFusionHead.forward
-    AdaptiveFusionHead.forward = literal_forward  # type: ignore[method-assign]
+    """The paper forms of the head and of the ops this issue rewrote (same numbers, slower graphs)."""
+    originals = [(cls, attr, getattr(cls, attr)) for cls, attr, _ in LITERAL]
+    for cls, attr, literal in LITERAL:
+        setattr(cls, attr, literal)
     try:
         yield
     finally:
-        AdaptiveFusionHead.forward = original  # type: ignore[method-assign]
+        for cls, attr, original in originals:
+            setattr(cls, attr, original)
 
 
 def op_shares(graph: bytes, shape: tuple[int, ...], threads: int, runs: int = 10) -> dict[str, float]:

@@ -8,12 +8,31 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import cellnet_speed  # noqa: E402
 import iac_stage3  # noqa: E402
 import search_fidelity  # noqa: E402
+
+
+def test_cellnet_speed_before_is_the_same_net_in_its_literal_forms() -> None:
+    """'before' re-creates the paper forms of the head, FactorizedReduce and the spatial gate: same logits."""
+    import zoo
+
+    torch.manual_seed(0)
+    model = zoo.create_model("asdet-synth-defects").eval()
+    x = torch.rand(1, 3, 64, 48)
+    with torch.no_grad():
+        now = model(x)
+        with cellnet_speed.literal_head():
+            literal = model(x)
+            assert all(getattr(cls, attr) is form for cls, attr, form in cellnet_speed.LITERAL)
+        after = model(x)
+    torch.testing.assert_close(literal, now, rtol=1e-4, atol=1e-4)
+    assert torch.equal(after, now)  # the context manager puts the current forms back
 
 
 def test_stage_three_length_picks_on_val_and_keeps_the_base() -> None:

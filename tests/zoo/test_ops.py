@@ -63,6 +63,15 @@ def test_factorized_reduce_equals_the_darts_pad_and_slice(size: tuple[int, int])
     torch.testing.assert_close(reduce(x), darts, rtol=0, atol=0)
 
 
+def test_spatial_attention_grouped_gate_equals_the_cbam_conv() -> None:
+    """The grouped form of the 7x7 gate conv gives CBAM's ``conv(cat(mean, max))`` up to rounding."""
+    torch.manual_seed(0)
+    attention = create_op("spatial_att", 8, 8, 1).eval()
+    pooled = torch.randn(2, 2, 13, 11)
+    torch.testing.assert_close(attention.gate_logits(pooled), attention.conv(pooled), rtol=1e-5, atol=1e-6)
+    assert attention.gate_logits(pooled).shape == (2, 1, 13, 11)
+
+
 def test_paper_op_subsets_are_in_the_table() -> None:
     assert len(NAS_ASDET_OPS) == 11 and len(DARTS_OPS) == 8 and len(RENAS_OPS) == 6 and len(AUTOSEGNET_OPS) == 4
     for subset in (DARTS_OPS, NAS_ASDET_OPS, RENAS_OPS, AUTOSEGNET_OPS):
