@@ -16,7 +16,6 @@ net: cheap, and what DARTS-style searches monitor).
 
 from __future__ import annotations
 
-import io
 import math
 import random
 import time
@@ -34,6 +33,7 @@ from torch.utils.data import DataLoader
 from searchers.base import EvalResult, SearchError, Strategy
 from searchers.evaluators import measure
 from searchers.latency import ExpectedLatency, fixed_ms
+from zoo.checkpoint import numpy_rng_state, set_numpy_rng_state, state_from_bytes, tensors_to_bytes
 from zoo.data.augment import Augment
 from zoo.data.dataset import SegmentationDataset
 from zoo.data.folder import Sample, SegmentationFolder
@@ -411,20 +411,20 @@ class DifferentiableStrategy(Strategy):
     def base_state(self) -> dict[str, Any]:
         """Supernet, optimisers, epoch, arch history and RNG states (subclasses add their own)."""
         return {
-            "supernet": _to_bytes(self.supernet.state_dict()) if self.supernet is not None else None,
+            "supernet": tensors_to_bytes(self.supernet.state_dict()) if self.supernet is not None else None,
             "weight_optimizer": self.weight_optimizer.state_dict() if self.weight_optimizer else None,
             "arch_optimizer": self.arch_optimizer.state_dict() if self.arch_optimizer else None,
             "epoch": self.epoch,
             "alpha_history": self.alpha_history,
             "torch_rng": torch.get_rng_state(),
-            "numpy_rng": np.random.get_state(),
+            "numpy_rng": numpy_rng_state(),
             "python_rng": random.getstate(),
         }
 
     def load_base_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`base_state` (the supernet must already have the checkpoint's structure)."""
         if state["supernet"] is not None:
-            self.supernet.load_state_dict(torch.load(io.BytesIO(state["supernet"]), map_location=self.device))
+            self.supernet.load_state_dict(state_from_bytes(state["supernet"], "the checkpoint's supernet", self.device))
         self.make_optimizers()
         if state["weight_optimizer"] is not None:
             self.weight_optimizer.load_state_dict(state["weight_optimizer"])
@@ -433,19 +433,13 @@ class DifferentiableStrategy(Strategy):
         self.epoch = state["epoch"]
         self.alpha_history = list(state["alpha_history"])
         torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
+        set_numpy_rng_state(state["numpy_rng"])
         random.setstate(state["python_rng"])
 
     def best(self, history: Sequence[EvalResult]) -> EvalResult | None:
         """A one-shot search answers with the genotype derived last (not the best-scoring supernet)."""
         finished = [r for r in history if r.ok]
         return finished[-1] if finished else None
-
-
-def _to_bytes(state: dict[str, torch.Tensor]) -> bytes:
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in state.items()}, buffer)
-    return buffer.getvalue()
 
 
 def gather_weights(alphas: torch.Tensor, active: Sequence[Sequence[int]]) -> torch.Tensor:

@@ -22,6 +22,7 @@ from torch import nn
 
 import zoo
 from searchers.base import EvalResult, Evaluator, Fidelity, Proposal, SearchError
+from zoo.checkpoint import tensors_to_bytes
 from zoo.data.folder import SegmentationFolder, open_folder
 from zoo.genotype import Genotype
 from zoo.io import atomic_write_bytes
@@ -104,7 +105,7 @@ class SegmentationEvaluator(Evaluator):
     def after_training(self, model: nn.Module, proposal: Proposal, workdir: Path) -> None:
         """Keep the trained weights in the candidate's folder when asked (children may inherit them)."""
         if self.keep_weights:
-            atomic_write_bytes(workdir / "weights.pt", _state_bytes(model))
+            atomic_write_bytes(workdir / "weights.pt", tensors_to_bytes(model.state_dict()))
 
     def evaluate(self, proposal: Proposal, seed: int, workdir: Path) -> EvalResult:
         start = time.perf_counter()
@@ -132,9 +133,3 @@ class SegmentationEvaluator(Evaluator):
                           seconds=time.perf_counter() - start)  # fmt: skip
 
 
-def _state_bytes(model: nn.Module) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
-    return buffer.getvalue()

@@ -18,16 +18,14 @@ their candidates already in the history are taken from it instead of being train
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from searchers.base import EvalResult, SearchError
+from zoo.checkpoint import load_checkpoint, save_checkpoint
 from zoo.genotype import Genotype
 from zoo.io import atomic_write_bytes, atomic_write_text
 from zoo.versions import library_versions
@@ -106,18 +104,13 @@ class RunDirectory:
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         """Write ``state`` so that a kill at any moment leaves the previous or the new checkpoint."""
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        atomic_write_bytes(self.checkpoint_path, buffer.getvalue())
+        save_checkpoint(self.checkpoint_path, "search", state)
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         """The last checkpoint, or ``None`` when the run died before its first step finished."""
         if not self.checkpoint_path.is_file():
             return None
-        try:
-            return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # a checkpoint is written atomically; anything here is outside damage
-            raise SearchError(f"{self.checkpoint_path}: unreadable checkpoint ({exc})") from None
+        return load_checkpoint(self.checkpoint_path, "search", required=("strategy",))
 
     # -- history ---------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """``nasseg serve NAME_OR_ONNX``: the BentoML service (``serving.service``) on one model.
 
 A zoo name or genotype file is exported first (cached in ``$NASSEG_HOME/onnx``); then this process
-becomes ``bentoml serve serving.service:Segmenter`` with the settings in ``NASSEG_SERVE_*``
+becomes ``bentoml serve serving.service:Segmenter`` (through :mod:`serving.launch`, which keeps BentoML's
+process manager off TCP: the HTTP port is the only port) with the settings in ``NASSEG_SERVE_*``
 variables, so that Ctrl-C and SIGTERM reach BentoML directly (requests in flight are finished).
 """
 
@@ -25,7 +26,7 @@ def serve_command(settings: ServeSettings, host: str, port: int, graceful_s: int
                   ssl: tuple[Path, Path] | None = None) -> tuple[list[str], dict[str, str]]:  # fmt: skip
     """The ``bentoml serve`` command line and its environment for ``settings`` (``ssl``: certificate
     and key files, for BentoML's own TLS)."""
-    command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port),
+    command = [sys.executable, "-m", "serving.launch", "serve", SERVICE, "--host", host, "--port", str(port),
                "--working-dir", str(Path(serving.__file__).resolve().parent.parent),
                "--timeout-graceful-shutdown", str(graceful_s)]  # fmt: skip
     if ssl is not None:

@@ -23,7 +23,7 @@ from zoo.errors import NassegError
 from zoo.genotype import Genotype
 from zoo.inference import overlay, predict_file
 from zoo.io import atomic_write_text
-from zoo.training.trainer import TrainConfig, Trainer, evaluate, resolve_device
+from zoo.training.trainer import TrainConfig, Trainer, evaluate, read_train_checkpoint, resolve_device
 from zoo.versions import library_versions
 
 METRIC_KEYS = ("iou", "dice", "pixel_accuracy", "precision", "recall", "miou")
@@ -77,7 +77,7 @@ def train_model(spec: str, data_dir: Path, out: Path, config: TrainConfig, resum
 
         trainer.on_step = on_step
         if resume and (out / "checkpoint.pt").is_file():
-            state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+            state = read_train_checkpoint(out / "checkpoint.pt")
             advance(state["epoch"] * trainer.steps_per_epoch())
         try:
             result = trainer.fit(resume=resume)

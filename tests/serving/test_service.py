@@ -457,12 +457,28 @@ def test_api_key_is_required_when_set_and_probes_stay_open(genotype_file: Path, 
 # -- the command -------------------------------------------------------------------------------------
 
 
+def test_the_server_process_tree_listens_on_one_tcp_port(server: Server) -> None:
+    """BentoML's process manager (circus) binds its control endpoints as Unix sockets in a 0700
+    folder (serving.launch): the HTTP port is the only TCP port any process of the server listens on."""
+    import psutil
+
+    root = psutil.Process(server.process.pid)
+    processes = [root, *root.children(recursive=True)]
+    listening = {(c.laddr.ip, c.laddr.port) for p in processes for c in p.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN}  # fmt: skip
+    port = int(server.url.rsplit(":", 1)[1])
+    assert listening == {("127.0.0.1", port)}, listening
+    unix = [c.laddr for p in processes for c in p.net_connections(kind="unix") if c.laddr]
+    control = [Path(path) for path in unix if "nasseg-circus-" in path]
+    assert control and all((path.parent.stat().st_mode & 0o777) == 0o700 for path in control), unix
+
+
 def test_serve_dry_run_prints_the_bentoml_command(onnx_file: Path) -> None:
     result = runner.invoke(app, ["serve", str(onnx_file), "--port", "3999", "--workers", "2", "--threads", "1",
                                  "--max-body-mb", "5", "--dry-run", "--allow-random-weights"])  # fmt: skip
     assert result.exit_code == 0, result.output
     line = result.stdout.strip().splitlines()[-1]
-    assert "bentoml serve serving.service:Segmenter" in line and "--port 3999" in line
+    assert "-m serving.launch serve serving.service:Segmenter" in line and "--port 3999" in line
     assert f"NASSEG_SERVE_MODEL={onnx_file}" in line and "NASSEG_SERVE_WORKERS=2" in line
     assert "NASSEG_SERVE_MAX_BODY_MB=5.0" in line
     assert "--host 127.0.0.1" in line  # this machine only, unless --host says otherwise

@@ -10,7 +10,6 @@ continues from the checkpoint; the shuffling and augmentation of every epoch are
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from zoo import checkpoint
 from zoo.data.augment import Augment
 from zoo.data.dataset import SegmentationDataset
 from zoo.data.folder import SegmentationFolder
@@ -95,6 +95,16 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise NassegError(f"--device {name}: MPS is not available on this machine; use --device cpu or auto")
     return device
+
+
+#: what a training checkpoint holds (:meth:`Trainer.state_dict`)
+TRAIN_CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "best_score", "best_epoch", "best_metrics",
+                         "bad_epochs", "history", "arch_hash")  # fmt: skip
+
+
+def read_train_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """A training run's ``checkpoint.pt``, read weights-only (``CheckpointError`` for anything else)."""
+    return checkpoint.load_checkpoint(path, "train", TRAIN_CHECKPOINT_KEYS, map_location)
 
 
 class Trainer:
@@ -204,9 +214,7 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         """Write the checkpoint atomically (a kill during the write leaves the previous one)."""
-        buffer = io.BytesIO()
-        torch.save(self.state_dict(), buffer)
-        atomic_write_bytes(self.checkpoint_path, buffer.getvalue())
+        checkpoint.save_checkpoint(self.checkpoint_path, "train", self.state_dict())
 
     def _write_history(self) -> None:
         """Rewrite ``history.jsonl`` from the checkpointed history, after the checkpoint: a kill at
@@ -215,9 +223,7 @@ class Trainer:
         atomic_write_bytes(self.run_dir / "history.jsonl", text.encode())
 
     def _save_best(self) -> None:
-        buffer = io.BytesIO()
-        torch.save(self.model.state_dict(), buffer)
-        atomic_write_bytes(self.run_dir / "best_state.pt", buffer.getvalue())
+        atomic_write_bytes(self.run_dir / "best_state.pt", checkpoint.tensors_to_bytes(self.model.state_dict()))
 
     # -- loops -------------------------------------------------------------------------------------
 
@@ -287,7 +293,7 @@ class Trainer:
         if resume:
             if not self.checkpoint_path.is_file():
                 raise NassegError(f"{self.run_dir}: nothing to resume (no checkpoint.pt)")
-            self.load_state_dict(torch.load(self.checkpoint_path, map_location=self.device, weights_only=False))
+            self.load_state_dict(read_train_checkpoint(self.checkpoint_path, self.device))
         stopped_early = False
         while self.epoch < self.config.epochs:
             loss = self.train_epoch()
@@ -311,7 +317,7 @@ class Trainer:
                 break
         best = self.run_dir / "best_state.pt"
         if best.is_file():
-            self.model.load_state_dict(torch.load(best, map_location=self.device, weights_only=True))
+            self.model.load_state_dict(checkpoint.state_from_bytes(best, best, self.device))
         self.model.pretrained = True  # trained weights now: an export of it says so
         return TrainResult(self.best_epoch, self.best_metrics, self.history, stopped_early, time.perf_counter() - start)
 
