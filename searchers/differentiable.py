@@ -39,6 +39,7 @@ from zoo.data.dataset import SegmentationDataset
 from zoo.data.folder import Sample, SegmentationFolder
 from zoo.genotype import Cell as CellGenotype
 from zoo.genotype import Genotype
+from zoo.io import save_figure
 from zoo.supernet import MixedCell, MixedOp, derive_cell, full_dag_edges
 from zoo.training.losses import total_loss
 from zoo.training.trainer import evaluate, resolve_device
@@ -231,8 +232,7 @@ def plot_alpha_history(history: Sequence[dict[str, Any]], kind: str, op_names: S
     ax.set_xlabel(f"epoch (rows within an edge: {', '.join(op_names)})", fontsize=6)
     fig.colorbar(image, ax=ax, shrink=0.5, label="op weight")
     ax.set_title(title, fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=72, bbox_inches="tight")
+    save_figure(fig, path, dpi=72, bbox_inches="tight")
     return path
 
 

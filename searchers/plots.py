@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from searchers.base import EvalResult
+from zoo.io import save_figure
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -57,7 +58,7 @@ def write_plots(folder: Path, history: Sequence[EvalResult]) -> list[Path]:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     written.append(folder / "fitness.png")
-    fig.savefig(written[-1])
+    save_figure(fig, written[-1])
     plt.close(fig)
 
     macs = [(r.macs / 1e9, r.metrics["iou"]) for r in ok if r.macs and _finite(r.metrics.get("iou"))]
@@ -90,6 +91,6 @@ def _pareto_plot(plt: Any, points: list[tuple[float, float]], xlabel: str, path:
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path

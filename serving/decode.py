@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 import warnings
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -98,7 +99,8 @@ def _open(data: bytes, fmt: str, limits: DecodeLimits) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise DecodeError(f"the {fmt} image has more than {limits.max_pixels} pixels (decompression bomb guard)",
                           HTTPStatus.REQUEST_ENTITY_TOO_LARGE) from None  # fmt: skip
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, TypeError, KeyError, IndexError,
+            ZeroDivisionError, EOFError, struct.error) as exc:  # fmt: skip
         raise DecodeError(f"corrupt {fmt} header ({_first_line(exc)})") from None
     width, height = handle.size
     if width * height > limits.max_pixels:
@@ -131,9 +133,28 @@ def to_frame(array: np.ndarray, channels: int) -> np.ndarray:
     return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
 
 
-def decode_frame(data: bytes, channels: int, declared: str | None = None,
-                 limits: DecodeLimits = DecodeLimits()) -> np.ndarray:  # fmt: skip
-    """Decode an uploaded image into a uint8 ``(H, W, channels)`` frame (see the module docstring)."""
+@dataclass(frozen=True)
+class FrameHeader:
+    """What an upload's header says, read before a pixel is decoded."""
+
+    fmt: str
+    width: int
+    height: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def read_header(data: bytes, declared: str | None = None, limits: DecodeLimits = DecodeLimits()) -> FrameHeader:
+    """Check an upload up to its header (size, format, declared type, pixel and side limits) without
+    decoding it: the service reserves memory by this before :func:`decode_frame` runs."""
+    fmt, handle = _checked_open(data, declared, limits)
+    with handle:
+        return FrameHeader(fmt, *handle.size)
+
+
+def _checked_open(data: bytes, declared: str | None, limits: DecodeLimits) -> tuple[str, Image.Image]:
     if not data:
         raise DecodeError("the image is empty (0 bytes)")
     if len(data) > limits.max_bytes:
@@ -147,10 +168,17 @@ def decode_frame(data: bytes, channels: int, declared: str | None = None,
         raise DecodeError(f"the upload is not an image this service reads (PNG, JPEG, BMP, TIFF): it is {what}",
                           HTTPStatus.UNSUPPORTED_MEDIA_TYPE)  # fmt: skip
     _check_declared(declared, fmt)
-    handle = _open(data, fmt, limits)
+    return fmt, _open(data, fmt, limits)
+
+
+def decode_frame(data: bytes, channels: int, declared: str | None = None,
+                 limits: DecodeLimits = DecodeLimits()) -> np.ndarray:  # fmt: skip
+    """Decode an uploaded image into a uint8 ``(H, W, channels)`` frame (see the module docstring)."""
+    fmt, handle = _checked_open(data, declared, limits)
     try:
         with handle:
             array = image_to_array(handle)
         return to_frame(array, channels)
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError, TypeError, KeyError, IndexError, ZeroDivisionError,
+            MemoryError, struct.error) as exc:  # Pillow's plugins raise these on crafted headers (a DOUBLE offset)
         raise DecodeError(f"truncated or corrupt {fmt} data ({_first_line(exc)})") from None

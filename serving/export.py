@@ -38,6 +38,7 @@ import zoo
 from zoo.data.dataset import MEAN, STD, normalise
 from zoo.errors import NassegError
 from zoo.genotype import Genotype
+from zoo.io import atomic_output
 from zoo.training.losses import flatten_outputs
 
 GRAPHS = ("deploy", "raw")
@@ -318,6 +319,6 @@ def export(model: nn.Module | str | Path | Genotype, path: str | Path, graph: st
         except onnx.checker.ValidationError as exc:
             raise ExportError(f"model {genotype.name!r}: onnx.checker rejects the graph ({_first_line(exc)})") from None
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(proto, str(path))
+    with atomic_output(path) as tmp:  # a killed export leaves the previous file, never a truncated one
+        onnx.save_model(proto, str(tmp))
     return ExportResult(path, metadata, time.perf_counter() - start)

@@ -17,8 +17,10 @@ middleware so that every path the service does not have is counted under one lab
 
 from __future__ import annotations
 
+import contextvars
 import hmac
 import json
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -86,6 +88,27 @@ async def _answer(send: Any, status: int, message: str, extra: list[tuple[bytes,
     await send({"type": "http.response.body", "body": body})
 
 
+async def _refuse_websocket(scope: dict, receive: Any, send: Any) -> None:
+    """The service has no WebSocket endpoint: 403 with a JSON body where the server can send one
+    (the ASGI ``websocket.http.response`` extension), else a plain close (which the server turns into 403)."""
+    await receive()  # websocket.connect
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = json.dumps({"error": "this service has no WebSocket endpoint; POST images to /segment, /inspect or "
+                                "/inspect_batch"}).encode()  # fmt: skip
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "websocket.http.response.start", "status": 403, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
+#: what to run when the current request ends (set by :class:`GateMiddleware`; tasks a request starts
+#: copy the context and so share the list)
+REQUEST_CLEANUPS: contextvars.ContextVar[list[Callable[[], Awaitable[None]]] | None] = contextvars.ContextVar(
+    "nasseg_request_cleanups", default=None
+)
+
+
 class GateMiddleware:
     """ASGI middleware: unknown paths, the API key and JSON error bodies (see the module docstring)."""
 
@@ -95,6 +118,9 @@ class GateMiddleware:
         self.static_dir = _static_dir()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await _refuse_websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -109,7 +135,23 @@ class GateMiddleware:
                 await _answer(send, 401, "missing or wrong API key: send the header 'Authorization: Bearer KEY' "
                               "or 'X-API-Key: KEY'", [(b"www-authenticate", b"Bearer")])  # fmt: skip
                 return
-        await self.app(scope, receive, _JsonErrors(send))
+        cleanups: list[Callable[[], Awaitable[None]]] = []
+        token = REQUEST_CLEANUPS.set(cleanups)
+        try:
+            await self.app(scope, receive, _JsonErrors(send))
+        finally:
+            REQUEST_CLEANUPS.reset(token)
+            for cleanup in reversed(cleanups):
+                await cleanup()
+
+
+def on_request_end(cleanup: Callable[[], Awaitable[None]]) -> None:
+    """Run ``cleanup`` once the current request's answer is sent (or the request failed), whatever
+    happened in between: what a request reserved (the large-frame slot) is always given back."""
+    cleanups = REQUEST_CLEANUPS.get()
+    if cleanups is None:
+        raise RuntimeError("on_request_end outside a request that went through GateMiddleware")
+    cleanups.append(cleanup)
 
 
 def bound_metric_labels() -> None:

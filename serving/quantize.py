@@ -52,6 +52,7 @@ from zoo.data.folder import DatasetError, SegmentationFolder, mask_to_index, ope
 from zoo.data.images import IMAGE_SUFFIXES, ImageReadError, read_image, to_channels, to_float
 from zoo.data.synthetic import make_dataset
 from zoo.errors import NassegError
+from zoo.io import atomic_copy
 from zoo.sizing import crop_to_original, pad_to_multiple
 from zoo.training.losses import predict_classes
 from zoo.training.metrics import ConfusionMatrix
@@ -282,31 +283,33 @@ def quantize(path: str | Path, out: str | Path | None = None, calib_dir: str | P
         reader = FolderCalibrationReader(files, meta, input_name, calib_size)
         probe = reader.load(files[0])  # to try the int8 graph on, once written
         model_in, preprocessed = _preprocess(path, Path(tmp) / "pre.onnx") if preprocess else (path, "not asked")
+        staged = Path(tmp) / out.name  # written, labelled and tried here; then renamed into place
         try:
-            quantize_graph(model_in, out, reader, activation_type, reduce_range, method)
+            quantize_graph(model_in, staged, reader, activation_type, reduce_range, method)
         except QuantizeError:
             raise
         except Exception as exc:  # the quantiser raises ValueError, RuntimeError, ORT errors ...
             raise QuantizeError(f"{path}: int8 quantisation failed ({_first_line(exc)})") from None
-    record = {"dtype": "int8", "format": "QDQ", "per_channel": True, "weights": "int8",
-              "activations": "uint8" if activation_type == QuantType.QUInt8 else "int8",
-              "reduce_range": reduce_range, "float_ops": sorted(FLOAT_OPS), "method": method,
-              "calibration": {"source": source, "count": len(files), "size": list(calib_size)},
-              "preprocessed": preprocessed, "onnxruntime": ort.__version__, "fp32_file": path.name}  # fmt: skip
-    proto = onnx.load(str(out))
-    props = {p.key: p.value for p in proto.metadata_props}
-    props.update(meta.to_props())
-    props["nasseg.quantization"] = json.dumps(record, sort_keys=True)
-    del proto.metadata_props[:]
-    for key, value in props.items():
-        proto.metadata_props.add(key=key, value=value)
-    proto.doc_string = f"nasseg {meta.graph} graph of {meta.genotype.name} (arch {meta.arch_hash}), int8 QDQ"
-    onnx.save_model(proto, str(out))
-    try:
-        session = open_session(out, device="cpu", threads=1)
-        session.run(probe)
-    except Exception as exc:  # noqa: BLE001 - a broken int8 graph: say so in one line
-        raise QuantizeError(f"{out}: the int8 graph does not run on ONNX Runtime ({_first_line(exc)})") from None
+        record = {"dtype": "int8", "format": "QDQ", "per_channel": True, "weights": "int8",
+                  "activations": "uint8" if activation_type == QuantType.QUInt8 else "int8",
+                  "reduce_range": reduce_range, "float_ops": sorted(FLOAT_OPS), "method": method,
+                  "calibration": {"source": source, "count": len(files), "size": list(calib_size)},
+                  "preprocessed": preprocessed, "onnxruntime": ort.__version__, "fp32_file": path.name}  # fmt: skip
+        proto = onnx.load(str(staged))
+        props = {p.key: p.value for p in proto.metadata_props}
+        props.update(meta.to_props())
+        props["nasseg.quantization"] = json.dumps(record, sort_keys=True)
+        del proto.metadata_props[:]
+        for key, value in props.items():
+            proto.metadata_props.add(key=key, value=value)
+        proto.doc_string = f"nasseg {meta.graph} graph of {meta.genotype.name} (arch {meta.arch_hash}), int8 QDQ"
+        onnx.save_model(proto, str(staged))
+        try:
+            session = open_session(staged, device="cpu", threads=1)
+            session.run(probe)
+        except Exception as exc:  # noqa: BLE001 - a broken int8 graph: say so in one line
+            raise QuantizeError(f"{out}: the int8 graph does not run on ONNX Runtime ({_first_line(exc)})") from None
+        atomic_copy(staged, out)
     return QuantizeResult(out, path, read_metadata(out), record, time.perf_counter() - start)
 
 

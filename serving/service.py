@@ -31,8 +31,6 @@ import io
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -48,7 +46,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from serving.defects import find_defects
-from serving.gate import GateMiddleware, bound_metric_labels
+from serving.gate import GateMiddleware, bound_metric_labels, on_request_end
 from serving.resolve import resolve_onnx
 from serving.runtime import OnnxSegmenter
 from serving.settings import ServeSettings, SettingsError, load_settings
@@ -115,7 +113,7 @@ class _UploadSpec(bentoml.IODescriptor):
         service: Segmenter = bentoml.get_current_service()
         service.raise_unless_ready()
         uploads = await read_images(request, cls.upload_field, service.channels, SETTINGS.limits, cls.max_images,
-                                    SETTINGS.body_timeout_s)  # fmt: skip
+                                    SETTINGS.body_timeout_s, reserve=service.reserve_large)  # fmt: skip
         return cls.model_construct(**{cls.upload_field: uploads if cls.max_images > 1 else uploads[0]})
 
 
@@ -236,33 +234,34 @@ class Segmenter:
         results = await anyio.to_thread.run_sync(self._infer, frames, deadline)
         return results, (time.perf_counter() - start) * 1000
 
-    @asynccontextmanager
-    async def _large_slot(self, uploads: list[Upload]) -> AsyncIterator[None]:
-        """The one slot for requests with a frame above the tile size (a mask, probabilities and labels
-        of 25 Mpx each stay in memory until the answer is made); others need none. A request that
-        cannot get the slot within a third of the timeout gets 503 (Retry-After). After a large
-        request the C heap is trimmed, so its freed arrays go back to the system."""
-        if not any(needs_tiling(*u.frame.shape[:2], SETTINGS.tile) for u in uploads):
-            yield
+    async def reserve_large(self, sizes: list[tuple[int, int]]) -> None:
+        """The one slot for requests whose frames, by their headers, hold more than a tile's pixels or
+        need tiling (their decode buffers, then a mask, probabilities and labels of up to 25 Mpx,
+        stay in memory until the answer is sent); others need none. Taken before decoding, given
+        back when the request ends (:func:`serving.gate.on_request_end`). A request that cannot get
+        the slot within a third of the timeout gets 503 (Retry-After). After a large request the C
+        heap is trimmed, so its freed arrays go back to the system."""
+        pixels = sum(width * height for width, height in sizes)
+        if pixels <= SETTINGS.tile**2 and not any(needs_tiling(h, w, SETTINGS.tile) for w, h in sizes):
             return
         try:
             with anyio.fail_after(SETTINGS.timeout_s / 3):  # then 503 + Retry-After, not a 504 much later
                 await self._large_frames.acquire()
         except TimeoutError:
             raise ServiceUnavailable("busy with other frames above the tile size; retry shortly") from None
-        try:
-            yield
-        finally:
+
+        async def release() -> None:
             self._large_frames.release()
             await anyio.to_thread.run_sync(trim_heap)
+
+        on_request_end(release)
 
     # -- endpoints -------------------------------------------------------------------------------
 
     @bentoml.api(route="/segment", input_spec=ImageInput)
     async def segment(self, image: UploadIn) -> Image.Image:
         """The predicted mask as a PNG of the image's size (0/255 for one-class nets, class indices otherwise)."""
-        async with self._large_slot([image]):
-            [(mask, _)], _ = await self._run([image.frame])
+        [(mask, _)], _ = await self._run([image.frame])
         scale = 255 if self.segmenter.genotype.task.num_classes == 1 else 1  # as nasseg predict writes masks
         png = await anyio.to_thread.run_sync(_png, mask * np.uint8(scale))
         return Response(png, media_type="image/png",
@@ -271,21 +270,19 @@ class Segmenter:
     @bentoml.api(route="/inspect", input_spec=ImageInput)
     async def inspect(self, image: UploadIn) -> InspectionOut:
         """Verdict (OK / NG), defect regions (class, bbox, area, mean probability), model, latency."""
-        async with self._large_slot([image]):
-            [(mask, probability)], infer_ms = await self._run([image.frame])
-            found = await anyio.to_thread.run_sync(self._inspection, image, mask, probability, infer_ms)
+        [(mask, probability)], infer_ms = await self._run([image.frame])
+        found = await anyio.to_thread.run_sync(self._inspection, image, mask, probability, infer_ms)
         return InspectionOut(**found)
 
     @bentoml.api(route="/inspect_batch", input_spec=ImagesInput, batchable=True,
                  max_batch_size=SETTINGS.max_batch_size, max_latency_ms=SETTINGS.max_latency_ms)  # fmt: skip
     async def inspect_batch(self, images: list[UploadIn]) -> list[InspectionOut]:
         """``/inspect`` for every file of the repeated ``images`` field; concurrent requests are batched."""
-        async with self._large_slot(images):
-            results, infer_ms = await self._run([upload.frame for upload in images])
-            per_image = infer_ms / max(len(images), 1)
-            return await anyio.to_thread.run_sync(
-                lambda: [self._inspection(u, m, p, per_image) for u, (m, p) in zip(images, results, strict=True)]
-            )
+        results, infer_ms = await self._run([upload.frame for upload in images])
+        per_image = infer_ms / max(len(images), 1)
+        return await anyio.to_thread.run_sync(
+            lambda: [self._inspection(u, m, p, per_image) for u, (m, p) in zip(images, results, strict=True)]
+        )
 
 
 Segmenter.add_asgi_middleware(GateMiddleware, api_key=SETTINGS.api_key)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -26,9 +26,11 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from serving.decode import DecodeError, DecodeLimits, decode_frame
+from serving.decode import DecodeError, DecodeLimits, FrameHeader, decode_frame, read_header
 
 MAX_FORM_FIELDS = 16
+#: the service's reservation for a request's frames, by their (width, height): awaited before decoding
+Reserve = Callable[[list[tuple[int, int]]], Awaitable[None]]
 
 
 class ClientError(BentoMLException):
@@ -102,9 +104,14 @@ async def read_form(request: Request, max_bytes: int, max_files: int = 1, body_t
 
 
 async def read_images(request: Request, field: str, channels: int, limits: DecodeLimits,
-                      max_images: int = 1, body_timeout_s: float = 10.0) -> list[Upload]:  # fmt: skip
+                      max_images: int = 1, body_timeout_s: float = 10.0,
+                      reserve: Reserve | None = None) -> list[Upload]:  # fmt: skip
     """The decoded files of form field ``field`` (exactly one unless ``max_images`` > 1), their
-    pixels together held to ``limits.max_request_pixels`` (413)."""
+    pixels together held to ``limits.max_request_pixels`` (413).
+
+    Every file's header is read and checked first; then ``reserve(sizes)`` (the service's large-frame
+    slot) is awaited with the (width, height) of all of them, and only then is anything decoded: a
+    request's decode buffers exist only once the memory for them is reserved."""
     received = time.perf_counter()
     form = await read_form(request, limits.max_bytes, max_images, body_timeout_s)
     try:
@@ -120,16 +127,19 @@ async def read_images(request: Request, field: str, channels: int, limits: Decod
         if len(values) > max_images:
             hint = "; /inspect_batch takes several" if max_images == 1 else ""
             raise ClientError(f"form field {field!r} holds {len(values)} files; at most {max_images}{hint}")
-        uploads, pixels = [], 0
+        files, pixels = [], 0
         for value in values:
-            upload = await _decode(value, channels, limits, received)
-            pixels += upload.frame.shape[0] * upload.frame.shape[1]
+            data = await value.read()
+            header = await _header(data, value, limits)
+            pixels += header.pixels
             if pixels > limits.max_request_pixels:
                 raise ClientError(f"the request's images hold more than {limits.max_request_pixels} pixels in all "
                                   f"(the limit per request); send fewer or smaller images",
                                   HTTPStatus.REQUEST_ENTITY_TOO_LARGE)  # fmt: skip
-            uploads.append(upload)
-        return uploads
+            files.append((value, data, header))
+        if reserve is not None:
+            await reserve([(h.width, h.height) for _, _, h in files])
+        return [await _decode(value, data, channels, limits, received) for value, data, _ in files]
     finally:
         await form.close()
 
@@ -142,9 +152,16 @@ def clean_filename(name: str | None) -> str | None:
     return cleaned[:255] or None
 
 
-async def _decode(upload: UploadFile, channels: int, limits: DecodeLimits, received: float) -> Upload:
+async def _header(data: bytes, upload: UploadFile, limits: DecodeLimits) -> FrameHeader:
+    try:
+        return await anyio.to_thread.run_sync(read_header, data, upload.content_type, limits)
+    except DecodeError as exc:
+        name = clean_filename(upload.filename)
+        raise ClientError(f"{name + ': ' if name else ''}{exc}", exc.status) from None
+
+
+async def _decode(upload: UploadFile, data: bytes, channels: int, limits: DecodeLimits, received: float) -> Upload:
     start = time.perf_counter()
-    data = await upload.read()
     filename = clean_filename(upload.filename)
     try:
         frame = await anyio.to_thread.run_sync(decode_frame, data, channels, upload.content_type, limits)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -42,6 +43,7 @@ from zoo.errors import GenotypeError
 SCHEMA_VERSION = "nasseg.genotype/1"
 #: A genotype is a few KB nested a few levels; far past that is a broken or hostile file.
 MAX_NESTING = 32
+MAX_JSON_INT = 2**53  # integers a JSON reader anywhere keeps exactly
 MAX_DOCUMENT_CHARS = 4 * 2**20
 FAMILIES = tuple(ARCH_MODELS)
 
@@ -78,13 +80,15 @@ class Genotype(_Strict):
         """Validate ``data``; raise :class:`GenotypeError` naming ``source`` and the field."""
         if not isinstance(data, dict):
             raise GenotypeError(f"{source}: a genotype must be a JSON object, got {type(data).__name__}")
-        _check_nesting(data, source)
+        _check_values(data, source)
         schema = data.get("schema", SCHEMA_VERSION)
         if schema != SCHEMA_VERSION:
             raise GenotypeError(
                 f"{source}: schema: unknown schema version {schema!r} (this nasseg reads {SCHEMA_VERSION!r})"
             )
         family = data.get("family")
+        if "family" not in data:
+            raise GenotypeError(f"{source}: family: missing (one of {', '.join(FAMILIES)})")
         if family not in FAMILIES:
             close = difflib.get_close_matches(str(family), FAMILIES, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -114,11 +118,13 @@ class Genotype(_Strict):
         if len(text) > MAX_DOCUMENT_CHARS:
             raise GenotypeError(f"{source}: {len(text)} characters; a genotype has at most {MAX_DOCUMENT_CHARS}")
         try:
-            data = json.loads(text)
+            data = strict_json_loads(text)
         except RecursionError:
             raise GenotypeError(f"{source}: JSON nested deeper than {MAX_NESTING} levels") from None
         except json.JSONDecodeError as exc:
             raise GenotypeError(f"{source}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}") from None
+        except ValueError as exc:  # strict_json_loads: NaN, Infinity, huge integers, duplicate keys
+            raise GenotypeError(f"{source}: invalid JSON: {exc}") from None
         genotype = cls.from_dict(data, source=source)
         genotype._source = path.resolve() if path is not None else None
         return genotype
@@ -298,15 +304,47 @@ def _resolve_cells(dumped: dict[str, Any], arch: _Arch) -> dict[str, Any]:
     return dumped
 
 
-def _check_nesting(data: Any, source: str) -> None:
-    """Refuse documents nested deeper than :data:`MAX_NESTING` (walked without recursion)."""
-    stack = [(data, 1)]
+def strict_json_loads(text: str) -> Any:
+    """``json.loads`` that refuses what JSON does not define or a genotype cannot mean: ``NaN`` and
+    ``Infinity``, integers beyond 2**53 (or longer than 20 digits), and an object with a key twice
+    (``json`` would silently keep the last). Each is a one-line ``ValueError``."""
+
+    def constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON number")
+
+    def integer(digits: str) -> int:
+        if len(digits.lstrip("-")) > 20 or abs(int(digits)) > MAX_JSON_INT:
+            shown = digits if len(digits) <= 24 else f"{digits[:12]}... ({len(digits)} digits)"
+            raise ValueError(f"integer {shown} is beyond 2**53")
+        return int(digits)
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in data:
+                raise ValueError(f"key {key[:60]!r} appears twice in one object")
+            data[key] = value
+        return data
+
+    return json.loads(text, parse_constant=constant, parse_int=integer, object_pairs_hook=unique)
+
+
+def _check_values(data: Any, source: str) -> None:
+    """Refuse documents nested deeper than :data:`MAX_NESTING`, non-finite numbers and integers beyond
+    2**53 anywhere (walked without recursion; a dict from code gets the checks a JSON file gets)."""
+    stack: list[tuple[Any, int, str]] = [(data, 1, "")]
     while stack:
-        value, depth = stack.pop()
+        value, depth, where = stack.pop()
         if depth > MAX_NESTING:
             raise GenotypeError(f"{source}: JSON nested deeper than {MAX_NESTING} levels")
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else ()
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | tuple))
+        if isinstance(value, float) and not math.isfinite(value):
+            raise GenotypeError(f"{source}: {where or 'value'}: {value} is not a finite number")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_JSON_INT:
+            raise GenotypeError(f"{source}: {where or 'value'}: integer beyond 2**53")
+        if isinstance(value, dict):
+            stack.extend((child, depth + 1, f"{where}.{key}".lstrip(".")[:200]) for key, child in value.items())
+        elif isinstance(value, list | tuple):
+            stack.extend((child, depth + 1, f"{where}[{i}]") for i, child in enumerate(value))
 
 
 _FAMILY_FIELDS = {family: set(model.model_fields) for family, model in ARCH_MODELS.items()}

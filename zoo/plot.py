@@ -32,6 +32,7 @@ from zoo.genotype import (
     SMPArch,
     UNetArch,
 )
+from zoo.io import save_figure
 
 __all__ = ["plot_cell", "plot_genotype"]
 
@@ -414,6 +415,5 @@ def plot_genotype(genotype: Genotype, path: str | Path, title: str | None = None
     title = title or f"{genotype.name}  ({genotype.family}, arch {genotype.arch_hash})"
     fig = _figure(genotype, title)
     FigureCanvasAgg(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=_DPI, facecolor="white")
+    save_figure(fig, path, dpi=_DPI, facecolor="white")
     return path

@@ -12,21 +12,24 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import json
-import shutil
+import re
+import stat
 import warnings
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import GenotypeError, InputSizeError, ModelNotFoundError
+from zoo.errors import GenotypeError, InputSizeError, ModelNotFoundError, WeightsError
 from zoo.genotype import Genotype, Task
-from zoo.io import atomic_write_text
+from zoo.io import atomic_copy, atomic_write_text, sha256_file
 from zoo.weight_files import find_weights, nasseg_home
 
 if TYPE_CHECKING:
     from torch import nn
 
 ModelSpec = str | Path | Genotype
+#: a model name, as a genotype's ``name`` field allows it (a file stem: no separators, no leading dot)
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
 def genotype_dirs() -> list[Path]:
@@ -81,13 +84,17 @@ def shipped_names() -> set[str]:
 def register(source: str | Path, name: str | None = None, force: bool = False) -> Path:
     """Copy a trained genotype (a ``.json`` file, or a run folder holding one) and its weight file into
     ``$NASSEG_HOME/genotypes``, under ``name`` if given; returns the registered genotype file. An
-    existing registration, or a shipped model's name, is refused unless ``force``."""
+    existing registration, or a shipped model's name, is refused unless ``force``.
+
+    Everything is checked before anything is written: the name is a plain name (no folders), the
+    weight file is a regular file (not a symlink) whose checksum and recorded architecture hash match
+    the genotype. Both files are written atomically (a kill leaves the old registration whole)."""
     path = _trained_genotype_file(Path(source))
     genotype = Genotype.from_json(path)
     if genotype.weights is None:
         raise GenotypeError(f"{path}: names no weight file; train it first (nasseg train)")
-    weights = find_weights(genotype)
-    name = name or genotype.name
+    name = check_model_name(name or genotype.name)
+    weights = _checked_weights(genotype)
     if name in shipped_names() and not force:
         raise GenotypeError(f"{name!r} is the name of a shipped model: pass --name NEW (or --force to shadow the "
                             "shipped one with yours)")  # fmt: skip
@@ -95,13 +102,37 @@ def register(source: str | Path, name: str | None = None, force: bool = False) -
     target = target_dir / f"{name}.json"
     if target.exists() and not force:
         raise GenotypeError(f"{target} already registers {name!r}; pass --force to replace it, or --name NEW")
-    target_dir.mkdir(parents=True, exist_ok=True)
     weights_target = target_dir / f"{name}.safetensors"
-    shutil.copyfile(weights, weights_target)
-    weights_target.chmod(0o644)
     registered = genotype.replace(name=name, weights=genotype.weights.model_copy(update={"file": weights_target.name}))
+    atomic_copy(weights, weights_target, mode=0o644)
     atomic_write_text(target, registered.to_json())
     return target
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if it is a plain model name (what a genotype's ``name`` allows: no folders, no
+    leading dot), else a one-line :class:`GenotypeError`."""
+    if not MODEL_NAME.fullmatch(name) or len(name) > 128:
+        shown = name if len(name) <= 60 else name[:57] + "..."
+        raise GenotypeError(f"model name {shown!r}: use a plain name of letters, digits, '.', '_', '+' and '-' "
+                            "(no folders, at most 128 characters)")  # fmt: skip
+    return name
+
+
+def _checked_weights(genotype: Genotype) -> Path:
+    """The genotype's weight file once it is known to be a regular file that matches the genotype."""
+    from zoo.weights import read_arch_hash
+
+    weights = find_weights(genotype)
+    if weights.is_symlink() or not stat.S_ISREG(weights.lstat().st_mode):
+        raise WeightsError(f"{weights}: not a regular file (a symlink or special file); copy the file itself there")
+    recorded = read_arch_hash(weights)
+    if recorded != genotype.arch_hash:
+        raise WeightsError(f"{weights}: records architecture {recorded}, not {genotype.arch_hash} "
+                           f"({genotype.name!r}); these weights belong to another net")  # fmt: skip
+    if genotype.weights.sha256 and sha256_file(weights) != genotype.weights.sha256:
+        raise WeightsError(f"{weights}: checksum differs from the genotype's weights.sha256 (changed or damaged)")
+    return weights
 
 
 def _trained_genotype_file(source: Path) -> Path:

@@ -8,8 +8,6 @@ give a broken net.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -20,7 +18,7 @@ from torch import nn
 from zoo._version import __version__
 from zoo.errors import WeightsError
 from zoo.genotype import Genotype, Weights
-from zoo.io import sha256_file
+from zoo.io import atomic_output, sha256_file
 from zoo.weight_files import find_weights, nasseg_home  # noqa: F401  (re-exported: zoo.weights.nasseg_home)
 
 ARCH_HASH_KEY = "nasseg.arch_hash"
@@ -45,20 +43,13 @@ def save_weights(model: nn.Module, genotype: Genotype, path: str | Path, dtype: 
     genotype (file name, sha256, arch hash). The file is readable by everyone (mode 0644).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
         ARCH_HASH_KEY: genotype.arch_hash,
         GENOTYPE_KEY: genotype.to_json(),
         "nasseg.version": __version__,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(_stored_tensors(model, dtype), tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_output(path, mode=0o644) as tmp:
+        save_file(_stored_tensors(model, dtype), str(tmp), metadata=metadata)
     return Weights(file=path.name, sha256=sha256_file(path), arch_hash=genotype.arch_hash)
 
 

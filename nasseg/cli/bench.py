@@ -11,6 +11,7 @@ from rich.table import Table
 
 from nasseg.cli import app, console, err_console
 from serving.bench import RUNTIMES, bench_model, parse_list, parse_size, parse_threads
+from zoo.io import atomic_write_text
 
 _DEFAULT_RUNTIMES = ",".join(RUNTIMES)
 
@@ -66,6 +67,5 @@ def bench_command(
                  f"peak RSS {result['peak_rss_mib']:.0f} MiB", *result["notes"]]:  # fmt: skip
         console.print(line, highlight=False)
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")
         console.print(f"wrote {json_out}", highlight=False)

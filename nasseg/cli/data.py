@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from nasseg.cli import app, console
+from nasseg.cli import app, console, err_console
 from nasseg.cli.progress import progress_bar
 from zoo.data.folder import open_folder
 from zoo.data.synthetic import DATASETS, check_options, make_dataset
@@ -64,5 +64,6 @@ def import_command(
 
     plan = plan_import(fmt, src, classes, split, seed)
     with progress_bar(f"importing {fmt}", total=len(plan.samples)) as advance:
-        write_folder(plan, out, str(src), fmt, progress=advance, overwrite=overwrite)
+        write_folder(plan, out, str(src), fmt, progress=advance, overwrite=overwrite,
+                     note=lambda line: err_console.print(f"[yellow]note:[/] {line}", highlight=False, soft_wrap=True))
     console.print(f"ok {open_folder(out, seed=seed).describe()}\nsplit: {plan.split_rule}", highlight=False)

@@ -60,6 +60,7 @@ from searchers.evaluators import measure, subset
 from zoo.data.dataset import SegmentationDataset
 from zoo.data.folder import SegmentationFolder, open_folder
 from zoo.genotype import Genotype
+from zoo.io import save_figure
 from zoo.sizing import crop_to_original, pad_to_multiple
 from zoo.training.losses import predict_classes
 from zoo.training.metrics import ConfusionMatrix
@@ -417,6 +418,6 @@ def write_controller_plot(folder: Path, curves: Sequence[dict[str, float]]) -> P
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = folder / "controller.png"
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from zoo.io import save_figure
+
 
 def population_stats(curves: Sequence[Sequence[Mapping[str, Any]]]) -> dict[str, list[float]]:
     """Mean over runs (seeds) of the population mean and best, per step (runs cut to the shortest)."""
@@ -47,6 +49,6 @@ def plot_population(runs: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], p
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path

@@ -457,6 +457,21 @@ def test_api_key_is_required_when_set_and_probes_stay_open(genotype_file: Path, 
 # -- the command -------------------------------------------------------------------------------------
 
 
+def test_a_websocket_upgrade_gets_a_json_403(server: Server) -> None:
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"GET /inspect HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")  # fmt: skip
+        answer = b""
+        while b"}" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 403"), answer
+    assert "no WebSocket endpoint" in json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+
+
 def test_the_server_process_tree_listens_on_one_tcp_port(server: Server) -> None:
     """BentoML's process manager (circus) binds its control endpoints as Unix sockets in a 0700
     folder (serving.launch): the HTTP port is the only TCP port any process of the server listens on."""

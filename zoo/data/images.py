@@ -6,12 +6,14 @@ uint16; 32-bit integer and float TIFFs stay as they are), with EXIF orientation 
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from zoo.errors import NassegError
+from zoo.io import atomic_output
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 Image.MAX_IMAGE_PIXELS = 2**28  # refuse decompression bombs beyond ~268 Mpixel
@@ -24,6 +26,7 @@ class ImageReadError(NassegError):
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file into a numpy array (see the module docstring for shapes and dtypes)."""
     path = Path(path)
+    require_regular_file(path)
     try:
         with Image.open(path) as handle:
             return image_to_array(handle)
@@ -31,6 +34,27 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageReadError(
             f"{path}: not a readable image ({str(exc).splitlines()[0] if str(exc) else exc})"
         ) from None
+
+
+def require_regular_file(path: Path) -> None:
+    """:class:`ImageReadError` unless ``path`` is a regular file (a FIFO or device would block a read forever)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ImageReadError(f"{path}: not a readable image ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        raise ImageReadError(f"{path}: not a regular file ({file_kind(mode)}); skipped")
+
+
+def file_kind(mode: int) -> str:
+    """A word for a file's type: fifo, socket, device, folder or file."""
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "folder" if stat.S_ISDIR(mode) else "file"
 
 
 def image_to_array(handle: Image.Image) -> np.ndarray:
@@ -78,6 +102,5 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
 
 def write_png(path: str | Path, array: np.ndarray) -> None:
     """Write a uint8/uint16 gray or RGB(A) array as PNG (parent folders are created)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.ascontiguousarray(array)).save(path)
+    with atomic_output(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")

@@ -26,6 +26,7 @@ from scipy.spatial import cKDTree
 from zoo._version import __version__
 from zoo.data.images import write_png
 from zoo.errors import NassegError
+from zoo.io import atomic_write_text
 
 SPLIT_FRACTIONS = (("train", 0.7), ("val", 0.15), ("test", 0.15))
 
@@ -258,5 +259,5 @@ def make_dataset(name: str, out: str | Path, n: int = 60, size: int = 128, seed:
             "generator": f"nasseg {__version__}"}  # fmt: skip
     if name == "synth-defects":
         meta["difficulty"] = difficulty
-    (out / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
     return out

@@ -13,7 +13,11 @@ lists them all, one per file (``nasseg data import`` exits 2), as ``nasseg data 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
+import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +26,8 @@ import numpy as np
 
 from zoo._version import __version__
 from zoo.data.folder import SPLITS, DatasetError
-from zoo.data.images import ImageReadError, read_image, write_png
+from zoo.data.images import ImageReadError, file_kind, read_image, write_png
+from zoo.io import atomic_write_text, current_umask
 
 #: A seeded split for sources without one: train / val / test fractions.
 SEEDED_FRACTIONS = (0.7, 0.15, 0.15)
@@ -104,41 +109,124 @@ def seeded_splits(samples: Sequence[SourceSample], seed: int) -> list[SourceSamp
 
 
 def write_folder(plan: ImportPlan, out: Path, source: str, fmt: str, progress: Callable[[int], None] | None = None,
-                 overwrite: bool = False) -> Path:  # fmt: skip
-    """Read, check and write every sample of ``plan`` into ``out`` (see the module docstring)."""
+                 overwrite: bool = False, note: Callable[[str], None] | None = None) -> Path:  # fmt: skip
+    """Read, check and write every sample of ``plan`` into ``out`` (see the module docstring).
+
+    ``out`` is checked before anything is read (:func:`check_output`); the source is scanned for
+    symlinks that leave it (refused, one line each) and for files that are not regular files
+    (skipped, one ``note`` line each). The samples are written into a unique staging folder next to
+    ``out`` and renamed into place; with ``overwrite`` an earlier import at ``out`` is replaced, and
+    nothing else ever is."""
     out = Path(out)
-    problems = list(plan.problems)
-    if not plan.samples and not problems:
+    src = Path(source)
+    check_output(out, src, overwrite)
+    leaving, special = scan_source(src)
+    skipped_names = tuple(f"{path}:" for path, _ in special)
+    problems = [p for p in plan.problems if not p.startswith(skipped_names)]  # a skipped file is no problem
+    problems += [f"{path}: a symlink leaving the source (-> {target}); refused" for path, target in leaving]
+    say = note or (lambda line: print(line, file=sys.stderr))
+    for path, kind in special:
+        say(f"{path}: not a regular file ({kind}); skipped")
+    skipped = {path for path, _ in special} | {path for path, _ in leaving}
+    samples = [s for s in plan.samples if not skipped.intersection((s.where, *s.where.parents))]  # others: read
+    if not samples and not problems:
         problems.append(f"{source}: no samples found in the {fmt} layout")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise DatasetError(out, [f"{out}: the output folder is not empty (pass --overwrite to replace it)"])
     seen: set[tuple[str, str]] = set()
-    for sample in plan.samples:
+    for sample in samples:
         if (sample.split, sample.stem) in seen:
             problems.append(f"{sample.where}: a second sample named {sample.stem!r} in {sample.split}")
         seen.add((sample.split, sample.stem))
-    staging = out.with_name(out.name + ".importing")
-    shutil.rmtree(staging, ignore_errors=True)
-    written = 0
-    for sample in plan.samples:
-        problem = _write_sample(sample, staging, len(plan.classes))
-        if problem:
-            problems.append(problem)
-        else:
-            written += 1
-        if progress is not None:
-            progress(1)
-    if problems:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise DatasetError(Path(source), problems)
-    counts = {split: sum(1 for s in plan.samples if s.split == split) for split in SPLITS}
-    meta = {"classes": plan.classes, "source": {"format": fmt, "path": str(Path(source).resolve())},
-            "split": plan.split_rule, "counts": counts, "importer": f"nasseg {__version__}"}  # fmt: skip
-    (staging / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.importing-"))
+    try:
+        for sample in samples:
+            problem = _write_sample(sample, staging, len(plan.classes))
+            if problem:
+                problems.append(problem)
+            if progress is not None:
+                progress(1)
+        if problems:
+            raise DatasetError(src, problems)
+        counts = {split: sum(1 for s in samples if s.split == split) for split in SPLITS}
+        meta = {"classes": plan.classes, "source": {"format": fmt, "path": str(src.resolve())},
+                "split": plan.split_rule, "counts": counts, "importer": f"nasseg {__version__}"}  # fmt: skip
+        atomic_write_text(staging / "dataset.json", json.dumps(meta, indent=2) + "\n")
+        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700 folders
+        _replace_folder(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # ours: a unique name made above
     return out
+
+
+def check_output(out: Path, src: Path, overwrite: bool) -> None:
+    """One-line :class:`DatasetError` for an ``--out`` that an import must not write: a symlink or a
+    file, the source, a folder inside it or above it, the working directory or a folder above it, a
+    non-empty folder without ``overwrite``, or (with it) a folder that no import wrote."""
+    if out.is_symlink():
+        raise DatasetError(out, [f"--out {out}: a symlink; name the real folder"])
+    if out.exists() and not out.is_dir():
+        raise DatasetError(out, [f"--out {out}: a file, not a folder"])
+    resolved, source, here = out.resolve(), src.resolve(), Path.cwd().resolve()
+    if resolved == source or resolved in source.parents:
+        raise DatasetError(out, [f"--out {out}: the source {src} or a folder above it; choose a new folder"])
+    if source in resolved.parents:
+        raise DatasetError(out, [f"--out {out}: inside the source {src}; write the import outside the download"])
+    if resolved == here or resolved in here.parents:
+        raise DatasetError(out, [f"--out {out}: the working directory or a folder above it; choose a new folder"])
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise DatasetError(out, [f"--out {out}: the folder is not empty (pass --overwrite to replace an import)"])
+        if not is_import_folder(out):
+            raise DatasetError(out, [f"--out {out}: not a folder that nasseg data import wrote (its dataset.json "
+                                     "has no 'importer'); --overwrite replaces only earlier imports"])  # fmt: skip
+
+
+def is_import_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a ``dataset.json`` written by an import (``"importer": "nasseg ..."``)."""
+    meta = folder / "dataset.json"
+    if meta.is_symlink() or not meta.is_file():
+        return False
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and str(data.get("importer", "")).startswith("nasseg ")
+
+
+def scan_source(src: Path) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+    """Symlinks under ``src`` that point outside it (path, target), and entries that are not regular
+    files or folders (path, kind), found without following any symlink."""
+    root = src.resolve()
+    leaving: list[tuple[Path, Path]] = []
+    special: list[tuple[Path, str]] = []
+    for folder, dirs, files in os.walk(src, followlinks=False):
+        for name in [*dirs, *files]:
+            path = Path(folder) / name
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                target = path.resolve()
+                if target != root and root not in target.parents:
+                    leaving.append((path, target))
+                elif target.exists() and not (target.is_file() or target.is_dir()):
+                    special.append((path, file_kind(target.stat().st_mode)))
+            elif not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                special.append((path, file_kind(mode)))
+    return leaving, special
+
+
+def _replace_folder(staging: Path, out: Path) -> None:
+    """Rename ``staging`` to ``out``; an earlier import at ``out`` is moved aside first and removed after."""
+    if not out.exists():
+        staging.rename(out)
+        return
+    if not any(out.iterdir()):
+        out.rmdir()  # an empty folder the user made for it
+        staging.rename(out)
+        return
+    aside = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.replaced-"))
+    out.rename(aside / out.name)
+    staging.rename(out)
+    shutil.rmtree(aside, ignore_errors=True)  # the earlier import (checked by check_output) in our unique folder
 
 
 def _write_sample(sample: SourceSample, root: Path, num_classes: int) -> str | None:

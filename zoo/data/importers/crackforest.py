@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 from scipy.io import loadmat
 
+from zoo.data.images import require_regular_file
 from zoo.data.importers.common import ImportPlan, paired_samples, seeded_splits
 
 
 def read_ground_truth(path: Path) -> np.ndarray:
     """The crack mask (0/1) of a CrackForest ``.mat`` file."""
+    require_regular_file(path)
     truth = loadmat(path)["groundTruth"]
     segmentation = np.asarray(truth[0, 0]["Segmentation"] if truth.dtype.names else truth)
     return (segmentation == 2).astype(np.uint8)

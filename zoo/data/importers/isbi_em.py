@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageSequence
 
+from zoo.data.images import require_regular_file
 from zoo.data.importers.common import ImportPlan, SourceSample, seeded_splits
 
 
 def read_stack(path: Path) -> list[np.ndarray]:
     """Every page of a multi-page TIFF, as arrays (a truncated file raises OSError)."""
+    require_regular_file(path)
     with Image.open(path) as handle:
         return [np.asarray(page.copy()) for page in ImageSequence.Iterator(handle)]
 
