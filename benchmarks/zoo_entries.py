@@ -147,6 +147,13 @@ def pick_for(entry: str, scale: dict[str, Any], work: Path, units: sq.Units, dev
 # ---------------------------------------------------------------------------------------------
 
 
+def zoo_data_command(data_name: str, scale: dict[str, Any]) -> str:
+    """The provenance ``dataset`` of a zoo entry: the name, and the command that makes the data (runnable)."""
+    difficulty = " --difficulty medium" if data_name == "synth-defects" else ""
+    return (f"{data_name} (nasseg data make {data_name} --out data/{data_name}{difficulty} --n {scale['n']} "
+            f"--size {scale['size']} --seed 1)")  # fmt: skip
+
+
 def sized(genotype: Genotype, size: int, name: str | None = None) -> Genotype:
     task = {**genotype.task.model_dump(), "input_size": [size, size]}
     return genotype.replace(task=task, **({"name": name} if name else {}))
@@ -266,9 +273,7 @@ def build_entry(entry: str, scale: dict[str, Any], work: Path, data: dict[str, P
                                    "form": "MnasNet soft constraint on the predicted latency"}  # fmt: skip
         metrics = {"test_iou": out["test_iou"], "test_dice": out["test_dice"], "val_iou": out["val_iou_shipped"]}
         provenance = {
-            "searcher": searcher, "dataset": f"{data_name} (nasseg data {data_name}"
-            f"{' --difficulty medium' if data_name == 'synth-defects' else ''} "
-            f"--n {scale['n']} --size {size} --seed 1)",
+            "searcher": searcher, "dataset": zoo_data_command(data_name, scale),
             "seed": pick["seed"], "search_seconds": pick.get("seconds"),
             "search_settings": {**settings, "image_size": sq.SCALES[scale["search_scale"]]["size"],
                                 "search_data": Path(pick["search_data"]).name + " seed 0", "pick": pick["chosen_by"],
@@ -307,7 +312,7 @@ def build_baseline(model_name: str, data_name: str, scale: dict[str, Any], work:
         out = finish(model, genotype, folder, ship_dir, train_size, args.device)
         if model_name in SHIPPED_BASELINES:
             write_provenance(ship_dir / f"{name}.json", {
-                "dataset": f"{data_name} (the zoo data: --n {scale['n']} --size {size} --seed 1)",
+                "dataset": zoo_data_command(data_name, scale),
                 "device": device_words(args.device, args.threads), "train_recipe": recipe_record(scale, size),
                 "metrics": {"test_iou": out["test_iou"], "test_dice": out["test_dice"]},
                 "library_versions": library_versions(), "created": dt.date.today().isoformat(),

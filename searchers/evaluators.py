@@ -46,7 +46,8 @@ def subset(folder: SegmentationFolder, max_train: int | None, max_val: int | Non
 def search_task(data: str | Path, image_size: tuple[int, int], in_channels: int | None = None) -> dict[str, Any]:
     """The genotype ``task`` a search on ``data`` at ``image_size`` needs (classes from the folder)."""
     folder = open_folder(data)
-    task: dict[str, Any] = {"kind": "segmentation", "num_classes": folder.model_classes, "input_size": list(image_size)}
+    task: dict[str, Any] = {"kind": "segmentation", "num_classes": folder.model_classes, "input_size": list(image_size),
+                            "class_names": list(folder.classes)}  # what served defects are called
     if in_channels is not None:
         task["in_channels"] = in_channels
     return task

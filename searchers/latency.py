@@ -26,6 +26,7 @@ latency measured on ONNX Runtime once the search ends.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,8 @@ from zoo.latency import EdgeContext, LatencyTable, LatencyTableError, latency_fa
 #: MnasNet's soft-constraint exponent (Tan et al. 2019, section 3).
 DEFAULT_WEIGHT = 0.07
 DEFAULT_SIZE = (256, 256)
+#: a candidate whose predicted time is more than this share estimated gets a warning (once per search)
+MOSTLY_ESTIMATED = 0.5
 
 
 @dataclass
@@ -53,6 +56,7 @@ class LatencyObjective:
     weight: float = DEFAULT_WEIGHT
     size: tuple[int, int] = DEFAULT_SIZE
     _cache: dict[str, float] = field(default_factory=dict, repr=False)
+    _warned: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         self.size = (int(self.size[0]), int(self.size[1]))
@@ -80,7 +84,17 @@ class LatencyObjective:
         """Predicted latency of ``genotype``'s net on frames of :attr:`size` (cached per architecture)."""
         key = genotype.arch_hash
         if key not in self._cache:
-            self._cache[key] = self.table.predict(genotype, self.size).predicted_ms
+            prediction = self.table.predict(genotype, self.size)
+            self._cache[key] = prediction.predicted_ms
+            if prediction.estimated_share > MOSTLY_ESTIMATED and not self._warned:
+                self._warned = True
+                height, width = self.size
+                warnings.warn(f"latency table {self.table.source} does not cover this search: "
+                              f"{prediction.estimated_share:.0%} of a candidate's predicted time "
+                              f"({genotype.family}) is estimated, not looked up; extend it on the target with "
+                              f"`nasseg latency table --out TABLE.json --spaces SPACE --size {height}x{width} "
+                              "--samples 24` (SPACE: this searcher's) and search with that table",
+                              UserWarning, stacklevel=2)  # fmt: skip
         return self._cache[key]
 
     def factor(self, ms: float) -> float:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 #: Paths the service answers (BentoML's, the API's and the model card).
-KNOWN_PATHS = frozenset({"/", "/docs.json", "/segment", "/inspect", "/inspect_batch", "/model",
+KNOWN_PATHS = frozenset({"/", "/docs.json", "/schema.json", "/segment", "/inspect", "/inspect_batch", "/model",
                          "/livez", "/healthz", "/readyz", "/metrics"})  # fmt: skip
 UNKNOWN_PATH = "/unknown-path"
 ORIGINAL_PATH = "nasseg.original_path"

@@ -31,6 +31,21 @@ def test_list_shows_registered_models() -> None:
     assert rows and all(row["family"] == "smp" for row in rows)
 
 
+def test_list_fits_an_80_column_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nasseg.cli import console
+
+    monkeypatch.setattr(console, "width", 80)
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in result.output
+    row = next(line for line in lines if line.startswith("iac-unet-small-synth-defects "))
+    assert row.split() == ["iac-unet-small-synth-defects", "iac-unet", "synth-defects", "0.757", "0.97", "yes"]
+    monkeypatch.setattr(console, "width", 200)
+    wide = runner.invoke(app, ["list", "--wide"])
+    assert wide.exit_code == 0 and "params" in wide.output and "searcher" in wide.output
+
+
 def test_report_prints_parameters_and_macs() -> None:
     result = runner.invoke(app, ["report", "darts-v2-cifar", "--input-size", "32", "32"])
     assert result.exit_code == 0, result.output
@@ -42,7 +57,8 @@ def test_report_prints_parameters_and_macs() -> None:
 
 def test_info_and_validate(tmp_path: Path) -> None:
     result = runner.invoke(app, ["info", "pc-darts-cifar"])
-    assert result.exit_code == 0 and "Genotype(normal=" in result.output and "4,111,104" in result.output
+    assert result.exit_code == 0 and "Genotype(normal=" in result.output
+    assert "3,634,678 (the net as deployed) + 476,426 in the auxiliary head" in result.output
     text = runner.invoke(app, ["info", "unet-pix2pix-256", "--json"]).output
     path = tmp_path / "u.json"
     path.write_text(text)

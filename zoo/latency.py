@@ -10,9 +10,13 @@ latency of a net is the runtime's per-call overhead plus the sum of its units' t
 
 The table knows nothing of searchers or runtimes: it is a JSON file of keys and milliseconds, so a
 user times it on the line-side box, copies it back, and searches with it. A unit missing from the
-table (a shape no sampled architecture had) is estimated from the table by a least-squares fit of
-time on MACs and output elements per unit kind (all units where a kind has too few); the
-prediction says how many units it looked up and how many it estimated.
+table (a shape no sampled architecture had) is estimated from the table by a non-negative
+least-squares fit of time on MACs and output elements per unit kind (all units where a kind has
+too few), never below a physical floor: the unit's MACs and elements at the fastest rates any
+timed unit reached (the table's measured roof) plus the smallest time a timed unit took (its fixed
+cost). The prediction says how many units it looked up and estimated, and what share of its time
+is estimated: a search that drifts into shapes the table never saw is told so (issue 29: a plain
+least-squares fit went to 0 ms for a whole net, 0.002 predicted against 2.59 ms measured).
 
 Shapes are traced on PyTorch's ``meta`` device: building and tracing a net at 256 x 256 allocates
 nothing and takes milliseconds, so searchers can predict every candidate.
@@ -237,6 +241,12 @@ class Prediction:
     overhead_ms: float
     by_kind: dict[str, float] = field(default_factory=dict)
     scale: float = 1.0
+    estimated_ms: float = 0.0
+
+    @property
+    def estimated_share(self) -> float:
+        """The share of the predicted time that comes from estimated (not looked-up) units."""
+        return self.estimated_ms / self.predicted_ms if self.predicted_ms > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -244,6 +254,7 @@ class Prediction:
             "units": self.units,
             "looked_up": self.looked_up,
             "estimated": self.estimated,
+            "estimated_share": round(self.estimated_share, 4),
             "overhead_ms": round(self.overhead_ms, 4),
             "calibration": round(self.scale, 4),
             "by_kind_ms": {k: round(v, 4) for k, v in sorted(self.by_kind.items(), key=lambda kv: -kv[1])},
@@ -251,20 +262,28 @@ class Prediction:
 
 
 def _fit(rows: list[dict[str, Any]]) -> list[float]:
-    """Least squares ``ms ~ a + b * MACs + c * elements`` (no negative slope kept)."""
+    """Non-negative least squares ``ms ~ a + b * MACs + c * elements`` (a, b, c >= 0: more work is
+    never faster, and no unit costs less than nothing)."""
+    from scipy.optimize import nnls
+
     ms = np.array([r["ms"] for r in rows], dtype=float)
     if len(rows) < 2 or ms.std() == 0:
         return [float(ms.mean()), 0.0, 0.0]
     features = np.array([[1.0, r["macs"], r["elements"]] for r in rows], dtype=float)
     scale = np.maximum(np.abs(features).max(axis=0), 1.0)
-    coef, *_ = np.linalg.lstsq(features / scale, ms, rcond=None)
-    coef = coef / scale
-    if coef[1] < 0 or coef[2] < 0:  # refit on the one feature that explains it best
-        best = max((1, 2), key=lambda j: abs(np.corrcoef(features[:, j], ms)[0, 1]) if features[:, j].std() else 0)
-        slope = np.polyfit(features[:, best], ms, 1) if features[:, best].std() else np.array([0.0, ms.mean()])
-        coef = np.zeros(3)
-        coef[0], coef[best] = slope[1], max(slope[0], 0.0)
-    return [float(c) for c in coef]
+    coef, _ = nnls(features / scale, ms)
+    return [float(c) for c in coef / scale]
+
+
+def _roof(rows: list[dict[str, Any]]) -> tuple[float, float, float]:
+    """The table's measured roof: the fastest MACs/ms and elements/ms of any timed unit, and the
+    smallest time a timed unit took (its 1st percentile, a fixed cost per unit)."""
+    timed = [r for r in rows if r["ms"] > 0]
+    if not timed:
+        return math.inf, math.inf, 0.0
+    macs_rate = max((r["macs"] / r["ms"] for r in timed if r["macs"] > 0), default=math.inf)
+    elements_rate = max((r["elements"] / r["ms"] for r in timed if r["elements"] > 0), default=math.inf)
+    return macs_rate, elements_rate, float(np.percentile([r["ms"] for r in timed], 1))
 
 
 class LatencyTable:
@@ -286,6 +305,7 @@ class LatencyTable:
         for row in rows:
             by_kind.setdefault(row["kind"], []).append(row)
         self._fits = {kind: _fit(kind_rows) for kind, kind_rows in by_kind.items() if len(kind_rows) >= MIN_FIT_UNITS}
+        self._macs_rate, self._elements_rate, self._unit_floor_ms = _roof(rows)
         self.calibration: dict[str, dict[str, Any]] = dict(data.get("calibration") or {})
 
     def scale(self, family: str | None) -> float:
@@ -314,10 +334,15 @@ class LatencyTable:
     def threads(self) -> int:
         return int(self.data.get("threads", 0))
 
+    def floor(self, call: UnitCall) -> float:
+        """The least a unit can take on this machine: its MACs or its elements at the table's roof
+        (whichever takes longer), plus the smallest time any timed unit took."""
+        return self._unit_floor_ms + max(call.macs / self._macs_rate, call.elements / self._elements_rate)
+
     def estimate(self, call: UnitCall) -> float:
-        """A unit's time from the fit of its kind (or of all units)."""
+        """A unit's time from the fit of its kind (or of all units), never below :meth:`floor`."""
         a, b, c = self._fits.get(call.kind, self._fit_all)
-        return max(a + b * call.macs + c * call.elements, 0.0)
+        return max(a + b * call.macs + c * call.elements, self.floor(call))
 
     def unit_ms(self, call: UnitCall) -> tuple[float, bool]:
         """``(ms, looked_up)`` of one unit call."""
@@ -328,14 +353,15 @@ class LatencyTable:
 
     def predict_calls(self, calls: Sequence[UnitCall], scale: float = 1.0) -> Prediction:
         """The overhead plus ``scale`` times the sum of the units' times."""
-        total, hits, by_kind = 0.0, 0, {}
+        total, hits, by_kind, estimated = 0.0, 0, {}, 0.0
         for call in calls:
             ms, hit = self.unit_ms(call)
             total += ms * scale
             hits += hit
+            estimated += 0.0 if hit else ms * scale
             by_kind[call.kind] = by_kind.get(call.kind, 0.0) + ms * scale
         return Prediction(self.overhead_ms + total, len(calls), hits, len(calls) - hits, self.overhead_ms, by_kind,
-                          scale)  # fmt: skip
+                          scale, estimated)  # fmt: skip
 
     def predict(self, genotype: Genotype, size: Sequence[int] | None = None, calibrated: bool = True) -> Prediction:
         """Predicted latency of ``genotype``'s net at ``size`` (default: its input size), batch 1

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from torch import nn
 
 ModelSpec = str | Path | Genotype
+#: JSON files of the genotypes folder that are not genotypes: the contract's schema, and the cost
+#: index ``nasseg list`` reads without torch (``scripts/record_costs.py`` writes it)
+SHIPPED_DATA_FILES = ("schema.json", "costs.json")
 #: a model name, as a genotype's ``name`` field allows it (a file stem: no separators, no leading dot)
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
@@ -59,7 +62,7 @@ def _registered() -> dict[str, Path]:
         if not directory.is_dir():
             continue
         for path in sorted(directory.glob("*.json")):
-            if path.name == "schema.json":
+            if path.name in SHIPPED_DATA_FILES:
                 continue
             if user and not is_genotype_file(path):
                 if path not in _WARNED_STRAYS:
@@ -78,7 +81,7 @@ def _registered() -> dict[str, Path]:
 def shipped_names() -> set[str]:
     """Names of the genotypes shipped with the package."""
     shipped = genotype_dirs()[0]
-    return {p.stem for p in shipped.glob("*.json") if p.name != "schema.json"}
+    return {p.stem for p in shipped.glob("*.json") if p.name not in SHIPPED_DATA_FILES}
 
 
 def register(source: str | Path, name: str | None = None, force: bool = False) -> Path:

@@ -12,6 +12,7 @@ from rich.table import Table
 import zoo
 from nasseg.cli import app, console, err_console, print_json
 from zoo.genotype import Genotype
+from zoo.registry import genotype_dirs
 from zoo.units import human as _human
 from zoo.units import mib as _bytes
 
@@ -26,26 +27,54 @@ def _has_weights(genotype: Genotype) -> bool:
     return True
 
 
+def _costs() -> dict[str, dict]:
+    """The shipped models' parameters and MACs (``genotypes/costs.json``; read without torch)."""
+    import json
+    from importlib import resources
+
+    try:
+        return json.loads((resources.files("genotypes") / "costs.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _data_name(genotype: Genotype) -> str:
+    """The data set a model was trained on, as a short name (``synth-defects``), or ``-``."""
+    dataset = genotype.provenance.dataset or ""
+    return dataset.split(" ", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "-"
+
+
+def _macs_text(cost: dict | None) -> str:
+    return f"{cost['macs'] / 1e9:.2f} G" if cost else "-"
+
+
 @app.command("list")
 def list_command(
     pattern: Annotated[str, typer.Argument(help="Shell-style pattern, e.g. 'smp-*'.")] = "*",
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output (every field).")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="Every column (about 130 characters wide).")] = False,
 ) -> None:
-    """List the registered models."""
+    """List the registered models: name, family, data, test IoU, MACs and weights (--wide: all columns)."""
+    costs = _costs()
     rows = []
     for name in zoo.list_models(pattern):
         genotype = zoo.get_genotype(name)
         task = genotype.task
+        cost = costs.get(name)
         rows.append(
             {
                 "name": name,
                 "family": genotype.family,
                 "task": task.kind,
+                "data": _data_name(genotype),
                 "in_channels": task.in_channels,
                 "num_classes": task.num_classes,
                 "input_size": list(task.input_size),
                 "weights": _has_weights(genotype),
                 "test_iou": genotype.provenance.metrics.get("test_iou"),
+                "macs": cost["macs"] if cost else None,
+                "macs_size": cost["macs_size"] if cost else None,
+                "params": cost["params"] if cost else None,
                 "searcher": genotype.provenance.searcher or "",
                 "source": genotype.provenance.source or "",
             }
@@ -53,23 +82,30 @@ def list_command(
     if as_json:
         print_json(rows)
         return
-    table = Table(title=f"nasseg models ({len(rows)})")
-    table.add_column("name", no_wrap=True)
-    for column in ("family", "task", "input", "classes", "weights", "test IoU", "searcher"):
-        table.add_column(column)
+    if wide:
+        table = Table(title=f"nasseg models ({len(rows)})")
+        columns = ("name", "family", "task", "data", "input", "classes", "weights", "test IoU", "GMACs", "params",
+                   "searcher")  # fmt: skip
+    else:  # 80 columns: no box, one space between columns
+        table = Table(title=f"nasseg models ({len(rows)})", box=None, padding=(0, 1, 0, 0), title_justify="left")
+        columns = ("name", "family", "data", "IoU", "GMACs", "wts")
+    for column in columns:
+        table.add_column(column, no_wrap=column == "name", justify="right" if column in ("IoU", "GMACs") else "left")
     for row in rows:
-        size = "x".join(map(str, row["input_size"]))
-        table.add_row(
-            row["name"],
-            row["family"],
-            row["task"],
-            f"{row['in_channels']}x{size}",
-            str(row["num_classes"]),
-            "yes" if row["weights"] else "-",
-            f"{row['test_iou']:.3f}" if row["test_iou"] is not None else "-",
-            row["searcher"] or "-",
-        )
+        iou = f"{row['test_iou']:.3f}" if row["test_iou"] is not None else "-"
+        macs = f"{row['macs'] / 1e9:.2f}" if row["macs"] is not None else "-"
+        weights = "yes" if row["weights"] else "-"
+        if wide:
+            size = "x".join(map(str, row["input_size"]))
+            params = f"{row['params'] / 1e6:.2f} M" if row["params"] is not None else "-"
+            table.add_row(row["name"], row["family"], row["task"], row["data"], f"{row['in_channels']}x{size}",
+                          str(row["num_classes"]), weights, iou, macs, params, row["searcher"] or "-")  # fmt: skip
+        else:
+            table.add_row(row["name"], row["family"], row["data"], iou, macs, weights)
     console.print(table)
+    console.print("IoU: test IoU of the shipped weights; GMACs at 256x256 for segmentation nets (classification "
+                  "nets at their input size); wts: trained weights here. --wide: every column; --json: all fields.",
+                  highlight=False)  # fmt: skip
 
 
 @app.command()
@@ -84,7 +120,11 @@ def info(
         return
     try:
         model = zoo.build_model(genotype)
-        params, divisor = f"{sum(p.numel() for p in model.parameters()):,}", str(model.divisor)
+        total, divisor = sum(p.numel() for p in model.parameters()), str(model.divisor)
+        auxiliary = sum(p.numel() for name, p in model.named_parameters() if name.startswith("auxiliary"))
+        params = f"{total - auxiliary:,} (the net as deployed)"
+        if auxiliary:
+            params += f" + {auxiliary:,} in the auxiliary head (training only) = {total:,}"
     except zoo.BuildError as exc:
         params, divisor = f"- ({exc})", "-"
     table = Table(show_header=False, title=f"{genotype.name}")
@@ -98,6 +138,18 @@ def info(
     )
     table.add_row("arch hash", genotype.arch_hash)
     table.add_row("parameters", params)
+    cost = _costs().get(genotype.name)
+    if cost and genotype.source is not None and genotype.source.parent == genotype_dirs()[0].resolve():
+        table.add_row("MACs", f"{_macs_text(cost)} at {'x'.join(map(str, cost['macs_size']))} (FLOPs = 2 x MACs)")
+    metrics = genotype.provenance.metrics
+    if "test_iou" in metrics:
+        dice = f", Dice {metrics['test_dice']:.3f}" if "test_dice" in metrics else ""
+        table.add_row("test IoU", f"{metrics['test_iou']:.3f}{dice} (the shipped weights, on the test split of "
+                                  f"{_data_name(genotype)})")  # fmt: skip
+    recipe = genotype.provenance.train_recipe or {}
+    if recipe.get("crop"):
+        table.add_row("trained at", f"{'x'.join(map(str, recipe['crop']))} px ({recipe.get('data', 'see dataset')}); "
+                                    "serve frames of about that scale")  # fmt: skip
     table.add_row("input divisor", divisor)
     table.add_row("weights", "available" if _has_weights(genotype) else ("missing" if genotype.weights else "none"))
     if genotype.cells():

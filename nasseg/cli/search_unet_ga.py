@@ -17,7 +17,6 @@ from nasseg.cli.search import (
     LatencyTableOption,
     LatencyTargetOption,
     LatencyWeightOption,
-    MinStepsOption,
     OutOption,
     RayOption,
     ResumeOption,
@@ -38,7 +37,11 @@ from searchers import Budget, SearchError, SegmentationEvaluator
 from searchers.evaluators import search_task
 from searchers.latency import DEFAULT_WEIGHT
 from searchers.unet_ga import PAPER_LAYERS, TranslationEvaluator, UNetGAStrategy, UNetRandomStrategy, UNetSpace
+from searchers.unet_ga.strategy import FITNESS_METRICS
 from searchers.unet_ga.translation import paired_root
+
+#: steps per candidate below which a short training ranks U-Nets poorly (search_fidelity.json: Spearman 0.90 at 100)
+SEGMENTATION_MIN_STEPS = 100
 
 
 def parse_widths(text: str) -> tuple[int, ...]:
@@ -69,6 +72,10 @@ def unet_ga(
     population: Annotated[int, typer.Option("--population", "-K", min=2, help="Population size K.")] = 32,
     generations: Annotated[int, typer.Option("--generations", "-T", min=0, help="Generations T.")] = 100,
     gamma: Annotated[float, typer.Option(min=0, help="FLOPs weight in f = 1/(L_gen + gamma * GFLOPs).")] = 0.01,
+    fitness: Annotated[
+        str | None,
+        typer.Option(help="L_gen of the fitness: iou (1 - val IoU; default for segmentation) or loss (the paper's)."),
+    ] = None,
     widths: Annotated[str, typer.Option(help="S1: the encoder widths to choose from.")] = "64,128,256,512",
     layers: Annotated[
         int | None, typer.Option(min=2, help="Encoder levels L (default: 8, fewer for small sizes).")
@@ -96,7 +103,11 @@ def unet_ga(
     max_images: ImagesOption = None,
     max_val_images: ValImagesOption = None,
     max_steps: StepsOption = None,
-    min_steps: MinStepsOption = 20,
+    min_steps: Annotated[
+        int | None,
+        typer.Option("--min-steps", min=1, help="Optimiser steps per candidate at least (default: 100 for "
+                     "segmentation, where a shorter training ranks nets poorly; 20 for translation)."),
+    ] = None,
     max_seconds: SecondsOption = None,
     workers: WorkersOption = None,
     ray: RayOption = None,
@@ -119,6 +130,11 @@ def unet_ga(
         raise SearchError(f"--image-size {image_size}: a U-Net needs a size divisible by 4 at least")
     if lr is None:
         lr = 2e-4 if task == "translation" else 1e-3
+    if min_steps is None:
+        min_steps = 20 if task == "translation" else SEGMENTATION_MIN_STEPS
+    fitness = fitness or ("loss" if task == "translation" else "iou")
+    if fitness not in FITNESS_METRICS or (task == "translation" and fitness == "iou"):
+        raise SearchError(f"--fitness {fitness!r}: choose {' or '.join(FITNESS_METRICS)} (translation: loss)")
     fidelity = fidelity_from(epochs, image_size, batch_size, max_images, max_val_images, max_steps, lr, min_steps)
     if task == "translation":
         paired_root(data)  # fails early, in one line, without pairs
@@ -135,12 +151,14 @@ def unet_ga(
     most = population + generations * (population - 1 + (elite_evaluations > 1))
     if random_search:
         total = min(most, evaluations) if evaluations else most
-        strategy = UNetRandomStrategy(space, per_step=population, seed=seed, gamma=gamma, flops_size=flops, total=total)
+        strategy = UNetRandomStrategy(space, per_step=population, seed=seed, gamma=gamma, flops_size=flops,
+                                      total=total, metric=fitness)  # fmt: skip
         name = UNetRandomStrategy.name
         budget = Budget(evaluations=total, seconds=max_seconds)
     else:
         strategy = UNetGAStrategy(space, population, generations, gamma, seed=seed, flops_size=flops,
-                                  selection=selection, elite_evaluations=elite_evaluations)  # fmt: skip
+                                  selection=selection, elite_evaluations=elite_evaluations,
+                                  metric=fitness)  # fmt: skip
         name = UNetGAStrategy.name
         budget = Budget(steps=generations + 1, evaluations=evaluations, seconds=max_seconds)
     run_dir, resuming = run_directory(name, out, resume)

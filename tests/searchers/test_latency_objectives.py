@@ -136,3 +136,40 @@ def test_objective_checks_its_numbers(tiny_latency_table: Path) -> None:
         LatencyObjective.from_options(tiny_latency_table, 1.0, weight=-0.5)
     recorder = LatencyObjective.from_options(tiny_latency_table, None)
     assert recorder.factor(1e9) == 1.0 and float(recorder.loss(torch.tensor(1e9))) == 0.0
+
+
+def test_a_tight_target_changes_what_the_ga_breeds_and_picks() -> None:
+    """One objective (issue 29): the GA's selection, elite and best() rank by the fitness with the
+    latency factor, so a target that makes wide nets slow moves the answer to a narrow one."""
+    from searchers.unet_ga import UNetGAStrategy, UNetSpace
+    from zoo.latency import latency_factor
+
+    task = {"kind": "segmentation", "in_channels": 3, "num_classes": 1, "input_size": [32, 32]}
+
+    def run(target_ms: float | None) -> tuple[EvalResult, list[int]]:
+        strategy = UNetGAStrategy(UNetSpace(widths=(4, 8, 16, 32), layers=3, task=task), population=6,
+                                  generations=2, seed=3, elite_evaluations=1, metric="iou")  # fmt: skip
+        history: list[EvalResult] = []
+        for step in range(3):
+            results = []
+            for proposal in strategy.ask(step):
+                width = sum(proposal.genotype.arch.channels)  # wider nets: better IoU, slower
+                ms = width / 10.0
+                extra = dict(proposal.extra)
+                if target_ms is not None:
+                    extra["latency"] = {"predicted_ms": ms, "factor": latency_factor(ms, target_ms, 3.0)}
+                result = EvalResult(proposal.key, proposal.genotype, step, metrics={"iou": width / (width + 20)},
+                                    macs=0, extra=extra)  # fmt: skip
+                result.fitness = strategy.fitness(result)
+                results.append(result)
+            strategy.tell(step, results)
+            history += results
+        parents = [sum(m["c1"]) for m in strategy.final_population()]
+        return strategy.best(history), parents, history
+
+    free, free_parents, _ = run(None)
+    tight, tight_parents, history = run(1.5)
+    assert sum(tight.genotype.arch.channels) < sum(free.genotype.arch.channels)
+    assert sum(tight_parents) < sum(free_parents)  # the population itself moved, not just the answer
+    assert tight.fitness == pytest.approx(max(r.fitness for r in history))  # reported = the number ranked by
+    assert tight.fitness == pytest.approx(1 / (1 - tight.metrics["iou"]) * tight.extra["latency"]["factor"])

@@ -449,12 +449,39 @@ def test_api_key_is_required_when_set_and_probes_stay_open(genotype_file: Path, 
             ok = open_client.post("/inspect", files=files, headers={"Authorization": f"Bearer {key}"})
             assert ok.status_code == 200, ok.text
             assert open_client.get("/metrics", headers={"X-API-Key": key}).status_code == 200
+        import asyncio
+
+        import bentoml
+
+        path = home / "client-frame.png"
+        path.write_bytes(files["image"][1])
+        with bentoml.SyncHTTPClient(server.url, token=key, timeout=60) as client:  # BentoML's own client
+            assert client.inspect(image=path)["model"] == "serve-tiny"
+
+        async def call_async() -> dict:
+            async with bentoml.AsyncHTTPClient(server.url, token=key, timeout=60) as client:
+                return await client.inspect(image=path)
+
+        assert asyncio.run(call_async())["verdict"] in ("OK", "NG")
     finally:
         assert server.stop() == 0, server.log_text()[-3000:]
     assert key not in server.log_text()
 
 
 # -- the command -------------------------------------------------------------------------------------
+
+
+def test_bentoml_s_own_client_calls_every_endpoint_by_name(server: Server, home: Path) -> None:
+    import bentoml
+
+    frame = home / "bentoml-client.png"
+    frame.write_bytes(GOOD["rgb-odd-size"][1])
+    with bentoml.SyncHTTPClient(server.url, timeout=60) as client:
+        answer = client.inspect(image=frame)
+        assert answer["model"] == "serve-tiny" and answer["verdict"] in ("OK", "NG")
+        assert client.segment(image=frame).size == (answer["width"], answer["height"])
+        batch = client.inspect_batch(images=[frame, frame])
+        assert [a["width"] for a in batch] == [answer["width"]] * 2
 
 
 def test_a_websocket_upgrade_gets_a_json_403(server: Server) -> None:

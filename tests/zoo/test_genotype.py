@@ -10,9 +10,10 @@ import pytest
 
 import zoo
 from zoo.genotype import Genotype, json_schema
+from zoo.registry import SHIPPED_DATA_FILES
 
 GENOTYPE_DIR = Path(__file__).resolve().parents[2] / "genotypes"
-SHIPPED = sorted(p for p in GENOTYPE_DIR.glob("*.json") if p.name != "schema.json")
+SHIPPED = sorted(p for p in GENOTYPE_DIR.glob("*.json") if p.name not in SHIPPED_DATA_FILES)
 
 DARTS_V2 = (
     "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), "

@@ -91,6 +91,40 @@ def test_missing_units_are_estimated_from_the_table() -> None:
     assert 3 * small.predicted_ms < large.predicted_ms
 
 
+def test_an_estimate_never_falls_below_the_measured_roof() -> None:
+    """Issue 29: a plain least-squares fit with a negative intercept predicted 0 ms for small units
+    (a whole net at 0.002 ms against 2.59 measured); the estimate now keeps a physical floor."""
+    rows = {}
+    for i, macs in enumerate((1e7, 2e7, 4e7, 8e7, 1.6e8)):  # big units only, time = -0.2 ms + MACs at 1 GMAC/ms
+        rows[f"k{i}"] = {"kind": "Conv", "inputs": [[1, 8, 8, 8]], "macs": int(macs), "elements": 512,
+                         "ms": max(macs / 1e8 - 0.2, 0.01)}  # fmt: skip
+    table = LatencyTable({"schema": TABLE_SCHEMA, "units": rows})
+    genotype = zoo.apply_overrides(zoo.resolve_genotype("unet-small"), {"channels": [4, 4, 8], "skips": [True, True]})
+    prediction = table.predict(genotype, (32, 32))
+    calls = trace_genotype(genotype, (32, 32))
+    assert prediction.estimated == len(calls) and prediction.estimated_share == pytest.approx(1.0)
+    for call in calls:
+        assert table.estimate(call) >= table.floor(call) > 0
+        assert table.floor(call) >= call.macs / 1e8  # at most the fastest rate any timed unit reached
+    assert prediction.to_dict()["estimated_share"] == 1.0
+
+
+def test_a_search_is_warned_once_when_the_table_does_not_cover_it(tiny_latency_table: Path) -> None:
+    import warnings
+
+    from searchers.latency import LatencyObjective
+
+    objective = LatencyObjective.from_options(tiny_latency_table, 1.0, 0.07, (48, 48))  # a size the table lacks
+    space = [zoo.apply_overrides(zoo.resolve_genotype("unet-small"), {"channels": [4, w, 16], "skips": [True, True]})
+             for w in (4, 8, 12)]  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for genotype in space:
+            objective.predict_ms(genotype)
+    lines = [str(w.message) for w in caught if "does not cover this search" in str(w.message)]
+    assert len(lines) == 1 and "nasseg latency table" in lines[0] and "--size 48x48" in lines[0]
+
+
 def test_bad_tables_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(LatencyTableError, match="no such latency table"):
         LatencyTable.load(tmp_path / "missing.json")

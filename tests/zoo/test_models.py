@@ -138,3 +138,17 @@ def test_input_size_checks() -> None:
         zoo.check_input_size(zoo.create_model("unet-pix2pix-256"), (100, 100))
     with pytest.raises(zoo.InputSizeError):
         zoo.profile(zoo.create_model("smp-unet-resnet18"), (1, 3, 40, 40))
+
+
+def test_the_cost_index_matches_the_models() -> None:
+    """``genotypes/costs.json`` (what ``nasseg list`` shows without torch) covers every shipped model,
+    and its parameters add up to the recorded counts; spot-check MACs against a fresh profile."""
+    from zoo.registry import genotype_dirs, shipped_names
+
+    costs = json.loads((genotype_dirs()[0] / "costs.json").read_text())
+    assert set(costs) == shipped_names()
+    for name, cost in costs.items():
+        assert cost["params"] + cost["params_auxiliary"] == RECORDED[name], name
+    for name in ("unet-small", "iac-unet-small-synth-defects"):
+        report = zoo.profile(zoo.create_model(name), (1, 3, *costs[name]["macs_size"]))
+        assert report.macs == costs[name]["macs"]

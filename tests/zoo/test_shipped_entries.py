@@ -76,3 +76,23 @@ def test_list_shows_the_shipped_weights() -> None:
         rows["asdet-synth-defects"]["test_iou"]
         == zoo.get_genotype("asdet-synth-defects").provenance.metrics["test_iou"]
     )
+
+
+def test_every_recorded_data_command_runs() -> None:
+    """A shipped entry's provenance names the command that makes its data; that command must exist
+    (its --help form runs), so a user can remake the data it was scored on."""
+    import re
+    import shlex
+
+    commands = {}
+    for name in zoo.list_models():
+        dataset = zoo.get_genotype(name).provenance.dataset or ""
+        found = re.search(r"\((nasseg [^)]*)\)", dataset)
+        if found:
+            commands[name] = found.group(1)
+    assert len(commands) >= 8, commands
+    for name, command in commands.items():
+        args = shlex.split(command)[1:]
+        assert args[:2] == ["data", "make"], (name, command)
+        result = CliRunner().invoke(app, [*args, "--help"])
+        assert result.exit_code == 0, (name, command, result.output)

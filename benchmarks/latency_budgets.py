@@ -1,0 +1,211 @@
+"""The searched front against the tuned U-Net grid, per latency budget -> ``latency_budgets.json`` + leaderboard.
+
+Issue 29, item 6. For each budget (ORT fp32, batch 1, 256x256, 2 threads on this box):
+
+1. **Search** with the latency objective at that budget (the machine's table,
+   ``results/latency_table.json``; MnasNet's soft constraint with weight ``--weight``) on the
+   search-quality data (seed 0), at the searcher's CPU-scale fidelity of ``search_quality.py``.
+2. **Train** the pick by the zoo recipe (``zoo_entries.zoo_recipe``) on the zoo data (seed 1, whose
+   test split no search saw) with ``--seeds`` training seeds, as the grid's U-Nets are trained
+   (``unet_grid.py``).
+3. **Time** every pick and every grid net in one pass on quiet cores (``--latency``): the measured
+   p50 decides what is "under the budget", never the prediction.
+
+The row per budget: the best searched net under it (mean test IoU over the seeds) and the best grid
+U-Net under it, the searcher's minutes, and the pick's predicted and measured latency (recorded
+in the pick's ``best.json`` too). ``--leaderboard`` merges the rows and the grid into
+``leaderboard.json`` (``"unet_grid"``, ``"latency_budgets"``). Resumable: every search, training
+and timing is a unit in ``WORK/latency_budgets_units.json``.
+
+    python benchmarks/latency_budgets.py --searchers unet-ga [--budgets 2 4 8 16 32]
+    python benchmarks/latency_budgets.py --latency --leaderboard     # time everything, write the tables
+    python benchmarks/latency_budgets.py --scale tiny --work /tmp/lb --out /tmp/lb.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import search_quality as sq  # noqa: E402
+import unet_grid  # noqa: E402
+import zoo_entries as ze  # noqa: E402
+
+import zoo  # noqa: E402
+from searchers.evaluators import search_task  # noqa: E402
+from searchers.latency import LatencyObjective  # noqa: E402
+from zoo.data.folder import open_folder  # noqa: E402
+from zoo.genotype import Genotype  # noqa: E402
+from zoo.io import atomic_write_bytes  # noqa: E402
+from zoo.training.trainer import Trainer  # noqa: E402
+from zoo.versions import library_versions  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results" / "latency_budgets.json"
+LEADERBOARD = ROOT / "results" / "leaderboard.json"
+TABLE = ROOT / "results" / "latency_table.json"
+BUDGETS = (2.0, 4.0, 8.0, 16.0, 32.0)
+SIZE_256 = (256, 256)
+DATA = "synth-defects"
+
+
+def search_pick(searcher: str, budget: float, args: argparse.Namespace, work: Path, units: sq.Units) -> dict:
+    """One latency-targeted search (seed 0) at the searcher's CPU-scale settings."""
+    scale = sq.SCALES[args.scale]
+    data = sq.prepare_data(work / "search", scale)[DATA]  # every searcher on the data the grid is scored on
+    objective = LatencyObjective.from_options(args.table, budget, args.weight, SIZE_256)
+    settings = {**scale[searcher], "latency": objective}
+    run_dir = work / "runs" / f"{searcher}-{budget:g}ms"
+    start = time.perf_counter()
+    found = sq.SEARCH[searcher]("search", 0, data, run_dir, settings, scale["size"], args.device, units)
+    prediction = objective.table.predict(Genotype.from_dict(found["genotype"]), SIZE_256)
+    return {**found, "predicted_ms": prediction.predicted_ms, "estimated_share": prediction.estimated_share,
+            "search_minutes": round((time.perf_counter() - start) / 60, 2), "run_dir": str(run_dir)}  # fmt: skip
+
+
+def train_pick(pick: dict, data: Path, scale: dict[str, Any], seed: int, device: str, workdir: Path) -> dict:
+    """The pick trained by the zoo recipe at the zoo size, as the grid's nets are."""
+    size = scale["size"]
+    genotype = Genotype.from_dict(pick["genotype"])
+    genotype = genotype.replace(task={**genotype.task.model_dump(), **search_task(data, (size, size))})
+    torch.manual_seed(seed)
+    model = zoo.build_model(genotype)
+    trainer = Trainer(model, open_folder(data), ze.zoo_recipe(scale["epochs"], scale["steps"], size, seed, device),
+                      workdir)  # fmt: skip
+    fit = trainer.fit(resume=trainer.checkpoint_path.is_file())
+    test = sq.scores(model, data, "test", device)
+    return {"val_iou": float(fit.best_metrics.get("iou", 0.0)), "test_iou": test["iou"], "test_dice": test["dice"]}
+
+
+def measured_ms(genotype: Genotype) -> float:
+    from serving.latency_table import measure_genotype_ms
+
+    return measure_genotype_ms(genotype, SIZE_256, threads=2, repeats=30)
+
+
+def rows_for(units: sq.Units, args: argparse.Namespace) -> list[dict[str, Any]]:
+    grid = [r for r in unet_grid.summarise(units_grid(args), unet_grid.grid_names(), [DATA], [0, 1]).get(DATA, [])]
+    timed_grid = [(r, (units.get(f"latency/grid/{r['name']}") or {}).get("ms")) for r in grid]
+    searched = []  # every pick: one searched at a tighter budget is a searched net under a looser one too
+    for budget in args.budgets:
+        for searcher in args.searchers:
+            pick = units.get(f"{searcher}/{budget:g}/search")
+            trained = [units.get(f"{searcher}/{budget:g}/r{seed}") for seed in args.seeds]
+            ms = (units.get(f"latency/{searcher}/{budget:g}") or {}).get("ms")
+            if pick and all(trained) and ms is not None:
+                searched.append({"searcher": searcher, "target_ms": budget,
+                                 "iou": statistics.fmean(t["test_iou"] for t in trained),
+                                 "ious": [t["test_iou"] for t in trained], "measured_ms": ms,
+                                 "predicted_ms": pick["predicted_ms"], "search_minutes": pick["search_minutes"],
+                                 "channels": Genotype.from_dict(pick["genotype"]).arch.model_dump().get("channels")})
+    rows = []
+    for budget in args.budgets:
+        under = [s for s in searched if s["measured_ms"] <= budget]
+        grid_under = [(r, ms) for r, ms in timed_grid if ms is not None and ms <= budget]
+        best_s = max(under, key=lambda s: s["iou"]) if under else None
+        best_u = max(grid_under, key=lambda rm: rm[0]["test_iou_mean"]) if grid_under else None
+        rows.append({
+            "budget_ms": budget,
+            "best_searched": f"{best_s['searcher']}@{best_s['target_ms']:g}ms" if best_s else None,
+            "best_searched_iou": best_s["iou"] if best_s else None,
+            "best_searched_ms": best_s["measured_ms"] if best_s else None,
+            "best_unet": best_u[0]["name"] if best_u else None,
+            "best_unet_iou": best_u[0]["test_iou_mean"] if best_u else None,
+            "best_unet_ms": best_u[1] if best_u else None,
+            "search_minutes": best_s["search_minutes"] if best_s else None,
+            "searched_wins": bool(best_s and (not best_u or best_s["iou"] > best_u[0]["test_iou_mean"])),
+            "picks": [s for s in searched if s["target_ms"] == budget],
+        })  # fmt: skip
+    return rows
+
+
+def units_grid(args: argparse.Namespace) -> sq.Units:
+    return sq.Units(work_dir(args) / "unet_grid_units.json")
+
+
+def work_dir(args: argparse.Namespace) -> Path:
+    return Path(args.work or ROOT / "work" / f"zoo-{args.scale}")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    scale = ze.SCALES[args.scale]
+    work = work_dir(args)
+    torch.set_num_threads(args.threads)
+    units = sq.Units(work / "latency_budgets_units.json")
+    data = ze.prepare_zoo_data(work, scale, {DATA})[DATA]
+    for searcher in args.searchers:
+        for budget in args.budgets:
+            pick = units.once(f"{searcher}/{budget:g}/search", lambda s=searcher, b=budget: search_pick(
+                s, b, args, work, units))  # fmt: skip
+            for seed in args.seeds:
+                workdir = work / "latency_budgets" / f"{searcher}-{budget:g}ms-s{seed}"
+                units.once(f"{searcher}/{budget:g}/r{seed}", lambda p=pick, s=seed, w=workdir: train_pick(
+                    p, data, scale, s, args.device, w))  # fmt: skip
+            write(units, args)
+    if args.latency:  # one pass on quiet cores: picks and grid nets
+        torch.set_num_threads(2)
+        for searcher in args.searchers:
+            for budget in args.budgets:
+                pick = units.get(f"{searcher}/{budget:g}/search")
+                if pick:
+                    units.once(f"latency/{searcher}/{budget:g}",
+                               lambda p=pick: {"ms": measured_ms(Genotype.from_dict(p["genotype"]))})  # fmt: skip
+        for name in unet_grid.grid_names():
+            genotype = unet_grid.grid_genotype(name, data, scale["size"])
+            units.once(f"latency/grid/{name}", lambda g=genotype: {"ms": measured_ms(g)})
+    return write(units, args)
+
+
+def write(units: sq.Units, args: argparse.Namespace) -> dict[str, Any]:
+    report = {"benchmark": "latency_budgets", "scale": args.scale, "data": DATA, "seeds": args.seeds,
+              "searchers": args.searchers, "weight": args.weight, "table": Path(args.table).name,
+              "latency": "measured: ORT fp32 raw graph, batch 1, 256x256, 2 threads, p50 of 30",
+              "rows": rows_for(units, args), "library_versions": library_versions()}  # fmt: skip
+    atomic_write_bytes(Path(args.out), (json.dumps(report, indent=1, sort_keys=True) + "\n").encode())
+    if args.leaderboard:
+        merge_leaderboard(report, units, args)
+    return report
+
+
+def merge_leaderboard(report: dict[str, Any], units: sq.Units, args: argparse.Namespace) -> None:
+    """``leaderboard.json``: ``"unet_grid"`` (one row per grid net) and ``"latency_budgets"``."""
+    board = json.loads(LEADERBOARD.read_text()) if LEADERBOARD.is_file() else {}
+    grid = unet_grid.summarise(units_grid(args), unet_grid.grid_names(), [DATA, "synth-membranes"], [0, 1])
+    board["unet_grid"] = {data_name: [{**row, "p50_ms_2t": (units.get(f"latency/grid/{row['name']}") or {}).get("ms")}
+                                      for row in rows] for data_name, rows in grid.items()}  # fmt: skip
+    board["latency_budgets"] = {DATA: [{k: v for k, v in row.items() if k != "picks"} for row in report["rows"]]}
+    atomic_write_bytes(LEADERBOARD, (json.dumps(board, indent=1, sort_keys=True) + "\n").encode())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=sorted(ze.SCALES), default="cpu")
+    parser.add_argument("--searchers", nargs="+", default=["unet-ga"])
+    parser.add_argument("--budgets", nargs="+", type=float, default=list(BUDGETS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--weight", type=float, default=2.0, help="latency weight w of (LAT/T)^-w over the target")
+    parser.add_argument("--table", default=str(TABLE))
+    parser.add_argument("--latency", action="store_true", help="time the picks and the grid nets (quiet cores)")
+    parser.add_argument("--leaderboard", action="store_true", help="merge the grid and the rows into leaderboard.json")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--work", default=None)
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args(argv)
+    report = run(args)
+    for row in report["rows"]:
+        print(f"{row['budget_ms']:g} ms: searched {row['best_searched']} {row['best_searched_iou']}  "
+              f"grid {row['best_unet']} {row['best_unet_iou']}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
