@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import onnx
 import torch
 from torch import nn
 
 import zoo
 from serving.card_markdown import render_markdown
-from serving.export import ExportError, ExportMetadata, default_class_names, export, read_metadata
+from serving.export import ExportError, ExportMetadata, default_class_names, export, read_metadata, read_props
 from serving.resolve import weights_file as _weights_file
 from zoo.errors import NassegError
 from zoo.genotype import (
@@ -184,16 +183,6 @@ def genotype_summary(genotype: Genotype) -> dict[str, Any]:
 # -- the card of an exported file --------------------------------------------------------------
 
 
-def _read_onnx_props(path: Path) -> dict[str, str]:
-    if not path.is_file():
-        raise ExportError(f"{path}: no such ONNX file")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError and friends
-        raise ExportError(f"{path}: not an ONNX file ({type(exc).__name__})") from None
-    return {p.key: p.value for p in proto.metadata_props}
-
-
 def _quantization(props: dict[str, str]) -> Any:
     text = props.get("nasseg.quantization", props.get("quantization"))
     if text is None:
@@ -267,7 +256,7 @@ def card_from_onnx(path: str | Path) -> dict[str, Any]:
     input size, the file size, and the provenance (accuracy: ``provenance.metrics``, ``None`` if
     none). Raises :class:`~serving.export.ExportError` for a missing file or a file nasseg did not write."""
     path = Path(path)
-    props = _read_onnx_props(path)
+    props = read_props(path)
     meta = ExportMetadata.from_props(props, str(path))
     return {**_card_core(meta.genotype, model_figures(meta.genotype)), **_deployment(meta, props, path)}
 
@@ -365,7 +354,7 @@ def _export_for_card(genotype: Genotype, out_dir: Path, weights: Path | None) ->
 
 def _onnx_deployment(path: Path, genotype: Genotype) -> dict[str, Any]:
     """The deployment fields of an exported file, which must be of ``genotype``'s architecture."""
-    props = _read_onnx_props(path)
+    props = read_props(path)
     meta = ExportMetadata.from_props(props, str(path))
     if meta.arch_hash != genotype.arch_hash:
         raise CardError(f"{path}: the ONNX file is of arch {meta.arch_hash} ({meta.genotype.name}), "

@@ -118,16 +118,29 @@ class ExportResult:
     seconds: float
 
 
-def read_metadata(path: str | Path) -> ExportMetadata:
-    """The nasseg metadata of an exported ONNX file (the weights are not loaded)."""
+def read_props(path: str | Path) -> dict[str, str]:
+    """The key/value metadata of an exported graph file: an ONNX file's ``metadata_props``, or an
+    OpenVINO IR's (``.xml``) ``rt_info["nasseg"]`` (the weights are not loaded). The one reader."""
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"{path}: no such ONNX file")
+    if path.suffix.lower() == ".xml":
+        from serving.openvino_runtime import OpenVinoError, read_ir_metadata
+
+        try:
+            return read_ir_metadata(path)
+        except OpenVinoError as exc:
+            raise ExportError(str(exc)) from None
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and friends
         raise ExportError(f"{path}: not an ONNX file ({type(exc).__name__})") from None
-    return ExportMetadata.from_props({p.key: p.value for p in proto.metadata_props}, str(path))
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+def read_metadata(path: str | Path) -> ExportMetadata:
+    """The nasseg metadata of an exported ONNX file, or of an OpenVINO IR made from one."""
+    return ExportMetadata.from_props(read_props(path), str(path))
 
 
 # -- the graphs --------------------------------------------------------------------------------

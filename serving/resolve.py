@@ -76,7 +76,8 @@ def onnx_cache_dir() -> Path:
 
 
 def is_onnx_spec(spec: str | Path) -> bool:
-    return str(spec).lower().endswith(".onnx")
+    """Whether ``spec`` names an exported graph file: ONNX, or an OpenVINO IR made from one."""
+    return str(spec).lower().endswith((".onnx", ".xml"))
 
 
 def resolve_onnx(spec: str | Path, cache_dir: Path | None = None, allow_random: bool = True) -> Path:

@@ -160,11 +160,40 @@ def open_session(path: str | Path, device: str = "auto", threads: int | None = N
     return OnnxSession(session, path, options.intra_op_num_threads, metadata, device, spin)
 
 
-class OnnxSegmenter:
-    """A ``deploy`` graph on ONNX Runtime, answering like :func:`zoo.inference.predict_array`."""
+RUNTIMES = ("onnx", "openvino")
 
-    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None, spin: bool = True) -> None:
-        self.session = open_session(path, device, threads, spin)
+
+def open_graph(path: str | Path, runtime: str = "onnx", device: str = "auto", threads: int | None = None,
+               spin: bool = True, precision: str | None = None) -> OnnxSession:  # fmt: skip
+    """A session on ``runtime``: ONNX Runtime (an ``.onnx`` file) or OpenVINO's CPU plugin (an IR
+    ``.xml`` or an ``.onnx`` file, at ``precision`` f32/bf16, or an int8 IR); both answer alike."""
+    if runtime not in RUNTIMES:
+        raise RuntimeSetupError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime == "onnx":
+        if Path(path).suffix == ".xml":
+            raise RuntimeSetupError(f"{path}: an OpenVINO IR; run it with --runtime openvino")
+        if precision not in (None, "f32"):
+            raise RuntimeSetupError(f"--precision {precision} is for --runtime openvino (ONNX Runtime's int8 is "
+                                    "an .int8.onnx file)")  # fmt: skip
+        return open_session(path, device, threads, spin)
+    if device == "cuda":
+        raise RuntimeSetupError("--runtime openvino runs on the CPU; use --device cpu or auto")
+    from serving.openvino_runtime import OpenVinoError, open_openvino
+
+    try:
+        return open_openvino(path, threads or default_threads(), precision)  # type: ignore[return-value]
+    except OpenVinoError as exc:
+        raise RuntimeSetupError(str(exc)) from None
+
+
+class OnnxSegmenter:
+    """A ``deploy`` graph on ONNX Runtime (or OpenVINO: ``runtime="openvino"``), answering like
+    :func:`zoo.inference.predict_array`."""
+
+    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None, spin: bool = True,
+                 runtime: str = "onnx", precision: str | None = None) -> None:  # fmt: skip
+        self.runtime = runtime
+        self.session = open_graph(path, runtime, device, threads, spin, precision)
         self.metadata = ExportMetadata.from_props(self.session.metadata, str(path))
         if self.metadata.graph != "deploy":
             raise RuntimeSetupError(f"{path}: a {self.metadata.graph!r} graph; predicting needs a 'deploy' export")

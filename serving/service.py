@@ -154,7 +154,8 @@ class Segmenter:
         if SETTINGS.model is None:
             raise SettingsError("no model to serve: set NASSEG_SERVE_MODEL or pass --arg model=NAME_OR_ONNX")
         self.onnx_path: Path = resolve_onnx(SETTINGS.model, allow_random=SETTINGS.allow_random_weights)
-        self.segmenter = OnnxSegmenter(self.onnx_path, SETTINGS.device, SETTINGS.threads, spin=SETTINGS.spin)
+        self.segmenter = OnnxSegmenter(self.onnx_path, SETTINGS.device, SETTINGS.threads, spin=SETTINGS.spin,
+                                       runtime=SETTINGS.runtime, precision=SETTINGS.precision)  # fmt: skip
         meta = self.segmenter.metadata
         self.channels = meta.genotype.task.in_channels
         self.class_names = meta.class_names

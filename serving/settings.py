@@ -30,6 +30,8 @@ class ServeSettings(BaseModel):
     threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads per worker (default: cores)")
     workers: int = Field(1, ge=1, description="worker processes, each with its own session")
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$")
+    runtime: str = Field("onnx", pattern="^(onnx|openvino)$", description="onnx (ONNX Runtime) or openvino (CPU)")
+    precision: str | None = Field(None, pattern="^(f32|bf16|int8)$", description="OpenVINO: f32, bf16 or int8")
     spin: bool = Field(False, description="let idle ONNX Runtime threads busy-wait (off: decoding gets the cores)")
     max_body_mb: float = Field(20.0, gt=0, description="largest request body, MiB")
     max_pixels: int = Field(25_000_000, ge=1, description="largest decoded image (decompression bomb guard)")

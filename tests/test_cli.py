@@ -31,6 +31,13 @@ def test_list_shows_registered_models() -> None:
     assert rows and all(row["family"] == "smp" for row in rows)
 
 
+def test_help_shows_flags_without_a_type() -> None:
+    for args in (["--help"], ["train", "--help"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0 and "--debug" in result.output or "--resume" in result.output
+        assert "<bool>" not in result.output
+
+
 def test_list_fits_an_80_column_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     from nasseg.cli import console
 

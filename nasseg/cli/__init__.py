@@ -94,6 +94,24 @@ class _ErrorHandlingGroup(typer.core.TyperGroup):
             sys.exit(2)
 
 
+def _flags_show_no_type() -> None:
+    """typer 0.2x prints a type beside every option in help, ``--debug <bool>`` included, as if flags
+    took values; a flag's help shows no type (``--resume`` is a switch, not ``--resume true``)."""
+    from typer.core import TyperOption
+
+    if getattr(TyperOption, "_nasseg_flags", False):
+        return
+    original = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else original(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich
+    TyperOption._nasseg_flags = True
+
+
+_flags_show_no_type()
+
 app = typer.Typer(
     cls=_ErrorHandlingGroup,
     help="Searched segmentation networks: zoo, reports, export and serving.",

@@ -143,12 +143,16 @@ def demo(
 
     start = time.perf_counter()
     name = model or DEMO_MODEL
-    net = zoo.create_model(name, pretrained=True).eval()
-    genotype = net.genotype
-    side = genotype.task.input_size[0]
-    frame_dir, overlays = out / "frames", out / "overlays"
-    made = make_frames(frame_dir, frames, side, seed, "medium")
-    rows = inspect_frames(net, made, overlays)
+    console.print(f"nasseg demo: writes frames, overlays, the ONNX file and the server log to {out.resolve()}",
+                  highlight=False, soft_wrap=True)  # fmt: skip
+    with err_console.status(f"loading {name} (shipped weights) and inspecting {frames} fresh frames ...",
+                            spinner="dots"):  # fmt: skip
+        net = zoo.create_model(name, pretrained=True).eval()
+        genotype = net.genotype
+        side = genotype.task.input_size[0]
+        frame_dir, overlays = out / "frames", out / "overlays"
+        made = make_frames(frame_dir, frames, side, seed, "medium")
+        rows = inspect_frames(net, made, overlays)
     agree = sum(r["verdict"] == r["truth"] for r in rows)
     metrics = genotype.provenance.metrics
     console.print(verdict_table(rows, f"{name} on {len(rows)} fresh synth-defects frames ({side} px)"))

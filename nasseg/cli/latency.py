@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from nasseg.cli import app, console, print_json
+from nasseg.cli import app, console, err_console, print_json
 from nasseg.cli.progress import progress_bar
 from zoo.errors import NassegError
 
@@ -98,5 +98,15 @@ def predict(
     if measure:
         from serving.latency_table import measure_genotype_ms
 
-        result["measured_ms"] = round(measure_genotype_ms(genotype, frame, table_.threads, table_.runtime), 4)
+        with err_console.status(f"exporting {genotype.name} and timing it on {table_.runtime}, {table_.threads} "
+                                f"threads at {frame[0]}x{frame[1]} ...", spinner="dots"):  # fmt: skip
+            result["measured_ms"] = round(measure_genotype_ms(genotype, frame, table_.threads, table_.runtime), 4)
+        ratio = result["measured_ms"] / max(result["predicted_ms"], 1e-9)
+        result["measured_over_predicted"] = round(ratio, 3)
+        if not 0.5 <= ratio <= 2.0:
+            share = result["estimated_share"]
+            err_console.print(f"[yellow]note:[/] measured {result['measured_ms']:.2f} ms is {ratio:.1f}x the "
+                              f"prediction ({share:.0%} of it estimated); a table made on another machine or "
+                              "load, or one that lacks this net's units, predicts poorly: make one here with "
+                              "`nasseg latency table --models NAME`", highlight=False)  # fmt: skip
     print_json(result)

@@ -49,6 +49,12 @@ def serve(
         int | None, typer.Option(min=1, help="ONNX Runtime threads per worker (default: cores / workers).")
     ] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    runtime: Annotated[
+        str, typer.Option(help="onnx (ONNX Runtime) or openvino (CPU; an IR .xml or the ONNX export).")
+    ] = "onnx",
+    precision: Annotated[
+        str | None, typer.Option(help="OpenVINO: f32 (default), bf16 (CPUs with bf16) or int8 (an int8 IR).")
+    ] = None,
     max_body_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body, MiB (413 above).")] = 20.0,
     max_pixels: Annotated[int, typer.Option(min=1, help="Largest image in pixels (413 above).")] = 25_000_000,
     min_defect_area: Annotated[int, typer.Option(min=1, help="Pixels a region needs to make a frame NG.")] = 20,
@@ -88,9 +94,19 @@ def serve(
         with err_console.status(f"exporting {model} to ONNX (once; cached) ...", spinner="dots"):
             onnx_file = resolve_onnx(model, allow_random=allow_random_weights)
     meta = read_metadata(onnx_file)
+    if runtime == "openvino":
+        from serving.openvino_runtime import available, check_precision
+
+        if not available():
+            raise RuntimeSetupError("--runtime openvino: OpenVINO is not installed (pip install 'nasseg[openvino]')")
+        if precision is not None:
+            check_precision(precision)
+    elif precision is not None:
+        raise RuntimeSetupError(f"--precision {precision} is for --runtime openvino")
     if meta.graph != "deploy":
         raise RuntimeSetupError(f"{onnx_file}: a {meta.graph!r} graph; serving needs a 'deploy' export")
-    options = {"model": str(onnx_file), "workers": workers, "device": device,
+    options = {"model": str(onnx_file), "workers": workers, "device": device, "runtime": runtime,
+               "precision": precision,
                "threads": threads or max(1, default_threads() // workers), "max_body_mb": max_body_mb,
                "max_pixels": max_pixels, "min_defect_area": min_defect_area, "max_concurrency": max_concurrency,
                "timeout_s": timeout, "max_batch_size": max_batch_size, "max_latency_ms": max_latency_ms,

@@ -16,11 +16,13 @@ from serving.resolve import load_for_export, resolve_onnx
 from serving.runtime import OnnxSegmenter
 
 
-def onnx_predictor(onnx_file: Path, name: str, device: str = "auto", allow_random: bool = False) -> OnnxSegmenter:
+def onnx_predictor(onnx_file: Path, name: str, device: str = "auto", allow_random: bool = False,
+                   runtime: str = "onnx", precision: str | None = None) -> OnnxSegmenter:  # fmt: skip
     """The deploy graph ``onnx_file`` for ``nasseg predict --onnx``; refused if it is not ``name``'s net,
     or if it records random weights and ``allow_random`` is not set."""
     resolve_onnx(onnx_file, allow_random=allow_random)
-    segmenter = OnnxSegmenter(onnx_file, device="cpu" if device == "cpu" else "auto")
+    segmenter = OnnxSegmenter(onnx_file, device="cpu" if device == "cpu" else "auto", runtime=runtime,
+                              precision=precision)  # fmt: skip
     expected = zoo.resolve_genotype(name).arch_hash
     if segmenter.metadata.arch_hash != expected:
         raise ExportError(f"{onnx_file} holds arch {segmenter.metadata.arch_hash} "
@@ -31,7 +33,15 @@ def onnx_predictor(onnx_file: Path, name: str, device: str = "auto", allow_rando
 @app.command("export")
 def export_command(
     name: Annotated[str, typer.Argument(help="Registered model name or genotype .json.")],
-    out: Annotated[Path | None, typer.Option("--out", help="ONNX file to write (default: NAME.onnx here).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="File to write (default: NAME.onnx, or NAME.xml for openvino).")
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="onnx, or openvino (an IR of the deploy graph, .xml + .bin).")
+    ] = "onnx",
+    precision: Annotated[
+        str, typer.Option(help="openvino: f32, bf16 (runs bf16 where the CPU has it) or int8 (NNCF, --calib).")
+    ] = "f32",
     graph: Annotated[str, typer.Option(help="deploy (uint8 frames -> probabilities, mask) or raw.")] = "deploy",
     run_check: Annotated[bool, typer.Option("--check", help="Compare with PyTorch on ONNX Runtime.")] = False,
     opset: Annotated[int, typer.Option(min=MIN_OPSET, help="ONNX opset.")] = MIN_OPSET,
@@ -47,7 +57,15 @@ def export_command(
         bool, typer.Option("--allow-random-weights", help="Export a net without trained weights (sizing, speed).")
     ] = False,
 ) -> None:
-    """Export a zoo net to ONNX (opset >= 18, dynamic batch and, where the net allows, H/W)."""
+    """Export a zoo net to ONNX (opset >= 18, dynamic batch and, where the net allows, H/W), or to an
+    OpenVINO IR (--format openvino)."""
+    if fmt not in ("onnx", "openvino"):
+        raise ExportError(f"--format must be onnx or openvino, got {fmt!r}")
+    if fmt == "openvino":
+        export_openvino_command(name, out, precision, weights, calib, calib_count, allow_random_weights, as_json)
+        return
+    if precision != "f32":
+        raise ExportError("--precision is for --format openvino (ONNX Runtime's int8: --int8 --calib DIR)")
     if graph not in GRAPHS:
         raise ExportError(f"--graph must be one of {', '.join(GRAPHS)}, got {graph!r}")
     if int8 and calib is None:
@@ -98,3 +116,33 @@ def export_command(
                 console.print(text, highlight=False)
     if report is not None:
         report.raise_for_failure()
+
+
+def export_openvino_command(name: str, out: Path | None, precision: str, weights: str, calib: Path | None,
+                            calib_count: int, allow_random: bool, as_json: bool) -> None:  # fmt: skip
+    """``nasseg export NAME --format openvino``: the deploy graph through ONNX into an IR (see
+    :mod:`serving.openvino_runtime`); the ONNX step stays in a temporary folder."""
+    import tempfile
+
+    from serving.openvino_runtime import check_precision, export_openvino
+
+    check_precision(precision)
+    if calib is not None and not calib.is_dir():
+        raise QuantizeError(f"--calib {calib}: no such folder")
+    model, note = load_for_export(name, weights, allow_random=allow_random)
+    out = out if out is not None else Path(f"{model.genotype.name}.xml")
+    with tempfile.TemporaryDirectory(prefix="nasseg-export-") as tmp:
+        onnx_file = Path(tmp) / f"{model.genotype.name}.onnx"
+        with err_console.status(f"exporting {model.genotype.name} (deploy graph, {note}) to OpenVINO "
+                                f"({precision}) ...", spinner="dots"):  # fmt: skip
+            export(model, onnx_file)
+            export_openvino(onnx_file, out, precision, calib, calib_count)
+    size = (out.stat().st_size + out.with_suffix(".bin").stat().st_size) / 2**20
+    if as_json:
+        print_json({"path": str(out), "weights_file": str(out.with_suffix(".bin")), "format": "openvino",
+                    "precision": precision, "model": model.genotype.name, "arch_hash": model.genotype.arch_hash,
+                    "weights": note, "mib": round(size, 2)})  # fmt: skip
+        return
+    console.print(f"wrote {out} (+ {out.with_suffix('.bin').name}): OpenVINO IR of the deploy graph of "
+                  f"{model.genotype.name} (arch {model.genotype.arch_hash}), {precision}, {note}, {size:.1f} MiB; "
+                  f"run it with nasseg serve {out} --runtime openvino", highlight=False)  # fmt: skip

@@ -237,8 +237,13 @@ def predict(
     threshold: Annotated[float, typer.Option(min=0, max=1)] = 0.5,
     device: str = "auto",
     onnx: Annotated[
-        Path | None, typer.Option("--onnx", help="Run this deploy-graph export of NAME on ONNX Runtime instead.")
+        Path | None,
+        typer.Option("--onnx", help="Run this export of NAME instead (a deploy-graph .onnx, or an OpenVINO .xml)."),
     ] = None,
+    runtime: Annotated[
+        str, typer.Option(help="With --onnx: onnx (ONNX Runtime) or openvino (CPU).")
+    ] = "onnx",
+    precision: Annotated[str | None, typer.Option(help="With --runtime openvino: f32, bf16 or int8.")] = None,
     allow_random_weights: Annotated[
         bool, typer.Option("--allow-random-weights", help="Predict with a net without trained weights (tests only).")
     ] = False,
@@ -248,9 +253,13 @@ def predict(
     if onnx is not None:
         from nasseg.cli.serving import onnx_predictor
 
-        model = onnx_predictor(onnx, name, device, allow_random=allow_random_weights)
+        model = onnx_predictor(onnx, name, device, allow_random=allow_random_weights, runtime=runtime,
+                               precision=precision)  # fmt: skip
     else:
         from serving.resolve import has_trained_weights, refuse_random
+
+        if runtime != "onnx" or precision is not None:
+            raise NassegError("--runtime and --precision run an export: pass it with --onnx FILE")
 
         genotype = zoo.resolve_genotype(name)
         trained = has_trained_weights(genotype)
