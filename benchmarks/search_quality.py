@@ -270,12 +270,13 @@ def search_unet_ga(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, 
     fidelity = search_fidelity(s, size)
     evaluator = SegmentationEvaluator(data, fidelity, device=device)
     if arm == "search":
-        strategy = UNetGAStrategy(space, s["K"], s["T"], gamma=0.01, seed=seed, metric=s.get("fitness", "loss"))
+        strategy = UNetGAStrategy(space, s["K"], s["T"], gamma=s.get("gamma", 0.01), seed=seed,
+                                  metric=s.get("fitness", "loss"))  # fmt: skip
         result = run_searcher(strategy, evaluator, Budget(steps=s["T"] + 1), run_dir, seed, data, s.get("latency"))
         report = strategy.flops_report()
     else:  # random sampling, the GA's evaluation count of the same seed
         total = units.get(f"unet-ga/search/s{seed}/search")["evaluations"]
-        strategy = UNetRandomStrategy(space, per_step=s["K"], seed=seed, gamma=0.01, total=total,
+        strategy = UNetRandomStrategy(space, per_step=s["K"], seed=seed, gamma=s.get("gamma", 0.01), total=total,
                                       metric=s.get("fitness", "loss"))  # fmt: skip
         result = run_searcher(strategy, evaluator, Budget(evaluations=total), run_dir, seed, data, s.get("latency"))
         report = None

@@ -35,7 +35,8 @@ class _State:
 #: module is imported only when the command runs (or shows its own help), so that ``nasseg --help``
 #: and ``nasseg list`` cost no torch, ONNX or BentoML import; a test holds these lines to the commands.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "list": ("models", "List the registered models."),
+    "list": ("models", "List the registered models: name, family, data, test IoU, MACs and weights (--wide: all "
+                       "columns)."),
     "info": ("models", "Show a model's genotype: task, architecture hash, cells, weights and provenance."),
     "report": ("models", "Parameters, MACs, FLOPs, elementwise work and peak activation memory of one forward "
                          "pass; with --card, a model card for choosing edge hardware (latency measured unless "
@@ -49,9 +50,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("training", "IoU, Dice/F1, pixel accuracy, precision and recall of a trained model on a split."),
     "predict": ("training", "Masks and overlay PNGs (a person can look at them) for images."),
     "search": ("search", "Search a segmentation net on a dataset folder (one command per searcher)."),
-    "export": ("serving", "Export a zoo net to ONNX (opset >= 18, dynamic batch and, where the net allows, H/W)."),
+    "export": ("serving", "Export a zoo net to ONNX (opset >= 18, dynamic batch and, where the net allows, H/W), or "
+                          "to an OpenVINO IR (--format openvino)."),
     "bench": ("bench", "Latency p50/p90/p99 at batch 1, throughput, GFLOP/s: ONNX Runtime fp32/int8 vs PyTorch "
-                       "eager."),
+                       "eager; with --data, one table across every runtime with IoU on the test split."),
     "latency": ("latency", "Latency tables of the target machine and predicted latency of nets."),
     "serve": ("serve", "Serve a model over HTTP (BentoML): /segment, /inspect, /inspect_batch, /model, /readyz, "
                        "/metrics."),

@@ -6,7 +6,6 @@ Each strategy's command lives in its own module (``nasseg/cli/search_<name>.py``
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -102,6 +101,8 @@ def common_searcher(strategy: Strategy, evaluator: Evaluator | None, budget: Bud
 def run_search(searcher: Searcher, resume: bool, label: str, as_json: bool = False) -> SearchResult:
     """Run ``searcher`` with a progress display (step, best fitness so far, ETA); print where the result is."""
     total = searcher.budget.steps
+    if not as_json:
+        err_console.print(search_plan(searcher, label), highlight=False, soft_wrap=True)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[status]}")]  # fmt: skip
     with Progress(*columns, console=err_console, transient=False) as progress:
@@ -114,6 +115,14 @@ def run_search(searcher: Searcher, resume: bool, label: str, as_json: bool = Fal
         def on_step(report: StepReport) -> None:
             best = f"{report.best_fitness:.4g}" if report.best_fitness is not None else "-"
             progress.update(task, completed=report.step, status=f"best {best} | {report.evaluations} evaluated")
+            if report.step == 1 and report.results:
+                per_step = report.seconds / max(report.step, 1)
+                if total:
+                    progress.console.print(f"first step took {per_step:.0f} s: about {per_step * total / 60:.1f} "
+                                           f"minutes for the {total} steps", highlight=False)  # fmt: skip
+                warning = nothing_learns(report.results)
+                if warning:
+                    progress.console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
 
         result = searcher.run(resume=resume, on_step=on_step, on_result=on_result)
     if searcher.strategy.latency is not None and result.genotype is not None:
@@ -130,10 +139,52 @@ def run_search(searcher: Searcher, resume: bool, label: str, as_json: bool = Fal
     elif result.best is None:
         console.print(f"no candidate finished ({failed} failed); see {result.run_dir / 'history.jsonl'}")
     else:
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.best.metrics.items() if isinstance(v, int | float))
         console.print(f"best of {len(result.history)} candidates ({failed} failed): fitness "
-                      f"{result.best.fitness:.4g}, {json.dumps(result.best.metrics)} -> {summary['best_json']}",
+                      f"{result.best.fitness:.4f} ({fitness_meaning(searcher)}); {metrics} -> {summary['best_json']}",
                       highlight=False)  # fmt: skip
     return result
+
+
+def search_plan(searcher: Searcher, label: str) -> str:
+    """One line: what the search will do, before it starts (budget, candidate training, image size)."""
+    budget = searcher.budget
+    parts = [f"{name} {value:g}" for name, value in (("steps", budget.steps), ("evaluations", budget.evaluations),
+                                                      ("seconds", budget.seconds)) if value is not None]  # fmt: skip
+    fidelity = getattr(searcher.evaluator, "fidelity", None)
+    if fidelity is not None:
+        low, high = fidelity.min_steps_per_epoch or 1, fidelity.max_steps_per_epoch
+        steps = f"at least {low}" if high is None else str(high) if high <= low else f"{low}-{high}"
+        parts.append(f"each candidate trained {fidelity.epochs} epoch(s) of {steps} steps, batch "
+                     f"{fidelity.batch_size}, at {fidelity.image_size[0]}x{fidelity.image_size[1]} px")  # fmt: skip
+    space = getattr(searcher.strategy, "space", None)
+    if space is not None and hasattr(space, "describe"):
+        described = space.describe()
+        if "widths" in described:
+            parts.append(f"widths {described['widths']}, {described.get('layers')} levels")
+    return f"search {label}: " + "; ".join(parts) + "; the bar's eta follows the steps done"
+
+
+def nothing_learns(results: list[Any], floor: float = 0.02) -> str | None:
+    """A warning when every scored candidate of the first step has val IoU near 0 (nothing learns)."""
+    ious = [r.metrics.get("iou") for r in results if r.ok and r.metrics.get("iou") is not None]
+    if not ious or max(ious) >= floor:
+        return None
+    return (f"every candidate of the first step scored val IoU below {floor} (best {max(ious):.4f}): nothing "
+            "learns at this fidelity; raise --min-steps / --max-steps or --max-images, search at a larger "
+            "--image-size, or on easier data (nasseg data make synth-defects --difficulty medium)")
+
+
+def fitness_meaning(searcher: Searcher) -> str:
+    """What the fitness number of the final line is, in words."""
+    strategy = searcher.strategy
+    elite = getattr(strategy, "elite_evaluations", 1)
+    meaning = getattr(strategy, "fitness_words", None) or "the strategy's fitness"
+    if elite > 1:
+        meaning += f"; the best's is the mean of up to {elite} scorings with fresh seeds"
+    if strategy.latency is not None and strategy.latency.target_ms is not None:
+        meaning += f"; times the latency factor over {strategy.latency.target_ms:g} ms"
+    return meaning
 
 
 def measure_best_latency(best_json: Path, objective: LatencyObjective, quiet: bool = False) -> dict[str, Any]:

@@ -97,6 +97,11 @@ class UNetGAStrategy(AskTellStrategy):
 
     name = "unet-ga"
 
+    @property
+    def fitness_words(self) -> str:
+        loss = "1 - val IoU" if self.scorer.metric == "iou" else "val loss"
+        return f"1 / ({loss} + {self.scorer.gamma:g} x GFLOPs)"
+
     def __init__(self, space: UNetSpace, population: int = 32, generations: int = 100, gamma: float = 0.01,
                  probabilities: tuple[float, float, float] = (0.2, 0.7, 0.1), seed: int = 0,
                  flops_size: tuple[int, int] | None = None, selection: str = "rank",

@@ -186,7 +186,7 @@ def test_segmentation_search_writes_a_buildable_best_genotype(segmentation_run: 
     lines = [json.loads(line) for line in (segmentation_run / "history.jsonl").read_text().splitlines()]
     assert 3 <= len(lines) <= 6 and {line["step"] for line in lines} <= {0, 1}
     for line in lines:
-        expected = 1 / (line["metrics"]["loss"] + 0.1 * 2 * line["macs"] / 1e9)
+        expected = 1 / (1 - line["metrics"]["iou"] + 0.1 * 2 * line["macs"] / 1e9)  # the default fitness: IoU
         assert line["fitness"] == pytest.approx(expected)
     by_arch: dict[str, list[float]] = {}
     for line in lines:  # the elite is re-scored (default elite_evaluations=3): its fitness is the mean

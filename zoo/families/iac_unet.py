@@ -347,7 +347,8 @@ def resolve_base(genotype: Genotype) -> Genotype:
             f"{where} is architecture {base.arch_hash}, but the implant was made for {ref.arch_hash}; "
             "re-derive the implant for this base"
         )
-    mine, theirs = genotype.task.model_dump(exclude={"input_size"}), base.task.model_dump(exclude={"input_size"})
+    same = {"input_size", "class_names"}  # names change no module (arch_hash leaves them out too)
+    mine, theirs = genotype.task.model_dump(exclude=same), base.task.model_dump(exclude=same)
     if mine != theirs:
         raise GenotypeError(f"{where} has task {theirs}, but the implant has task {mine}; they must match")
     return base
