@@ -18,9 +18,10 @@ def progress_bar(description: str, total: int, fields: str = "") -> Iterator[Cal
     if fields:
         columns.append(TextColumn(fields))
     with Progress(*columns, console=err_console, transient=False) as progress:
-        task = progress.add_task(description, total=total, **{"loss": float("nan"), "iou": float("nan")})
+        task = progress.add_task(description, total=total, loss="-", iou="-")  # "-" until a value exists
 
         def advance(steps: int = 1, **values: float) -> None:
-            progress.update(task, advance=steps, **values)
+            shown = {k: f"{v:.4f}" if isinstance(v, float) and v == v else "-" for k, v in values.items()}
+            progress.update(task, advance=steps, **shown)
 
         yield advance

@@ -62,11 +62,15 @@ def train_model(spec: str, data_dir: Path, out: Path, config: TrainConfig, resum
         raise NassegError(f"{out} already holds a training checkpoint: pass --resume to continue it, or another --out")
     torch.manual_seed(config.seed)  # one seed fixes the initial weights too
     model = zoo.create_model(genotype, pretrained=pretrained)
+    epochs_before = 0
+    if resume and not (out / "checkpoint.pt").is_file() and (out / "metrics.json").is_file():
+        model, config, epochs_before = _continue_finished(out, config)
+        resume = False
     console.print(f"training {genotype.name} (arch {genotype.arch_hash}) on {data.describe()}", highlight=False)
     trainer = Trainer(model, data, config, out)
     total = config.epochs * trainer.steps_per_epoch()
-    with progress_bar(f"train {genotype.name}", total=total, fields="loss {task.fields[loss]:.4f}  "
-                      f"val {config.monitor} {{task.fields[iou]:.4f}}") as advance:  # fmt: skip
+    with progress_bar(f"train {genotype.name}", total=total, fields="loss {task.fields[loss]}  "
+                      f"val {config.monitor} {{task.fields[iou]}}") as advance:  # fmt: skip
         advance(trainer.epoch * trainer.steps_per_epoch() if resume else 0)
 
         def on_step(event: dict[str, Any]) -> None:
@@ -103,7 +107,7 @@ def train_model(spec: str, data_dir: Path, out: Path, config: TrainConfig, resum
     trained = genotype.replace(weights=weights, provenance=provenance)
     trained.to_json(out / f"{genotype.name}.json")
     summary = {"model": genotype.name, "arch_hash": genotype.arch_hash, "best_epoch": result.best_epoch,
-               "epochs_run": len(result.history), "stopped_early": result.stopped_early,
+               "epochs_run": epochs_before + len(result.history), "stopped_early": result.stopped_early,
                "train_seconds": round(result.seconds, 1), "val": result.best_metrics, "test": test_metrics,
                "genotype": str(out / f"{genotype.name}.json"), "weights": str(out / weights.file)}  # fmt: skip
     atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
@@ -111,6 +115,28 @@ def train_model(spec: str, data_dir: Path, out: Path, config: TrainConfig, resum
         for resume_file in ("checkpoint.pt", "best_state.pt"):
             (out / resume_file).unlink(missing_ok=True)
     return summary
+
+
+def _continue_finished(out: Path, config: TrainConfig) -> tuple[torch.nn.Module, TrainConfig, int]:
+    """``--resume`` on a finished run (it kept no checkpoint): its final weights trained for the
+    epochs ``--epochs`` adds, with a fresh optimiser and schedule; the first run's history is kept as
+    ``history.part1.jsonl``. With no epochs to add, a one-line error says what to pass."""
+    from dataclasses import replace
+
+    from zoo.io import atomic_copy
+
+    finished = json.loads((out / "metrics.json").read_text())
+    done = int(finished.get("epochs_run", 0))
+    if config.epochs <= done:
+        raise NassegError(f"{out} finished its {done} epochs and kept no checkpoint: pass --epochs above {done} "
+                          "with --resume to train on from its final weights")  # fmt: skip
+    model = zoo.create_model(Path(finished["genotype"]), pretrained=True)
+    if (out / "history.jsonl").is_file():
+        atomic_copy(out / "history.jsonl", out / "history.part1.jsonl")
+    console.print(f"{out} finished {done} epochs; training {config.epochs - done} more from its final weights "
+                  "(a fresh optimiser and schedule: the run kept no checkpoint; --keep-checkpoint keeps one)",
+                  highlight=False, soft_wrap=True)  # fmt: skip
+    return model, replace(config, epochs=config.epochs - done), done
 
 
 def _warn_if_crop_exceeds_images(data: SegmentationFolder, crop: tuple[int, int]) -> None:

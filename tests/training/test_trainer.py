@@ -174,3 +174,23 @@ def test_ctrl_c_during_training_says_how_to_resume(dataset: Path, tmp_path: Path
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert "interrupted:" in stderr and "--resume" in stderr and "Traceback" not in stderr
+
+
+def test_resume_on_a_finished_run_trains_on_when_epochs_are_raised(dataset: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from nasseg.cli import app
+
+    genotype = zoo.apply_overrides(zoo.get_genotype("unet-small"), TINY)
+    genotype.to_json(tmp_path / "unet-small.json")
+    common = ["train", str(tmp_path / "unet-small.json"), "--data", str(dataset), "--out", str(tmp_path / "run"),
+              "--batch-size", "2", "--crop", "32", "32"]  # fmt: skip
+    runner = CliRunner()
+    assert runner.invoke(app, [*common, "--epochs", "1"]).exit_code == 0
+    again = runner.invoke(app, [*common, "--epochs", "1", "--resume"])
+    assert again.exit_code == 2 and "pass --epochs above 1" in again.output
+    more = runner.invoke(app, [*common, "--epochs", "3", "--resume"])
+    assert more.exit_code == 0 and "training 2 more from its final weights" in more.output, more.output
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs_run"] == 3
+    assert (tmp_path / "run" / "history.part1.jsonl").is_file()
+    assert "loss nan" not in more.output
