@@ -28,7 +28,7 @@ from nasseg.cli.training import train_demo
 from zoo.data.images import write_png
 from zoo.data.synthetic import defect_sample
 from zoo.errors import NassegError
-from zoo.inference import overlay, predict_file
+from zoo.inference import predict_file
 
 DEMO_MODEL = "iac-unet-small-synth-defects"
 MIN_DEFECT_AREA = 20
@@ -48,15 +48,20 @@ def make_frames(out: Path, count: int, size: int, seed: int, difficulty: str) ->
 
 def inspect_frames(model: Any, frames: list[tuple[Path, np.ndarray]], overlays: Path) -> list[dict[str, Any]]:
     """Mask, overlay and verdict of every frame (NG: at least ``MIN_DEFECT_AREA`` defect pixels)."""
-    rows = []
+    from zoo.overlays import compare_picture, contact_sheet
+
+    rows, pictures = [], []
     for path, truth in frames:
         image, mask, _ = predict_file(model, path)
-        write_png(overlays / f"{path.stem}_overlay.png", overlay(image, mask))
+        pictures.append(compare_picture(image, mask, truth, label=path.stem))
+        write_png(overlays / f"{path.stem}_overlay.png", pictures[-1])
         predicted, actual = int((mask > 0).sum()), int(truth.sum())
         union = int(((mask > 0) | (truth > 0)).sum())
         rows.append({"frame": path.name, "verdict": "NG" if predicted >= MIN_DEFECT_AREA else "OK",
                      "truth": "NG" if actual >= MIN_DEFECT_AREA else "OK", "defect_px": predicted, "truth_px": actual,
                      "iou": int(((mask > 0) & (truth > 0)).sum()) / union if union else 1.0})  # fmt: skip
+    if pictures:
+        write_png(overlays / "sheet.png", contact_sheet(pictures))
     return rows
 
 

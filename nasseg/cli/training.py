@@ -21,7 +21,7 @@ from zoo.data.images import IMAGE_SUFFIXES, write_png
 from zoo.data.synthetic import make_dataset
 from zoo.errors import NassegError
 from zoo.genotype import Genotype
-from zoo.inference import overlay, predict_file
+from zoo.inference import predict_file
 from zoo.io import atomic_write_text
 from zoo.training.trainer import TrainConfig, Trainer, evaluate, read_train_checkpoint, resolve_device
 from zoo.versions import library_versions
@@ -236,9 +236,14 @@ def _image_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def predict_images(model: torch.nn.Module, images: list[Path], out: Path, threshold: float = 0.5) -> list[dict]:
+def predict_images(model: torch.nn.Module, images: list[Path], out: Path, threshold: float = 0.5,
+                   pictures: list | None = None) -> list[dict]:  # fmt: skip
     """Write ``OUT/NAME_mask.png`` and ``OUT/NAME_overlay.png`` for every image; returns one record each.
-    ``model`` may also be an ONNX Runtime predictor with ``.genotype`` and ``.predict_file(path, threshold)``."""
+    ``model`` may also be an ONNX Runtime predictor with ``.genotype`` and ``.predict_file(path, threshold)``.
+    The overlay is upscaled to 256 px at least, with the truth beside the prediction (and the IoU)
+    where the image sits in a dataset folder; ``pictures`` collects them for a contact sheet."""
+    from zoo.overlays import compare_picture, frame_iou, truth_for
+
     records = []
     scale = 255 if model.genotype.task.num_classes == 1 else 1
     for path in images:
@@ -247,11 +252,17 @@ def predict_images(model: torch.nn.Module, images: list[Path], out: Path, thresh
         else:
             image, mask, probability = model.predict_file(path, threshold)
         write_png(out / f"{path.stem}_mask.png", (mask * scale).astype("uint8"))
-        write_png(out / f"{path.stem}_overlay.png", overlay(image, mask))
+        truth = truth_for(path)
+        truth = truth if truth is not None and truth.shape == mask.shape else None
+        picture = compare_picture(image, mask, truth, label=path.stem)
+        write_png(out / f"{path.stem}_overlay.png", picture)
+        if pictures is not None:
+            pictures.append(picture)
         records.append({"image": str(path), "mask": str(out / f"{path.stem}_mask.png"),
                         "overlay": str(out / f"{path.stem}_overlay.png"),
                         "foreground_fraction": float((mask > 0).mean()),
-                        "max_probability": float(probability.max())})  # fmt: skip
+                        "max_probability": float(probability.max()),
+                        **({"iou": frame_iou(mask, truth)} if truth is not None else {})})  # fmt: skip
     return records
 
 
@@ -293,11 +304,19 @@ def predict(
             refuse_random(genotype, "predict with")
         model = zoo.create_model(genotype, pretrained=trained).to(resolve_device(device))
     with progress_bar("predict", total=len(files)) as advance:
-        records = []
+        records, pictures = [], []
         for path in files:
-            records += predict_images(model, [path], out, threshold)
+            records += predict_images(model, [path], out, threshold, pictures if len(pictures) < 64 else None)
             advance()
-    console.print(f"wrote {len(records)} masks and overlays to {out}", highlight=False)
+    sheet = ""
+    if len(pictures) > 1:
+        from zoo.overlays import contact_sheet
+
+        write_png(out / "sheet.png", contact_sheet(pictures))
+        sheet = f" and a contact sheet {out / 'sheet.png'}"
+    ious = [r["iou"] for r in records if "iou" in r]
+    truth = f"; mean frame IoU {sum(ious) / len(ious):.3f} against the folder's masks" if ious else ""
+    console.print(f"wrote {len(records)} masks and overlays to {out}{sheet}{truth}", highlight=False)
 
 
 def train_demo(out: Path, model: str, n: int, size: int, epochs: int, seed: int) -> None:
