@@ -20,7 +20,7 @@ def test_compare_picture_paints_prediction_and_truth_apart_and_upscales() -> Non
     red, green, yellow = picture[22 * 8, 4 * 8], picture[22 * 8, 12 * 8], picture[30 * 8, 22 * 8]
     assert red[0] > 100 > red[1] and green[1] > 100 > green[0] and yellow[0] > 100 and yellow[1] > 100
     assert frame_iou(mask, truth) == 16 / 80
-    assert picture[2:12, 2:60].max() == 255  # the label and IoU are written on it
+    assert picture[2:14, 2:60].max() > 200  # the label and IoU are written on it (white on black)
     sheet = contact_sheet([picture, picture, picture], columns=2)
     assert sheet.shape == (2 * 256 + 3 * 4, 2 * 256 + 3 * 4, 3)
 
