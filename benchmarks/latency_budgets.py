@@ -200,10 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table", default=str(TABLE))
     parser.add_argument("--latency", action="store_true", help="time the picks and the grid nets (quiet cores)")
     parser.add_argument("--leaderboard", action="store_true", help="merge the grid and the rows into leaderboard.json")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--work", default=None)
-    parser.add_argument("--out", default=str(RESULTS))
+    unet_grid.add_run_options(parser, RESULTS)
     args = parser.parse_args(argv)
     report = run(args)
     for row in report["rows"]:

@@ -147,16 +147,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return write(units, args, scale)
 
 
+def add_run_options(parser: argparse.ArgumentParser, out: Path) -> None:
+    """The options every zoo-data benchmark shares: device, threads, work folder and results file."""
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--work", default=None, help="work folder (default benchmarks/work/zoo-SCALE)")
+    parser.add_argument("--out", default=str(out))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=sorted(ze.SCALES), default="cpu")
     parser.add_argument("--data", nargs="+", default=["synth-defects", "synth-membranes"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--latency", action="store_true", help="also time each net (ORT fp32, 2 threads, 256x256)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--work", default=None)
-    parser.add_argument("--out", default=str(RESULTS))
+    add_run_options(parser, RESULTS)
     args = parser.parse_args(argv)
     report = run(args)
     for data_name, rows in report["rows"].items():
