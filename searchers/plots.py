@@ -26,9 +26,10 @@ def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
-def write_plots(folder: Path, history: Sequence[EvalResult]) -> list[Path]:
+def write_plots(folder: Path, history: Sequence[EvalResult], answer: float | None = None) -> list[Path]:
     """Write ``fitness.png``, and ``iou_vs_macs.png`` / ``iou_vs_latency.png`` where the history has
-    MACs / predicted latencies; returns the paths."""
+    MACs / predicted latencies; returns the paths. ``answer``: the fitness of the strategy's pick
+    (``best.json`` and the final line), drawn as a line beside the best single scoring."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,7 +52,10 @@ def write_plots(folder: Path, history: Sequence[EvalResult]) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     ax.scatter([r.step for r in ok], [r.fitness for r in ok], s=10, alpha=0.4, label="candidates")
     ax.plot(steps, [sum(by_step[s]) / len(by_step[s]) for s in steps], label="mean of step")
-    ax.plot(steps, best_so_far, label="best so far")
+    ax.plot(steps, best_so_far, label="best single scoring so far")
+    if _finite(answer):
+        ax.axhline(answer, color="black", linestyle="--", linewidth=1,
+                   label=f"answer {answer:.4f} (best.json; a mean where re-scored)")  # fmt: skip
     ax.set_xlabel("step (generation / epoch)")
     ax.set_ylabel("fitness")
     ax.legend(loc="lower right")

@@ -165,7 +165,7 @@ class Searcher:
                 best = self.strategy.best(context.history)
                 if best is not None:
                     run.write_best(best, self.strategy.name, self.dataset, self.seed, elapsed())
-                _write_plots(run, context.history)
+                _write_plots(run, context.history, best.fitness if best is not None else None)
                 run.save_checkpoint({"strategy": self.strategy.state_dict(), "step": step, "seconds": elapsed()})
                 if on_step:
                     on_step(StepReport(step, len(context.history), elapsed(), best.fitness if best else None, results))
@@ -176,7 +176,7 @@ class Searcher:
         return SearchResult(genotype, best, context.history, run.path, elapsed(), step)
 
 
-def _write_plots(run: RunDirectory, history: list[EvalResult]) -> None:
+def _write_plots(run: RunDirectory, history: list[EvalResult], answer: float | None = None) -> None:
     from searchers.plots import write_plots
 
-    write_plots(run.plots_dir, history)
+    write_plots(run.plots_dir, history, answer)

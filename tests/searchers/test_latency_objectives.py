@@ -173,3 +173,30 @@ def test_a_tight_target_changes_what_the_ga_breeds_and_picks() -> None:
     assert sum(tight_parents) < sum(free_parents)  # the population itself moved, not just the answer
     assert tight.fitness == pytest.approx(max(r.fitness for r in history))  # reported = the number ranked by
     assert tight.fitness == pytest.approx(1 / (1 - tight.metrics["iou"]) * tight.extra["latency"]["factor"])
+
+
+def test_a_tight_target_changes_what_renas_picks(tiny_latency_table: Path) -> None:
+    """RENAS answers with the best retrained individual by the fitness its tournament reads, the
+    latency factor included: a tight target moves the answer from the accurate slow cell to the fast one."""
+    task = {"kind": "segmentation", "in_channels": 3, "num_classes": 1, "input_size": [32, 32]}
+    space = RenasSpace(task, blocks=2, cells=1, init_channels=8, aspp_channels=16)
+    rng = random.Random(1)
+    objective = LatencyObjective.from_options(tiny_latency_table, None, 1.0, (32, 32))
+    genotypes = sorted({g.arch_hash: g for g in (space.sample(rng) for _ in range(12))}.values(),
+                       key=objective.predict_ms)  # fmt: skip
+    fast, slow = genotypes[0], genotypes[-1]
+    assert objective.predict_ms(fast) < objective.predict_ms(slow)
+
+    def answer(target_ms: float | None) -> str:
+        chosen = LatencyObjective.from_options(tiny_latency_table, target_ms, 3.0, (32, 32))
+        strategy = RenasStrategy(space, population=2, steps=1)
+        results = []
+        for key, genotype, iou in (("f0", slow, 0.60), ("f1", fast, 0.55)):
+            result = EvalResult(key, genotype, metrics={"iou": iou},
+                                extra={"kind": "final", "latency": chosen.record(genotype)})  # fmt: skip
+            result.fitness = strategy.fitness(result)
+            results.append(result)
+        return strategy.best(results).genotype.arch_hash
+
+    assert answer(None) == slow.arch_hash
+    assert answer(objective.predict_ms(fast) * 1.01) == fast.arch_hash
