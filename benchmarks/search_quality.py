@@ -114,10 +114,10 @@ SCALES: dict[str, dict[str, Any]] = {
         # issue 29: 100 steps per candidate (search_fidelity.json: Spearman 0.90 at 100, 0.65 at 50) and IoU fitness
         "unet-ga": {"widths": (8, 16, 32, 64), "layers": 5, "K": 10, "T": 5, "steps": 100, "images": 160, "val": 40,
                     "fitness": "iou"},
-        "renas": {
+        "renas": {  # issue 29: 200 steps per child (search_fidelity.json: Spearman 0.83 at 200, 0.33 at 50)
             "P": 8,
             "E": 16,
-            "steps": 40,
+            "steps": 200,
             "images": 160,
             "val": 40,
             "filters": 12,
