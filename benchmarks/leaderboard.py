@@ -35,7 +35,7 @@ import zoo
 from serving.bench import bench_model
 from serving.quantize import compare_int8
 from zoo.data.folder import open_folder
-from zoo.io import atomic_write_bytes
+from zoo.io import atomic_write_bytes, save_figure
 from zoo.training.trainer import evaluate
 from zoo.versions import library_versions
 
@@ -220,6 +220,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
                     front.append((x, r["test_iou"]))
                     best = r["test_iou"]
             ax.plot(*zip(*front, strict=True), color="tab:blue", alpha=0.4, linestyle="--")
+            _grid_and_budget_fronts(ax, report, data, key)
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
@@ -228,7 +229,37 @@ def plot(report: dict[str, Any], path: Path) -> None:
             ax.set_title(f"{data}: searched (circles) vs hand-designed (squares)", fontsize=9)
             ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
+
+
+def _grid_and_budget_fronts(ax: Any, report: dict[str, Any], data: str, key: str) -> None:
+    """The tuned U-Net grid (``unet_grid``: small gray dots, its front dotted) and the latency-budget
+    picks (``latency_budgets``: blue triangles, their front solid), where the report has them."""
+    grid = [r for r in report.get("unet_grid", {}).get(data, []) if r.get("p50_ms_2t") or key == "macs"]
+    points = [((r["macs_256"] or 0) / 1e9 if key == "macs" else r["p50_ms_2t"], r["test_iou_mean"]) for r in grid]
+    points = [p for p in points if p[0]]
+    if points:
+        ax.scatter(*zip(*points, strict=True), s=8, color="tab:gray", alpha=0.6, label="U-Net grid")
+        front = _front(points)
+        ax.plot(*zip(*front, strict=True), color="tab:gray", linestyle=":", label="grid front")
+    if key != "ms":
+        return
+    budget_rows = report.get("latency_budgets", {}).get(data, [])
+    picks = {(r["best_searched_ms"], r["best_searched_iou"]) for r in budget_rows if r.get("best_searched_ms")}
+    if picks:
+        ax.scatter(*zip(*picks, strict=True), marker="^", color="tab:blue", label="searched under a budget")
+        ax.plot(*zip(*_front(sorted(picks)), strict=True), color="tab:blue", linewidth=1, label="searched front")
+    if points or picks:
+        ax.legend(fontsize=7, loc="lower right")
+
+
+def _front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    front, best = [], -1.0
+    for x, y in sorted(points):
+        if y > best:
+            front.append((x, y))
+            best = y
+    return front
 
 
 def main(argv: list[str] | None = None) -> None:
