@@ -120,6 +120,12 @@ def run_search(searcher: Searcher, resume: bool, label: str, as_json: bool = Fal
                 if total:
                     progress.console.print(f"first step took {per_step:.0f} s: about {per_step * total / 60:.1f} "
                                            f"minutes for the {total} steps", highlight=False)  # fmt: skip
+                if total and per_step * total > 3600:
+                    progress.console.print(f"[yellow]note:[/] at this pace the search takes about "
+                                           f"{per_step * total / 3600:.1f} hours here; fewer steps or evaluations, "
+                                           "a smaller --image-size or --max-images, or a smaller space (for the GA: "
+                                           "--widths, --layers, -K, -T) make it shorter",
+                                           highlight=False, soft_wrap=True)  # fmt: skip
                 warning = nothing_learns(report.results)
                 if warning:
                     progress.console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
