@@ -111,8 +111,18 @@ def rows_for(units: sq.Units, args: argparse.Namespace) -> list[dict[str, Any]]:
                                  "ious": [t["test_iou"] for t in trained], "measured_ms": ms,
                                  "predicted_ms": pick["predicted_ms"], "search_minutes": pick["search_minutes"],
                                  "channels": Genotype.from_dict(pick["genotype"]).arch.model_dump().get("channels")})
+    board = json.loads(LEADERBOARD.read_text()) if LEADERBOARD.is_file() else {}
+    shipped = []
+    for r in board.get("rows", {}).values():
+        if r.get("kind") != "searched" or r.get("data") != DATA:
+            continue
+        retrained = [units.get(f"zoo/{r['name']}/r{seed}") for seed in args.seeds]
+        iou = statistics.fmean(t["test_iou"] for t in retrained) if all(retrained) else r["test_iou"]
+        shipped.append((r["name"], iou, r["p50_ms"]["onnx-fp32@2t"], len(args.seeds) if all(retrained) else 1))
     rows = []
     for budget in args.budgets:
+        zoo_under = [entry for entry in shipped if entry[2] <= budget]
+        best_zoo = max(zoo_under, key=lambda entry: entry[1]) if zoo_under else None
         under = [s for s in searched if s["measured_ms"] <= budget]
         grid_under = [(r, ms) for r, ms in timed_grid if ms is not None and ms <= budget]
         best_s = max(under, key=lambda s: s["iou"]) if under else None
@@ -127,6 +137,12 @@ def rows_for(units: sq.Units, args: argparse.Namespace) -> list[dict[str, Any]]:
             "best_unet_ms": best_u[1] if best_u else None,
             "search_minutes": best_s["search_minutes"] if best_s else None,
             "searched_wins": bool(best_s and (not best_u or best_s["iou"] > best_u[0]["test_iou_mean"])),
+            # the shipped searched zoo entries (same recipe and data as the grid; retrained here with the
+            # seeds where --zoo-entries named them, else their one shipped seed; p50 from leaderboard.json)
+            "best_zoo_searched": best_zoo[0] if best_zoo else None,
+            "best_zoo_searched_seeds": best_zoo[3] if best_zoo else None,
+            "best_zoo_searched_iou": best_zoo[1] if best_zoo else None,
+            "best_zoo_searched_ms": best_zoo[2] if best_zoo else None,
             "picks": [s for s in searched if s["target_ms"] == budget],
         })  # fmt: skip
     return rows
@@ -155,6 +171,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 units.once(f"{searcher}/{budget:g}/r{seed}", lambda p=pick, s=seed, w=workdir: train_pick(
                     p, data, scale, s, args.device, w))  # fmt: skip
             write(units, args)
+    for name in args.zoo_entries:  # shipped searched entries retrained here by the same recipe, per seed
+        genotype = zoo.get_genotype(name)
+        if genotype.family == "iac-unet":
+            raise SystemExit(f"{name}: an IAC entry trains base and implant in turn (zoo_entries.py); not here")
+        for seed in args.seeds:
+            workdir = work / "latency_budgets" / f"zoo-{name}-s{seed}"
+            units.once(f"zoo/{name}/r{seed}", lambda g=genotype, s=seed, w=workdir: train_pick(
+                {"genotype": g.to_dict()}, data, scale, s, args.device, w))  # fmt: skip
+        write(units, args)
     if args.latency:  # one pass on quiet cores: picks and grid nets
         torch.set_num_threads(2)
         for searcher in args.searchers:
@@ -190,6 +215,28 @@ def merge_leaderboard(report: dict[str, Any], units: sq.Units, args: argparse.Na
     atomic_write_bytes(LEADERBOARD, (json.dumps(board, indent=1, sort_keys=True) + "\n").encode())
 
 
+def markdown_table(report: dict[str, Any]) -> str:
+    """The README's table: per budget, the best grid U-Net, the GA's pick and the best shipped searched entry."""
+
+    def cell(name: Any, iou: Any, ms: Any, seeds: Any = None) -> str:
+        if name is None:
+            return "-"
+        note = f", {seeds} seed{'s' * (seeds != 1)}" if seeds else ""
+        return f"`{name}` {iou:.3f} ({ms:.1f} ms{note})"
+
+    lines = ["| budget | best grid U-Net (2 seeds) | GA searched at the budget (2 seeds) | best searched zoo entry | "
+             "searched beats the grid |", "|---|---|---|---|---|"]  # fmt: skip
+    for r in report["rows"]:
+        grid = r["best_unet_iou"] or 0.0
+        searched = max(r["best_searched_iou"] or 0.0, r.get("best_zoo_searched_iou") or 0.0)
+        zoo_cell = cell(r.get("best_zoo_searched"), r.get("best_zoo_searched_iou"), r.get("best_zoo_searched_ms"),
+                        r.get("best_zoo_searched_seeds"))  # fmt: skip
+        lines.append(f"| {r['budget_ms']:g} ms | {cell(r['best_unet'], r['best_unet_iou'], r['best_unet_ms'])} | "
+                     f"{cell(r['best_searched'], r['best_searched_iou'], r['best_searched_ms'])} | {zoo_cell} | "
+                     f"{'yes' if searched > grid else 'no'} ({searched - grid:+.3f}) |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=sorted(ze.SCALES), default="cpu")
@@ -200,8 +247,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table", default=str(TABLE))
     parser.add_argument("--latency", action="store_true", help="time the picks and the grid nets (quiet cores)")
     parser.add_argument("--leaderboard", action="store_true", help="merge the grid and the rows into leaderboard.json")
+    parser.add_argument("--zoo-entries", nargs="*", default=[], help="shipped searched entries to retrain per seed")
     unet_grid.add_run_options(parser, RESULTS)
+    parser.add_argument("--markdown", action="store_true", help="print the README table of --out and stop")
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown_table(json.loads(Path(args.out).read_text())))
+        return
     report = run(args)
     for row in report["rows"]:
         print(f"{row['budget_ms']:g} ms: searched {row['best_searched']} {row['best_searched_iou']}  "
