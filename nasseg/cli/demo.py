@@ -24,11 +24,9 @@ from rich.table import Table
 
 import zoo
 from nasseg.cli import app, console, err_console
-from nasseg.cli.training import train_demo
 from zoo.data.images import write_png
 from zoo.data.synthetic import defect_sample
 from zoo.errors import NassegError
-from zoo.inference import predict_file
 
 DEMO_MODEL = "iac-unet-small-synth-defects"
 MIN_DEFECT_AREA = 20
@@ -48,6 +46,7 @@ def make_frames(out: Path, count: int, size: int, seed: int, difficulty: str) ->
 
 def inspect_frames(model: Any, frames: list[tuple[Path, np.ndarray]], overlays: Path) -> list[dict[str, Any]]:
     """Mask, overlay and verdict of every frame (NG: at least ``MIN_DEFECT_AREA`` defect pixels)."""
+    from zoo.inference import predict_file
     from zoo.overlays import compare_picture, contact_sheet
 
     rows, pictures = [], []
@@ -141,6 +140,8 @@ def demo(
 ) -> None:
     """The main job end to end: a shipped searched model inspects fresh frames, exports, serves."""
     if train:
+        from nasseg.cli.training import train_demo  # torch: imported once the demo has said what it does
+
         train_demo(out, model or "iac-base-unet-small", n, size, epochs, seed)
         return
     from serving.check import check
