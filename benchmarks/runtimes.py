@@ -86,6 +86,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def markdown_table(report: dict[str, Any]) -> str:
+    """Per model and condition: each runtime's p50 ms (IoU change), the pick, its speed-up over ORT fp32."""
+    runtimes = [r for r in RUNTIME_CHOICES if any(row["runtime"] == r for row in report["rows"])]
+    lines = ["| model | condition | " + " | ".join(runtimes) + " | pick (within 0.005 IoU) | pick / onnx-fp32 |",
+             "|---|---|" + "---|" * len(runtimes) + "---|---|"]  # fmt: skip
+    for key in report["done"]:
+        model, condition = key.rsplit("/", 1)
+        rows = {r["runtime"]: r for r in report["rows"] if r["model"] == model and r["condition"] == condition}
+        cells = []
+        for runtime in runtimes:
+            row = rows.get(runtime)
+            if row is None or row.get("status") != "ok":
+                cells.append("-")
+                continue
+            cells.append(f"{row['p50_ms']:.1f} ({row['iou_change']:+.3f})")
+        chosen = report["picks"].get(key)
+        base = rows.get("onnx-fp32", {}).get("p50_ms")
+        speed = f"{rows[chosen]['p50_ms'] / base:.2f}x" if chosen and base else "-"
+        lines.append(f"| `{model}` | {condition} | " + " | ".join(cells) + f" | {chosen or '-'} | {speed} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=None)
@@ -93,7 +115,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runtimes", nargs="+", choices=RUNTIME_CHOICES, default=list(RUNTIME_CHOICES))
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--out", default=str(RESULTS))
-    run(parser.parse_args(argv))
+    parser.add_argument("--markdown", action="store_true", help="print the README table of --out and stop")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown_table(json.loads(Path(args.out).read_text())))
+        return
+    run(args)
 
 
 if __name__ == "__main__":
