@@ -200,3 +200,26 @@ def test_a_tight_target_changes_what_renas_picks(tiny_latency_table: Path) -> No
 
     assert answer(None) == slow.arch_hash
     assert answer(objective.predict_ms(fast) * 1.01) == fast.arch_hash
+
+
+def test_a_tight_target_changes_what_autosegnet_derives(tiny_defects: Path, tiny_latency_table: Path,
+                                                        tmp_path: Path) -> None:  # fmt: skip
+    """AutoSegNet keeps the sampled child with the best reward, the latency factor included: under a
+    tight target (weight 5) the same samples give the fastest child, without one the best scorer."""
+    space = AutoSegNetSpace((32, 32), stem_channels=4, min_size=8)
+    config = AutoSegNetConfig(image_size=(32, 32), batch_size=2, max_images=4, max_val_images=2, max_steps_per_epoch=1,
+                              controller_steps=1, derive_samples=6, epochs_max=1)  # fmt: skip
+    auto = AutoSegNetStrategy(tiny_defects, space, config, seed=0)
+    Searcher(auto, None, Budget(steps=1), tmp_path / "auto", seed=0, dataset=str(tiny_defects)).run()
+    state = auto.generator.get_state()
+    samples = [auto.controller.sample(auto.generator).actions for _ in range(6)]
+    objective = LatencyObjective.from_options(tiny_latency_table, 1e-4, 5.0, (32, 32))
+    times = {tuple(a): objective.predict_ms(space.genotype(a)) for a in samples}
+    auto.latency = None
+    auto.generator.set_state(state)
+    free, _, _ = auto.derive(6)
+    auto.latency = objective
+    auto.generator.set_state(state)
+    tight, _, _ = auto.derive(6)
+    assert times[tuple(tight)] == min(times.values())
+    assert times[tuple(tight)] < times[tuple(free)]  # the untargeted pick was a slower child
