@@ -92,6 +92,14 @@ class RunDirectory:
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_json, json.dumps(config, indent=2, default=str) + "\n")
 
+    def annotate(self, key: str, value: Any) -> None:
+        """Add ``key`` to ``run.json`` (the plan and the time estimate of a search; never a setting a
+        resume compares)."""
+        if key in RESUME_MUST_MATCH:
+            raise SearchError(f"run.json: {key!r} is a setting, not an annotation")
+        text = json.dumps({**self.config(), key: value}, indent=2, default=str) + "\n"
+        atomic_write_text(self.path / "run.json", text)
+
     def config(self) -> dict[str, Any]:
         """``run.json``: what the run was started with."""
         path = self.path / "run.json"

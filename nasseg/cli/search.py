@@ -117,6 +117,9 @@ def run_search(searcher: Searcher, resume: bool, label: str, as_json: bool = Fal
             progress.update(task, completed=report.step, status=f"best {best} | {report.evaluations} evaluated")
             if report.step == 1 and report.results:
                 per_step = report.seconds / max(report.step, 1)
+                searcher.run_dir.annotate("estimate", {
+                    "plan": search_plan(searcher, label), "first_step_seconds": round(per_step, 1),
+                    "steps": total, "total_minutes": round(per_step * total / 60, 1) if total else None})  # fmt: skip
                 if total:
                     progress.console.print(f"first step took {per_step:.0f} s: about {per_step * total / 60:.1f} "
                                            f"minutes for the {total} steps", highlight=False)  # fmt: skip
