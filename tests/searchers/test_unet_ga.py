@@ -199,6 +199,8 @@ def test_segmentation_search_writes_a_buildable_best_genotype(segmentation_run: 
     assert genotype.provenance.metrics["search_fitness"] == pytest.approx(max(means.values()))
     assert genotype.arch_hash == max(means, key=means.get)
     assert (segmentation_run / "plots" / "fitness.png").is_file()
+    estimate = json.loads((segmentation_run / "run.json").read_text())["estimate"]  # written after the first step
+    assert estimate["steps"] == 2 and estimate["total_minutes"] >= 0 and "widths [4, 8]" in estimate["plan"]
 
 
 def test_searched_best_trains_and_exports(segmentation_run: Path, defects: Path, tmp_path: Path) -> None:
