@@ -213,7 +213,8 @@ class OpenVinoSession:
 def _compile(model: Any, threads: int, precision: str) -> Any:
     ov = _openvino()
     config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": int(threads),
-              "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}  # fmt: skip
+              "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+              "ENABLE_CPU_PINNING": False}  # fmt: skip  # the box also decodes, serves and runs other runtimes
     return ov.Core().compile_model(model, "CPU", config)
 
 
