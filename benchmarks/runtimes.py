@@ -7,7 +7,8 @@ CPU-bound process on the other core (``--conditions``). Rows:
 ``{"model", "runtime", "condition", "p50_ms", "p99_ms", "images_per_s", "iou", "iou_change",
 "mask_agreement", "size_mb", "status"}``, plus per model and condition the runtime ``--pick`` would
 choose (fastest within 0.005 IoU of PyTorch fp32), and the CPU flags. Resumable: a finished
-(model, condition) is kept in the results file and skipped.
+(model, condition) is kept in the results file; a later run adds only the runtimes it lacks
+(the pick is then over every row; a new run's rows are timed against its own interleaved rounds).
 
     python benchmarks/runtimes.py [--models NAME ...] [--conditions idle busy-core] [--repeats 30]
 """
@@ -66,18 +67,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for name in args.models or shipped_with_weights():
         for condition in args.conditions:
             key = f"{name}/{condition}"
-            if key in report["done"]:
+            have = {r["runtime"] for r in report["rows"] if r["model"] == name and r["condition"] == condition}
+            missing = [r for r in args.runtimes if r not in have]
+            if not missing:  # a (model, condition) gains only the runtimes it lacks (torch-compile later, say)
                 continue
-            print(f"[{time.strftime('%H:%M:%S')}] {key} ...", flush=True)
-            result = runtime_table(name, data_for(name), list(args.runtimes), threads=2, size=(256, 256),
+            print(f"[{time.strftime('%H:%M:%S')}] {key}: {', '.join(missing)} ...", flush=True)
+            result = runtime_table(name, data_for(name), missing, threads=2, size=(256, 256),
                                    repeats=args.repeats, busy=condition == "busy-core")  # fmt: skip
             for row in result["rows"]:
+                if row["runtime"] in have:
+                    continue
                 report["rows"].append({"model": name, "condition": condition, **{k: row.get(k) for k in (
                     "runtime", "status", "p50_ms", "p99_ms", "images_per_s", "iou", "dice", "iou_change",
                     "mask_agreement", "size_mb", "compile_s")}})  # fmt: skip
-            chosen = pick(result, TOLERANCE)
+            rows = [r for r in report["rows"] if r["model"] == name and r["condition"] == condition]
+            chosen = pick({"rows": rows}, TOLERANCE)
             report["picks"][key] = chosen["runtime"] if chosen else None
-            report["done"].append(key)
+            if key not in report["done"]:
+                report["done"].append(key)
             report.update(benchmark="runtimes", tolerance=TOLERANCE, cpu_flags=cpu_flags(), threads=2,
                           size=[256, 256], library_versions=library_versions(),
                           timing="deploy graphs, batch 1 p50/p99 and batch 8 images/s, interleaved rounds")  # fmt: skip
