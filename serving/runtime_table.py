@@ -98,6 +98,8 @@ def _predictors(net: torch.nn.Module, runtimes: list[str], folder: Path, calib_d
         try:
             if runtime in ("torch", "torch-compile"):
                 deploy = DeployGraph(net, getattr(net, "divisor", 1)).eval()
+                if runtime == "torch-compile":
+                    torch._dynamo.reset()  # earlier models' graphs would fill dynamo's recompile limit: eager fallback
                 module = torch.compile(deploy, dynamic=False) if runtime == "torch-compile" else deploy
 
                 def run(frames: np.ndarray, module: Any = module) -> np.ndarray:
