@@ -72,8 +72,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if not missing:  # a (model, condition) gains only the runtimes it lacks (torch-compile later, say)
                 continue
             print(f"[{time.strftime('%H:%M:%S')}] {key}: {', '.join(missing)} ...", flush=True)
-            result = runtime_table(name, data_for(name), missing, threads=2, size=(256, 256),
-                                   repeats=args.repeats, busy=condition == "busy-core")  # fmt: skip
+            data = data_for(name)  # int8 is calibrated on its train split, as `nasseg export --int8 --calib` is
+            result = runtime_table(name, data, missing, threads=2, size=(256, 256), repeats=args.repeats,
+                                   busy=condition == "busy-core", calib_dir=data)  # fmt: skip
             for row in result["rows"]:
                 if row["runtime"] in have:
                     continue

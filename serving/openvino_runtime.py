@@ -127,12 +127,12 @@ def _quantize(model: Any, onnx_path: Path, meta: Any, calib_dir: Path | None, co
         import nncf
     except ImportError:
         raise OpenVinoError("precision int8 needs NNCF: pip install 'nasseg[openvino]'") from None
-    from serving.quantize import FolderCalibrationReader, _bundled_calibration, calibration_files, calibration_size
+    from serving.quantize import FolderCalibrationReader, bundled_calibration, calibration_files, calibration_size
 
     size = calibration_size(meta, None)
     with tempfile.TemporaryDirectory(prefix="nasseg-ov-calib-") as tmp:
         bundled = calib_dir is None
-        root = _bundled_calibration(Path(tmp) / "calib", count, size, seed) if bundled else Path(calib_dir)
+        root = bundled_calibration(Path(tmp) / "calib", count, size, seed) if bundled else Path(calib_dir)
         files = calibration_files(root, count, seed)
         reader = FolderCalibrationReader(files, meta, "frames", size)
         frames = [reader.load(path) for path in files]

@@ -221,7 +221,7 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
-def _bundled_calibration(root: Path, count: int, size: tuple[int, int], seed: int) -> Path:
+def bundled_calibration(root: Path, count: int, size: tuple[int, int], seed: int) -> Path:
     """A bundled ``synth-defects`` set with at least ``count`` training images of ``size``."""
     return make_dataset("synth-defects", root, n=max(3, math.ceil(count / 0.7) + 1), size=max(16, *size), seed=seed)
 
@@ -275,7 +275,7 @@ def quantize(path: str | Path, out: str | Path | None = None, calib_dir: str | P
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="nasseg-int8-") as tmp:
         if calib_dir is None:
-            calib_root = _bundled_calibration(Path(tmp) / "synth-defects", count, calib_size, seed)
+            calib_root = bundled_calibration(Path(tmp) / "synth-defects", count, calib_size, seed)
             source = f"bundled synth-defects set (generated, seed {seed}), train split"
         else:
             calib_root, source = Path(calib_dir), f"{calib_dir} (train split)"
@@ -396,12 +396,12 @@ def predict_mask(session: OnnxSession, meta: ExportMetadata, image: np.ndarray) 
     return predict_classes(crop_to_original(logits, padding), meta.threshold)[0].numpy()
 
 
-def _load_pair(sample: Any, in_channels: int, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def load_pair(sample: Any, in_channels: int, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     image = to_channels(to_float(read_image(sample.image)), in_channels)
     return image, mask_to_index(read_image(sample.mask), num_classes)
 
 
-def _scoring_folder(root: str | Path) -> SegmentationFolder:
+def scoring_folder(root: str | Path) -> SegmentationFolder:
     try:
         return open_folder(root)
     except DatasetError as exc:
@@ -414,7 +414,7 @@ def compare_int8(fp32_path: str | Path, int8_file: str | Path, data_dir: str | P
                  max_images: int | None = None) -> Int8Comparison:  # fmt: skip
     """Score both graphs on ``split`` of ``data_dir`` and time them at batch 1 on its first image
     (``threads`` intra-op threads, default every core this process may use)."""
-    folder = data_dir if isinstance(data_dir, SegmentationFolder) else _scoring_folder(data_dir)
+    folder = data_dir if isinstance(data_dir, SegmentationFolder) else scoring_folder(data_dir)
     fp32_meta, int8_meta = read_metadata(fp32_path), read_metadata(int8_file)
     if fp32_meta.arch_hash != int8_meta.arch_hash or fp32_meta.graph != int8_meta.graph:
         raise QuantizeError(f"{int8_file} is not the int8 twin of {fp32_path} (arch {int8_meta.arch_hash} "
@@ -431,12 +431,12 @@ def compare_int8(fp32_path: str | Path, int8_file: str | Path, data_dir: str | P
     matrices = [ConfusionMatrix(folder.num_classes) for _ in sessions]
     equal = total = 0
     for sample in samples:
-        image, target = _load_pair(sample, task.in_channels, folder.num_classes)
+        image, target = load_pair(sample, task.in_channels, folder.num_classes)
         masks = [predict_mask(s, fp32_meta, image) for s in sessions]
         for matrix, mask in zip(matrices, masks, strict=True):
             matrix.update(torch.from_numpy(mask.astype(np.int64)), torch.from_numpy(target.astype(np.int64)))
         equal, total = equal + int((masks[0] == masks[1]).sum()), total + masks[0].size
-    image, _ = _load_pair(samples[0], task.in_channels, folder.num_classes)
+    image, _ = load_pair(samples[0], task.in_channels, folder.num_classes)
     x = graph_input(image, fp32_meta)
     if fp32_meta.graph == "raw":
         x = pad_to_multiple(torch.from_numpy(x), fp32_meta.divisor)[0].numpy()

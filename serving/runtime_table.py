@@ -134,7 +134,7 @@ def runtime_table(model: str | Path, data: str | Path, runtimes: list[str] | Non
                   calib_dir: Path | None = None, max_images: int | None = None,
                   work_dir: Path | None = None) -> dict[str, Any]:  # fmt: skip
     """The table of :mod:`this module <serving.runtime_table>` for ``model`` (trained weights) on ``data``."""
-    from serving.quantize import _scoring_folder
+    from serving.quantize import scoring_folder
     from serving.resolve import load_for_export
 
     runtimes = runtimes or list(RUNTIME_CHOICES)
@@ -142,7 +142,7 @@ def runtime_table(model: str | Path, data: str | Path, runtimes: list[str] | Non
         runtimes = [REFERENCE, *runtimes]
     net, weights = load_for_export(model, "auto", allow_random=False)
     net = net.eval()
-    folder = _scoring_folder(data)
+    folder = scoring_folder(data)
     samples = folder.splits["test"][:max_images] if max_images else folder.splits["test"]
     if not samples:
         raise RuntimeTableError(f"{data}: the test split has no images")
@@ -208,9 +208,9 @@ def _score(predictors: dict[str, Any], samples: list[Any], task: Any, folder: An
 
 
 def _load_pair_uint8(sample: Any, task: Any, folder: Any) -> tuple[np.ndarray, np.ndarray]:
-    from serving.quantize import _load_pair
+    from serving.quantize import load_pair
 
-    image, target = _load_pair(sample, task.in_channels, folder.num_classes)
+    image, target = load_pair(sample, task.in_channels, folder.num_classes)
     return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8), target
 
 

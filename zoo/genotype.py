@@ -43,6 +43,8 @@ from zoo.errors import GenotypeError
 SCHEMA_VERSION = "nasseg.genotype/1"
 #: A genotype is a few KB nested a few levels; far past that is a broken or hostile file.
 MAX_NESTING = 32
+#: a model name: a file stem with no folders and no leading dot (the registry checks names with it too)
+MODEL_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]*"
 MAX_JSON_INT = 2**53  # integers a JSON reader anywhere keeps exactly
 MAX_DOCUMENT_CHARS = 4 * 2**20
 FAMILIES = tuple(ARCH_MODELS)
@@ -64,7 +66,7 @@ class Genotype(_Strict):
     use :meth:`replace`. Per-family subclasses give ``arch`` its type."""
 
     schema_: Literal["nasseg.genotype/1"] = Field(default=SCHEMA_VERSION, alias="schema")
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$", max_length=128)
+    name: str = Field(pattern=f"^{MODEL_NAME_PATTERN}$", max_length=128)
     family: str
     task: Task
     arch: Any

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import GenotypeError, InputSizeError, ModelNotFoundError, WeightsError
-from zoo.genotype import Genotype, Task
+from zoo.genotype import MODEL_NAME_PATTERN, Genotype, Task
 from zoo.io import atomic_copy, atomic_write_text, sha256_file
 from zoo.weight_files import find_weights, nasseg_home
 
@@ -32,7 +32,7 @@ ModelSpec = str | Path | Genotype
 #: index ``nasseg list`` reads without torch (``scripts/record_costs.py`` writes it)
 SHIPPED_DATA_FILES = ("schema.json", "costs.json")
 #: a model name, as a genotype's ``name`` field allows it (a file stem: no separators, no leading dot)
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 
 
 def genotype_dirs() -> list[Path]:
