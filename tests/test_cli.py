@@ -172,6 +172,18 @@ def test_a_crop_larger_than_the_images_is_warned_and_keep_checkpoint_keeps_them(
     assert (run / "checkpoint.pt").is_file()
 
 
+def test_without_crop_training_follows_images_smaller_than_the_default(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    made = runner.invoke(app, ["data", "make", "synth-defects", "--out", str(data), "--n", "6", "--size", "32"])
+    assert made.exit_code == 0, made.output
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", "unet-small", "--data", str(data), "--out", str(run), "--epochs", "1",
+                                 "--batch-size", "2"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "training on 32x32 crops" in result.output and "warning" not in result.output
+    assert json.loads((run / "unet-small.json").read_text())["task"]["input_size"] == [32, 32]
+
+
 def test_training_commands_reject_bad_input(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "unet-small", "--data", str(tmp_path / "none")])
     assert result.exit_code == 2 and "no such dataset folder" in result.output.replace("\n", " ")

@@ -48,12 +48,15 @@ def _metrics_table(title: str, metrics: dict[str, Any]) -> Table:
 
 def train_model(spec: str, data_dir: Path, out: Path, config: TrainConfig, resume: bool = False,
                 pretrained: bool = False, name: str | None = None,
-                keep_checkpoint: bool = False) -> dict[str, Any]:  # fmt: skip
+                keep_checkpoint: bool = False, crop_to_images: bool = False) -> dict[str, Any]:  # fmt: skip
     """Train, then write ``OUT/NAME.safetensors`` (bound to the arch hash), ``OUT/NAME.json`` (the
     genotype with its weights entry and metrics in provenance) and ``OUT/metrics.json``. The
     resume files (``checkpoint.pt`` with the optimiser state, ``best_state.pt``) are removed once
-    the weights are written, unless ``keep_checkpoint`` (they are 3-4x the weights)."""
+    the weights are written, unless ``keep_checkpoint`` (they are 3-4x the weights). With
+    ``crop_to_images`` (no ``--crop`` given) a crop larger than the training images shrinks to them."""
     data = open_folder(data_dir, seed=config.seed)
+    if crop_to_images:
+        config = _crop_within_images(data, config)
     _warn_if_crop_exceeds_images(data, config.crop)
     genotype = _fit_genotype(spec, data, config.crop)
     if name is not None:
@@ -139,13 +142,34 @@ def _continue_finished(out: Path, config: TrainConfig) -> tuple[torch.nn.Module,
     return model, replace(config, epochs=config.epochs - done), done
 
 
-def _warn_if_crop_exceeds_images(data: SegmentationFolder, crop: tuple[int, int]) -> None:
-    """A crop larger than the training images pads every sample up to it: say so before training."""
+def _first_image_size(data: SegmentationFolder) -> tuple[int, int] | None:
+    """(height, width) of the first training image, or None for an empty split."""
     samples = data.splits["train"]
     if not samples:
-        return
+        return None
     with Image.open(samples[0].image) as first:
-        width, height = first.size
+        return first.size[1], first.size[0]
+
+
+def _crop_within_images(data: SegmentationFolder, config: TrainConfig) -> TrainConfig:
+    """The default crop, shrunk to the training images where they are smaller (said in one line)."""
+    from dataclasses import replace
+
+    size = _first_image_size(data)
+    if size is None or (config.crop[0] <= size[0] and config.crop[1] <= size[1]):
+        return config
+    crop = (min(config.crop[0], size[0]), min(config.crop[1], size[1]))
+    console.print(f"training on {crop[0]}x{crop[1]} crops (the images' size; --crop sets another)", highlight=False)
+    return replace(config, crop=crop)
+
+
+def _warn_if_crop_exceeds_images(data: SegmentationFolder, crop: tuple[int, int]) -> None:
+    """A crop larger than the training images pads every sample up to it: say so before training."""
+    size = _first_image_size(data)
+    if size is None:
+        return
+    height, width = size
+    samples = data.splits["train"]
     if crop[0] > height or crop[1] > width:
         err_console.print(f"[yellow]warning:[/] --crop {crop[0]} {crop[1]} is larger than the training images "
                           f"({height}x{width}, e.g. {samples[0].image.name}): every crop is padded up to it, and the "
@@ -160,7 +184,10 @@ def train(
     out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/NAME).")] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 20,
     batch_size: Annotated[int, typer.Option(min=2)] = 8,
-    crop: Annotated[tuple[int, int], typer.Option(help="Training crop height and width.")] = (128, 128),
+    crop: Annotated[
+        tuple[int, int] | None,
+        typer.Option(help="Training crop height and width (default: 128 128, or the images' size where smaller)."),
+    ] = None,
     optimizer: Annotated[str, typer.Option(help="adam or sgd.")] = "adam",
     lr: Annotated[float, typer.Option(min=0)] = 1e-3,
     loss: Annotated[
@@ -184,12 +211,12 @@ def train(
     """Train a zoo model on a dataset folder; checkpoints every epoch (resume with --resume)."""
     if optimizer not in ("adam", "sgd"):
         raise NassegError(f"--optimizer must be adam or sgd, got {optimizer!r}")
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, crop=tuple(crop), optimizer=optimizer, lr=lr,
-                         loss=loss, patience=patience, seed=seed, device=device, freeze_base=freeze_base,
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, crop=tuple(crop or (128, 128)), optimizer=optimizer,
+                         lr=lr, loss=loss, patience=patience, seed=seed, device=device, freeze_base=freeze_base,
                          max_steps_per_epoch=max_steps_per_epoch)  # fmt: skip
     run = out or Path("runs") / (name_as or zoo.resolve_genotype(name).name)
     summary = train_model(name, data, run, config, resume=resume, pretrained=pretrained, name=name_as,
-                          keep_checkpoint=keep_checkpoint)  # fmt: skip
+                          keep_checkpoint=keep_checkpoint, crop_to_images=crop is None)  # fmt: skip
     if as_json:
         print_json(summary)
         return

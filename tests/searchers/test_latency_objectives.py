@@ -105,28 +105,53 @@ def test_expected_latency_is_differentiable_in_alpha(tiny_defects: Path, tiny_la
     assert expected.take() is None  # detached: nothing collected
 
 
-def test_differentiable_searches_add_the_latency_term(tiny_defects: Path, tiny_latency_table: Path,
-                                                      tmp_path: Path) -> None:  # fmt: skip
-    latency = ["--latency-table", str(tiny_latency_table), "--latency-target", "0.001", *LATENCY]
-    result = runner.invoke(app, ["search", "nas-asdet", "--data", str(tiny_defects), "--image-size", "32",
-                                 "--epochs-per-stage", "1", "--warmup-epochs", "0", "--batch-size", "2",
-                                 "--init-channels", "4", "--stem-multiplier", "1", "--max-steps", "1",
-                                 "--max-val-images", "2", "--out", str(tmp_path / "asdet"), *latency])  # fmt: skip
+@pytest.fixture(scope="module")
+def steady_latency_table(tiny_latency_table: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny table with every unit's time replaced by a fixed cost of its kind (the order this CPU
+    measures: a separable conv 8x a pool) plus its MACs at 1 GMAC/ms, so a test's predictions (and
+    the gradients a differentiable search takes) do not move with the machine's load."""
+    table = json.loads(tiny_latency_table.read_text())
+    per_call = {"SepConv": 0.016, "DilConv": 0.009, "Pool": 0.002, "Identity": 0.0}
+    for unit in table["units"].values():
+        unit["ms"] = round(per_call.get(unit["kind"], 0.01) + unit["macs"] / 1e9, 6)
+    path = tmp_path_factory.mktemp("steady") / "table.json"
+    path.write_text(json.dumps(table))
+    return path
+
+
+def _differentiable_pick(strategy: str, data: Path, table: Path, out: Path, target: str | None) -> zoo.Genotype:
+    """A tiny NAS-ASDet or IAC search, with ``target`` (weight 5) or without one; its ``best.json``."""
+    latency = ["--latency-table", str(table), "--latency-size", "32x32"]
+    if target is not None:
+        latency += ["--latency-target", target, "--latency-weight", "5"]
+    sizes = ["--image-size", "32", "--batch-size", "2", "--max-steps", "1", "--max-val-images", "2"]
+    if strategy == "nas-asdet":
+        options = ["--epochs-per-stage", "1", "--warmup-epochs", "0", "--init-channels", "4", "--stem-multiplier", "1"]
+    else:
+        options = ["--base", "iac-base-unet-small", "--base-epochs", "1", "--warmup-epochs", "0", "--search-epochs",
+                   "4", "--cell-epochs", "1", "--cell-channels", "4", "--record-epochs", "1"]  # fmt: skip
+    result = runner.invoke(app, ["search", strategy, "--data", str(data), *sizes, *options, "--out", str(out),
+                                 *latency])  # fmt: skip
     assert result.exit_code == 0, result.output
-    lines = _history(tmp_path / "asdet")
-    assert all(line["extra"]["expected_latency_ms"] > 0 and line["extra"]["latency"]["predicted_ms"] > 0
-               for line in lines)  # fmt: skip
-    result = runner.invoke(app, ["search", "iac", "--data", str(tiny_defects), "--base", "iac-base-unet-small",
-                                 "--image-size", "32", "--base-epochs", "1", "--warmup-epochs", "0",
-                                 "--search-epochs", "1", "--cell-epochs", "1", "--batch-size", "2",
-                                 "--cell-channels", "4", "--max-steps", "1", "--max-val-images", "2",
-                                 "--record-epochs", "1", "--out", str(tmp_path / "iac"), *latency])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    lines = {line["key"]: line for line in _history(tmp_path / "iac")}
-    assert lines["e001"]["extra"]["expected_latency_ms"] > 0
-    assert lines["implant"]["extra"]["latency"]["predicted_ms"] > 0
-    best = zoo.Genotype.from_json(tmp_path / "iac" / "best.json")
-    assert best.provenance.latency["measured_ms"] > 0
+    return zoo.Genotype.from_json(out / "best.json")
+
+
+@pytest.mark.parametrize("strategy", ["nas-asdet", "iac"])
+def test_a_tight_target_changes_what_the_differentiable_searches_derive(strategy: str, tiny_defects: Path,
+                                                                        steady_latency_table: Path,
+                                                                        tmp_path: Path) -> None:  # fmt: skip
+    """NAS-ASDet and IAC add the expected latency to the architecture loss: the same search (same
+    seed) under a tight target derives a faster cell than without one, and records the term."""
+    objective = LatencyObjective.from_options(steady_latency_table, None, 1.0, (32, 32))
+    free = _differentiable_pick(strategy, tiny_defects, steady_latency_table, tmp_path / "free", None)
+    tight = _differentiable_pick(strategy, tiny_defects, steady_latency_table, tmp_path / "tight", "0.001")
+    assert objective.predict_ms(tight) < 0.9 * objective.predict_ms(free)
+    lines = {line["key"]: line for line in _history(tmp_path / "tight")}
+    assert all(line["extra"]["latency"]["predicted_ms"] > 0 for line in lines.values() if "latency" in line["extra"])
+    assert any(line["extra"].get("expected_latency_ms", 0) > 0 for line in lines.values())
+    if strategy == "iac":
+        assert lines["implant"]["extra"]["latency"]["predicted_ms"] > 0
+    assert tight.provenance.latency["measured_ms"] > 0
 
 
 def test_objective_checks_its_numbers(tiny_latency_table: Path) -> None:
