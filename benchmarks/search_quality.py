@@ -105,7 +105,8 @@ SCALES: dict[str, dict[str, Any]] = {
             "val": 6,
             "cell_channels": 8,
         },
-        "autosegnet": {"epochs": 2, "warm": 1, "steps": 3, "controller_steps": 3, "images": 16, "val": 6},
+        "autosegnet": {"epochs": 2, "warm": 1, "steps": 3, "controller_steps": 3, "images": 16, "val": 6,
+                       "rerank_top": 2, "rerank_steps": 3},
     },
     "cpu": {
         "size": 64,
@@ -135,7 +136,9 @@ SCALES: dict[str, dict[str, Any]] = {
             "val": 60,
             "cell_channels": 8,
         },
-        "autosegnet": {"epochs": 16, "warm": 4, "steps": 20, "controller_steps": 20, "images": 280, "val": 40},
+        # issue 29: the controller proposes its 4 best children, each trained alone for the GA's 100 steps decides
+        "autosegnet": {"epochs": 16, "warm": 4, "steps": 20, "controller_steps": 20, "images": 280, "val": 40,
+                       "rerank_top": 4, "rerank_steps": 100},
     },
     "gpu": {
         "size": 128,
@@ -163,7 +166,8 @@ SCALES: dict[str, dict[str, Any]] = {
             "val": 120,
             "cell_channels": 16,
         },
-        "autosegnet": {"epochs": 40, "warm": 10, "steps": 50, "controller_steps": 40, "images": 560, "val": 80},
+        "autosegnet": {"epochs": 40, "warm": 10, "steps": 50, "controller_steps": 40, "images": 560, "val": 80,
+                       "rerank_top": 4, "rerank_steps": 150},
     },
 }
 DATA_OF = {"unet-ga": "synth-defects", "renas": "synth-defects", "nas-asdet": "synth-defects",
@@ -359,7 +363,8 @@ def search_autosegnet(arm: str, seed: int, data: Path, run_dir: Path, s: dict[st
     config = AutoSegNetConfig(image_size=(size, size), batch_size=8, max_images=s["images"], max_val_images=s["val"],
                               max_steps_per_epoch=s["steps"], controller="lstm" if arm == "search" else "uniform",
                               controller_steps=s["controller_steps"], epochs_max=s["epochs"], device=device,
-                              min_steps_per_epoch=s["steps"], warmup_epochs=s["warm"])  # fmt: skip
+                              min_steps_per_epoch=s["steps"], warmup_epochs=s["warm"],
+                              rerank_top=s.get("rerank_top", 0), rerank_steps=s.get("rerank_steps", 100))  # fmt: skip
     strategy = AutoSegNetStrategy(data, space, config, seed=seed)
     result = run_searcher(strategy, None, Budget(steps=s["epochs"]), run_dir, seed, data, s.get("latency"))
     return {"genotype": result.genotype.to_dict(), "curves": strategy.curves}

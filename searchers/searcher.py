@@ -60,9 +60,12 @@ class SearchContext:
     replay: dict[str, EvalResult] = field(default_factory=dict)
     on_result: Callable[[EvalResult], None] | None = None
 
-    def evaluate(self, proposals: Sequence[Proposal]) -> list[EvalResult]:
-        """Score ``proposals`` with the evaluator (candidates a killed run already scored come from the history)."""
-        if self.evaluator is None:
+    def evaluate(self, proposals: Sequence[Proposal], evaluator: Evaluator | None = None) -> list[EvalResult]:
+        """Score ``proposals`` with the search's evaluator, or ``evaluator`` (a one-shot strategy's own,
+        e.g. AutoSegNet's stand-alone retraining of its top children); candidates a killed run already
+        scored come from the history."""
+        evaluator = evaluator or self.evaluator
+        if evaluator is None:
             raise SearchError(f"strategy {self.strategy.name!r} asked for evaluations but the search has no evaluator")
         keys = [p.key for p in proposals]
         if len(set(keys)) != len(keys):
@@ -77,7 +80,7 @@ class SearchContext:
             else:
                 seed = derived_seed(self.seed, proposal.key)
                 jobs.append(Job(proposal, seed, self.run.candidate_dir(proposal.key)))
-        for result in self.executor.map(self.evaluator, jobs, on_result=self.record):
+        for result in self.executor.map(evaluator, jobs, on_result=self.record):
             results[result.key] = result
         return [results[key] for key in keys]
 

@@ -55,6 +55,11 @@ def autosegnet(
     entropy_weight: Annotated[float, typer.Option(min=0, help="Entropy bonus of the controller loss.")] = 1e-4,
     baseline_decay: Annotated[float, typer.Option(min=0, max=1, help="Moving-average baseline decay.")] = 0.99,
     derive_samples: Annotated[int, typer.Option(min=1, help="Children sampled to derive the answer.")] = 8,
+    rerank_top: Annotated[
+        int, typer.Option(min=0, help="At the end, train the best N derived children alone; the best on val is "
+                          "the answer (0: the paper's, the controller's child as it is).")
+    ] = 4,
+    rerank_steps: Annotated[int, typer.Option(min=1, help="Adam steps of each reranked child.")] = 100,
     reward_images: Annotated[
         int | None, typer.Option(min=1, help="Validation images per reward (default: all of --max-val-images).")
     ] = None,
@@ -107,7 +112,8 @@ def autosegnet(
                               entropy_weight=entropy_weight, derive_samples=derive_samples,
                               reward_images=reward_images, epochs_max=epochs_max, target_iou=target_iou,
                               target_loss=target_loss, device=device, reward=reward, warmup_epochs=warmup_epochs,
-                              min_steps_per_epoch=min_steps)  # fmt: skip
+                              min_steps_per_epoch=min_steps, rerank_top=rerank_top,
+                              rerank_steps=rerank_steps)  # fmt: skip
     strategy = AutoSegNetStrategy(data, space, config, seed=seed)
     latency = latency_objective(latency_table, latency_target, latency_weight, latency_size)
     searcher = common_searcher(strategy, None, Budget(steps=epochs_max, seconds=max_seconds), run_dir, seed, data,

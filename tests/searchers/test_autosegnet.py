@@ -37,7 +37,7 @@ def tiny_space(**kwargs) -> AutoSegNetSpace:
 
 def tiny_config(**kwargs) -> AutoSegNetConfig:
     defaults = dict(image_size=(32, 32), batch_size=2, max_images=4, max_val_images=2, max_steps_per_epoch=2,
-                    controller_steps=3, derive_samples=2, epochs_max=3)  # fmt: skip
+                    controller_steps=3, derive_samples=2, epochs_max=3, rerank_steps=2)  # fmt: skip
     return AutoSegNetConfig(**{**defaults, **kwargs})
 
 
@@ -180,11 +180,33 @@ def test_resume_after_a_kill_ends_with_the_same_best_genotype(tiny_defects: Path
     resumed = _searcher(AutoSegNetStrategy, tiny_defects, tmp_path / "killed").run(resume=True)
     assert resumed.steps == whole.steps == 3
     assert [r.genotype.arch_hash for r in resumed.history] == [r.genotype.arch_hash for r in whole.history]
-    assert [r.metrics["mean_reward"] for r in resumed.history] == pytest.approx(
-        [r.metrics["mean_reward"] for r in whole.history]
+    assert [r.metrics.get("mean_reward", r.metrics["iou"]) for r in resumed.history] == pytest.approx(
+        [r.metrics.get("mean_reward", r.metrics["iou"]) for r in whole.history]
     )
     assert resumed.genotype.arch_hash == whole.genotype.arch_hash
-    assert len(RunDirectory(tmp_path / "killed").history()) == 3
+    keys = [r.key for r in RunDirectory(tmp_path / "killed").history()]
+    assert keys == [r.key for r in whole.history] and keys[:3] == ["e001", "e002", "e003"]
+
+
+def test_the_answer_is_the_best_of_the_top_children_trained_alone(tiny_defects: Path, tmp_path: Path) -> None:
+    """Two stages (issue 29): the last derivation's best distinct children by one-shot reward are each
+    trained alone, and the best of them on val (IoU x latency factor) is the answer."""
+    strategy = AutoSegNetStrategy(tiny_defects, tiny_space(), tiny_config(epochs_max=2, derive_samples=4,
+                                                                          rerank_top=3), seed=1)  # fmt: skip
+    result = Searcher(strategy, None, Budget(steps=2), tmp_path / "run", seed=1, dataset=str(tiny_defects)).run()
+    reranked = [r for r in result.history if r.key.startswith("rerank-")]
+    hashes = {strategy.space.genotype(a).arch_hash for a, _ in strategy.derived}
+    assert 1 <= len(reranked) == min(3, len(hashes)) and all(r.key.startswith("rerank-e002-") for r in reranked)
+    assert len({r.genotype.arch_hash for r in reranked}) == len(reranked)  # distinct children
+    best_reward = max(reward for _, reward in strategy.derived)
+    top = [a for a, reward in strategy.derived if reward == best_reward][0]
+    assert reranked[0].genotype.arch_hash == strategy.space.genotype(top).arch_hash  # ranked by one-shot reward
+    assert result.best.key == max(reranked, key=lambda r: r.metrics["iou"]).key
+    assert zoo.Genotype.from_json(tmp_path / "run" / "best.json").arch_hash == result.best.genotype.arch_hash
+    assert all(r.metrics["iou"] >= 0 and "loss" in r.metrics for r in reranked)  # stand-alone scores
+    paper = AutoSegNetStrategy(tiny_defects, tiny_space(), tiny_config(epochs_max=2, rerank_top=0), seed=1)
+    result = Searcher(paper, None, Budget(steps=2), tmp_path / "paper", seed=1, dataset=str(tiny_defects)).run()
+    assert [r.key for r in result.history] == ["e001", "e002"] and result.best.key == "e002"
 
 
 def test_cli_search_then_train_export_and_size_transfer(tiny_defects: Path, tmp_path: Path) -> None:
@@ -192,7 +214,7 @@ def test_cli_search_then_train_export_and_size_transfer(tiny_defects: Path, tmp_
     run = tmp_path / "run"
     common = ["--data", str(tiny_defects), "--image-size", "32", "--min-size", "8", "--stem-channels", "4",
               "--controller-steps", "2", "--derive-samples", "2", "--batch-size", "2", "--max-images", "4",
-              "--max-val-images", "2", "--max-steps", "2", "--json"]  # fmt: skip
+              "--max-val-images", "2", "--max-steps", "2", "--rerank-steps", "2", "--json"]  # fmt: skip
 
     def search(*extra: str) -> dict:
         result = runner.invoke(app, ["search", "autosegnet", *common, *extra])
@@ -200,9 +222,9 @@ def test_cli_search_then_train_export_and_size_transfer(tiny_defects: Path, tmp_
         return json.loads(result.stdout[result.stdout.index("{") :])
 
     summary = search("--epochs-max", "2", "--out", str(run))
-    assert summary["steps"] == 2 and summary["evaluations"] == 2 and summary["failed"] == 0
+    assert summary["steps"] == 2 and 3 <= summary["evaluations"] <= 4 and summary["failed"] == 0  # 2 epochs + rerank
     assert (run / "plots" / "controller.png").stat().st_size > 1000
-    record = json.loads((run / "history.jsonl").read_text().splitlines()[-1])
+    record = json.loads((run / "history.jsonl").read_text().splitlines()[1])
     assert {"mean_reward", "entropy", "shared_loss", "iou"} <= set(record["metrics"])
     best = zoo.Genotype.from_json(run / "best.json")
     assert best.family == "autosegnet" and best.provenance.searcher == "autosegnet"
