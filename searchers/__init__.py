@@ -17,7 +17,7 @@ from searchers.base import (
     derived_seed,
 )
 from searchers.evaluators import SegmentationEvaluator
-from searchers.executors import InProcessExecutor, RayExecutor, make_executor
+from searchers.executors import InProcessExecutor, PoolExecutor, RayExecutor, make_executor
 from searchers.random_search import RandomStrategy
 from searchers.run_dir import RunDirectory
 from searchers.searcher import SearchContext, Searcher, SearchResult, StepReport
@@ -31,6 +31,7 @@ __all__ = [
     "InProcessExecutor",
     "Proposal",
     "RandomStrategy",
+    "PoolExecutor",
     "RayExecutor",
     "RunDirectory",
     "SearchContext",

@@ -1,4 +1,5 @@
-"""Executors run candidate evaluations: in this process (default) or as Ray tasks.
+"""Executors run candidate evaluations: in this process (default), in a pool of worker processes
+(``--workers N``), or as Ray tasks (``--ray local`` with ``--workers N``, or ``--ray ADDRESS``).
 
 Candidates are independent tasks. A failed evaluation (an exception, e.g. out of memory) becomes
 an :class:`EvalResult` with ``status="failed"`` and the error's first line; the search goes on.
@@ -132,6 +133,74 @@ class RayExecutor:
         return {"executor": self.name, "workers": self.workers, "address": self.address}
 
 
+class PoolExecutor:
+    """Evaluates candidates in ``workers`` spawned processes of ``threads`` torch threads each.
+
+    On a few cores, small nets use a second thread poorly (issue 29: 1.11-1.14x for the cell nets
+    at 64 px), so two one-thread processes beat one two-thread process; a plain process pool does it
+    without Ray's start-up and memory. The evaluator is pickled to each worker with its job; a
+    worker that dies (out of memory, a signal) fails the candidates still pending in that call, and
+    the next call starts a new pool.
+    """
+
+    name = "pool"
+
+    def __init__(self, workers: int, threads: int = 1) -> None:
+        if workers < 1 or threads < 1:
+            raise SearchError(f"--workers must be at least 1, got {workers}")
+        self.workers = workers
+        self.threads = threads
+        self._pool: Any = None
+
+    def _executor(self) -> Any:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_set_threads, initargs=(self.threads, sys.path))  # fmt: skip
+        return self._pool
+
+    def map(self, evaluator: Evaluator, jobs: Sequence[Job], on_result: OnResult | None = None) -> list[EvalResult]:
+        from concurrent.futures import as_completed
+        from concurrent.futures.process import BrokenProcessPool
+
+        futures = {self._executor().submit(run_job, evaluator, job): index for index, job in enumerate(jobs)}
+        results: list[EvalResult | None] = [None] * len(jobs)
+        for future in as_completed(futures):
+            index = futures[future]
+            try:
+                result = future.result()
+            except BrokenProcessPool as exc:  # a worker died: its candidate failed, the search goes on
+                job = jobs[index]
+                result = EvalResult(key=job.proposal.key, genotype=job.proposal.genotype, status="failed",
+                                    error=f"worker process lost: {type(exc).__name__}: {_last_line(exc)}",
+                                    parent=job.proposal.parent, extra=dict(job.proposal.extra))  # fmt: skip
+                self.shutdown()
+            if on_result:
+                on_result(result)
+            results[index] = result
+        return [r for r in results if r is not None]
+
+    def shutdown(self) -> None:
+        """Stop the worker processes (a later ``map`` starts new ones)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"executor": self.name, "workers": self.workers, "threads": self.threads}
+
+
+def _set_threads(threads: int, path: list[str]) -> None:
+    """A pool worker: this process's torch threads, and the parent's import path (scripts' folders)."""
+    import torch
+
+    sys.path[:] = list(dict.fromkeys([*path, *sys.path]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    torch.set_num_threads(threads)
+
+
 def _ray_job(evaluator: Evaluator, job: Job, threads: int) -> EvalResult:
     import torch
 
@@ -140,14 +209,18 @@ def _ray_job(evaluator: Evaluator, job: Job, threads: int) -> EvalResult:
     return run_job(evaluator, job)
 
 
-def make_executor(workers: int | None = None, ray_address: str | None = None) -> InProcessExecutor | RayExecutor:
-    """In-process unless ``workers`` > 1 or a Ray address is given."""
+def make_executor(workers: int | None = None, ray_address: str | None = None,
+                  ) -> InProcessExecutor | PoolExecutor | RayExecutor:  # fmt: skip
+    """In-process unless ``workers`` > 1 (a pool of one-thread processes) or Ray is asked for
+    (``ray_address="local"``: a local Ray with ``workers`` CPUs; any other address: that cluster)."""
+    if workers is not None and workers < 1:
+        raise SearchError(f"--workers must be at least 1, got {workers}")
+    if ray_address == "local":
+        return RayExecutor(workers=workers or 2)
     if ray_address:
         return RayExecutor(workers=workers, address=ray_address)
     if workers is not None and workers > 1:
-        return RayExecutor(workers=workers)
-    if workers is not None and workers < 1:
-        raise SearchError(f"--workers must be at least 1, got {workers}")
+        return PoolExecutor(workers)
     return InProcessExecutor()
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from searchers.base import Budget, EvalResult, Evaluator, Proposal, SearchError, Strategy, derived_seed
-from searchers.executors import InProcessExecutor, Job, RayExecutor
+from searchers.executors import InProcessExecutor, Job, PoolExecutor, RayExecutor
 from searchers.run_dir import RunDirectory
 from zoo.genotype import Genotype
 
@@ -53,7 +53,7 @@ class SearchContext:
     run: RunDirectory
     strategy: Strategy
     evaluator: Evaluator | None
-    executor: InProcessExecutor | RayExecutor
+    executor: InProcessExecutor | PoolExecutor | RayExecutor
     seed: int
     step: int = 0
     history: list[EvalResult] = field(default_factory=list)
@@ -110,7 +110,7 @@ class Searcher:
         evaluator: Evaluator | None,
         budget: Budget,
         run_dir: str | Path,
-        executor: InProcessExecutor | RayExecutor | None = None,
+        executor: InProcessExecutor | PoolExecutor | RayExecutor | None = None,
         seed: int = 0,
         dataset: str | None = None,
         config: dict[str, Any] | None = None,

@@ -28,8 +28,12 @@ ResumeOption = Annotated[
     Path | None, typer.Option("--resume", help="Continue the search in this run directory (same settings).")
 ]
 SeedOption = Annotated[int, typer.Option(help="One seed fixes the search on CPU.")]
-WorkersOption = Annotated[int | None, typer.Option("--workers", min=1, help="Evaluate on a local Ray with N workers.")]
-RayOption = Annotated[str | None, typer.Option("--ray", help="Join an existing Ray cluster at this address.")]
+WorkersOption = Annotated[
+    int | None, typer.Option("--workers", min=1, help="Evaluate N candidates at once in one-thread worker processes.")
+]
+RayOption = Annotated[
+    str | None, typer.Option("--ray", help="Evaluate as Ray tasks: 'local' (with --workers N) or a cluster's address.")
+]
 DeviceOption = Annotated[str, typer.Option(help="cpu, cuda, auto.")]
 SecondsOption = Annotated[float | None, typer.Option("--max-seconds", min=1, help="Stop after this much search time.")]
 EpochsOption = Annotated[int, typer.Option("--epochs", min=1, help="Training epochs per candidate (fidelity).")]

@@ -288,11 +288,28 @@ def test_sigkill_and_resume_ends_with_the_uninterrupted_best(defects: Path, tmp_
     assert best_resumed.arch_hash == best_whole.arch_hash
 
 
+def test_two_worker_processes_give_the_in_process_search(defects: Path, tmp_path: Path) -> None:
+    """``--workers 2``: candidates in two one-thread processes, the same candidates and scores as in
+    this process (each candidate's seed comes from the run seed and its key)."""
+    runs = {}
+    for name, extra in (("one", []), ("pool", ["--workers", "2"])):
+        result = runner.invoke(app, ["search", "unet-ga", "--data", str(defects), *TINY, "-K", "4", "-T", "1",
+                                     "--out", str(tmp_path / name), "--json", *extra])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        lines = [json.loads(line) for line in (tmp_path / name / "history.jsonl").read_text().splitlines()]
+        runs[name] = sorted(lines, key=lambda r: r["key"])  # the pool records candidates as they finish
+    assert json.loads((tmp_path / "pool" / "run.json").read_text())["executor"] == {
+        "executor": "pool", "workers": 2, "threads": 1}
+    assert [(r["key"], r["status"]) for r in runs["pool"]] == [(r["key"], r["status"]) for r in runs["one"]]
+    assert [r["metrics"]["iou"] for r in runs["pool"]] == pytest.approx([r["metrics"]["iou"] for r in runs["one"]],
+                                                                        abs=1e-4)  # fmt: skip
+
+
 @pytest.mark.slow
 def test_ray_with_two_workers_end_to_end(defects: Path, tmp_path: Path) -> None:
     out = tmp_path / "ray"
     result = runner.invoke(app, ["search", "unet-ga", "--data", str(defects), *TINY, "-K", "4", "-T", "1",
-                                 "--workers", "2", "--out", str(out), "--json"])  # fmt: skip
+                                 "--workers", "2", "--ray", "local", "--out", str(out), "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
     run = json.loads((out / "run.json").read_text())
     assert run["executor"] == {"executor": "ray", "workers": 2, "address": None}
