@@ -170,6 +170,9 @@ def search_plan(searcher: Searcher, label: str) -> str:
         steps = f"at least {low}" if high is None else str(high) if high <= low else f"{low}-{high}"
         parts.append(f"each candidate trained {fidelity.epochs} epoch(s) of {steps} steps, batch "
                      f"{fidelity.batch_size}, at {fidelity.image_size[0]}x{fidelity.image_size[1]} px")  # fmt: skip
+    stages = getattr(searcher.strategy, "plan_words", None)
+    if stages:
+        parts.append(stages)
     space = getattr(searcher.strategy, "space", None)
     if space is not None and hasattr(space, "describe"):
         described = space.describe()

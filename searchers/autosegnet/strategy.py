@@ -403,6 +403,21 @@ class AutoSegNetStrategy(Strategy):
     def done(self) -> bool:
         return self.stop_reason() is not None
 
+    @property
+    def plan_words(self) -> str:
+        """The search's stages in words (the CLI's plan line)."""
+        c = self.config
+        words = (f"{c.epochs_max} epochs of shared weights ({c.warmup_epochs} warm-up) and {c.controller_steps} "
+                 f"controller steps each")  # fmt: skip
+        if c.rerank_top:
+            words += f"; then the best {c.rerank_top} derived children trained alone, {c.rerank_steps} steps each"
+        return words
+
+    @property
+    def fitness_words(self) -> str:
+        """What the final line's number is."""
+        return "val IoU of the best child trained alone" if self.config.rerank_top else "one-shot val IoU"
+
     def fitness(self, result: EvalResult) -> float:
         """Validation IoU (one-shot for a derivation, stand-alone for a reranked child) times the
         latency factor: the number the answer is chosen by."""

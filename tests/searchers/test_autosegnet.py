@@ -221,6 +221,12 @@ def test_cli_search_then_train_export_and_size_transfer(tiny_defects: Path, tmp_
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout[result.stdout.index("{") :])
 
+    plan = runner.invoke(app, ["search", "autosegnet", *common[:-1], "--epochs-max", "2", "--rerank-top", "2",
+                               "--out", str(tmp_path / "plan")])  # fmt: skip
+    assert plan.exit_code == 0, plan.output
+    said = " ".join(plan.output.split())
+    assert "then the best 2 derived children trained alone, 2 steps each" in said
+    assert "val IoU of the best child trained alone" in said
     summary = search("--epochs-max", "2", "--out", str(run))
     assert summary["steps"] == 2 and 3 <= summary["evaluations"] <= 4 and summary["failed"] == 0  # 2 epochs + rerank
     assert (run / "plots" / "controller.png").stat().st_size > 1000
