@@ -597,7 +597,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "cpus": os.cpu_count(), "library_versions": library_versions(),
         }  # fmt: skip
         output.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(output, (json.dumps(report, indent=1) + "\n").encode())
+        atomic_write_bytes(output, (json.dumps(_finite(report), indent=1) + "\n").encode())
         return report
 
     for data_name in sorted({DATA_OF[n] for n in args.searchers}):
@@ -639,7 +639,8 @@ def markdown_table(report: dict[str, Any]) -> str:
         row = report.get("searchers", {}).get(name)
         if row is None:
             continue
-        low, high = row["difference_ci90"]
+        low, high = (math.nan if v is None else v for v in row["difference_ci90"])
+        interval = f"[{low:+.3f}, {high:+.3f}]" if math.isfinite(low) else "(one seed: no interval)"
         data = row["data"]
         ctrl = ", ".join(f"{m} {controls[f'{data}/{m}']['test_iou_mean']:.3f}" for m in CONTROLS
                          if f"{data}/{m}" in controls)  # fmt: skip
@@ -650,7 +651,7 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"| {name} ({data}) | {row['complete_seeds']} x {len(row['retrain_seeds'])} | "
             f"{row['searcher_iou_mean']:.3f} +- {row['searcher_iou_std']:.3f} | "
             f"{row['random_iou_mean']:.3f} +- {row['random_iou_std']:.3f} | "
-            f"{row['difference_mean']:+.3f} [{low:+.3f}, {high:+.3f}] | {ctrl} | "
+            f"{row['difference_mean']:+.3f} {interval} | {ctrl} | "
             f"{row['searcher_macs_mean'] / 1e6:.1f} M / {row['random_macs_mean'] / 1e6:.1f} M | {row['minutes']:.0f} |"
         )
     return "\n".join(lines)
@@ -674,6 +675,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
                              label=arm if i == 0 and seed_row is row["per_seed"][0] else None)  # fmt: skip
         low, high = row["difference_ci90"]
         mean = row["difference_mean"]
+        if low is None or high is None or not math.isfinite(low):  # one seed: the mean alone
+            right.plot([i], [mean], "o", color="tab:blue", fillstyle="none")
+            continue
         right.errorbar([i], [mean], yerr=[[mean - low], [high - mean]], fmt="o", color="tab:blue", capsize=4)
     for ax, title in ((left, "test IoU of retrained picks"), (right, "searcher - random, mean and 90 % CI")):
         ax.set_xticks(range(len(rows)), [f"{n}\n({r['data']})" for n, r in rows], fontsize=8)
@@ -683,6 +687,17 @@ def plot(report: dict[str, Any], path: Path) -> None:
     left.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN (an interval of one seed) as ``null``: strict JSON readers reject NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _jsonable(value: Any) -> Any:
