@@ -24,6 +24,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,7 @@ def search_command(searcher: str, data: Path, out: Path, candidates: int, steps:
 def time_one(searcher: str, mode: str, data: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Run one search in ``mode`` and return its wall time and candidate-steps per minute."""
     options, threads = MODES[mode]
-    out = work / f"{searcher}-{mode}"
-    shutil.rmtree(out, ignore_errors=True)
+    out = Path(tempfile.mkdtemp(prefix=f"{searcher}-{mode}-", dir=work))  # this run's own folder, removed below
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     start = time.perf_counter()
     done = subprocess.run([*search_command(searcher, data, out, args.candidates, args.steps, args.size), *options],
@@ -62,6 +62,7 @@ def time_one(searcher: str, mode: str, data: Path, work: Path, args: argparse.Na
     if done.returncode:
         raise SystemExit(f"{searcher} {mode} failed: {done.stderr.strip().splitlines()[-1:]}")
     trained = len((out / "history.jsonl").read_text().splitlines())
+    shutil.rmtree(out)
     return {"searcher": searcher, "mode": mode, "candidates": trained, "steps": args.steps,
             "seconds": round(seconds, 1), "candidate_steps_per_minute": round(trained * args.steps / seconds * 60, 1)}
 

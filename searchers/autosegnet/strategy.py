@@ -138,6 +138,7 @@ class AutoSegNetConfig:
 
 
 REWARDS = ("soft_iou", "soft_dice", "iou")
+RERANK = "rerank-"  # history keys of the children trained alone: rerank-eNNN-K
 
 
 class SoftOverlap:
@@ -349,7 +350,7 @@ class AutoSegNetStrategy(Strategy):
             chosen.setdefault(genotype.arch_hash, actions)
             if len(chosen) == self.config.rerank_top:
                 break
-        proposals = [Proposal(f"rerank-e{self.epoch:03d}-{rank}", self.space.genotype(actions),
+        proposals = [Proposal(f"{RERANK}e{self.epoch:03d}-{rank}", self.space.genotype(actions),
                               extra={"actions": actions})
                      for rank, actions in enumerate(chosen.values(), start=1)]  # fmt: skip
         return context.evaluate(proposals, evaluator=self.rerank_evaluator())
@@ -427,10 +428,10 @@ class AutoSegNetStrategy(Strategy):
         """The best reranked child by :meth:`fitness` once the rerank ran; before it (or with
         ``rerank_top=0``) the latest derivation (the trained controller's best sampled child)."""
         finished = [r for r in history if r.ok]
-        reranked = [r for r in finished if r.key.startswith("rerank-")]
+        reranked = [r for r in finished if r.key.startswith(RERANK)]
         if reranked:
             return max(reranked, key=lambda r: r.fitness)
-        derived = [r for r in finished if not r.key.startswith("rerank-")]
+        derived = [r for r in finished if not r.key.startswith(RERANK)]
         return derived[-1] if derived else None
 
     def state_dict(self) -> dict[str, Any]:
