@@ -10,7 +10,8 @@ fp32 rate of a 1024 x 1024 ``torch.mm`` measured in the same run at the same thr
 Threads: ``open_session(threads=...)`` (intra-op; one inter-op thread) and ``torch.set_num_threads``.
 Each size and batch is timed on a session opened for that input shape (:meth:`OnnxSession.specialise`),
 as ``nasseg serve`` runs a line's frames.
-int8 is the graph :func:`serving.quantize.quantize` makes (QDQ, per-channel), calibrated on the
+int8 is the graph :func:`serving.quantize.quantize` makes (QDQ, per-channel; only the node groups
+measured faster in int8 at the first size, :mod:`serving.int8_select`), calibrated on the
 given folder or on the bundled synth-defects set. ``device="cuda"``: the CUDA execution provider
 with inputs and outputs bound on the GPU (IO binding), torch on CUDA, both synchronised; int8 is
 skipped there (its QDQ kernels are CPU kernels).
@@ -280,7 +281,7 @@ def bench_model(model: str | Path | Genotype, *, sizes: Sequence[tuple[int, int]
             source = "the bundled synth-defects set" if calib_dir is None else str(calib_dir)
             say(f"quantising to int8 (calibrating on {BENCH_CALIB_COUNT} images of {source})")
             quantized = quantize(files["onnx-fp32"], int8_path(files["onnx-fp32"]), calib_dir,
-                                 count=BENCH_CALIB_COUNT, size=sizes[0])  # fmt: skip
+                                 count=BENCH_CALIB_COUNT, size=sizes[0], threads=max(threads))  # fmt: skip
             files["onnx-int8"] = quantized.path
             result["int8"] = quantized.quantization
             if calib_dir is None:

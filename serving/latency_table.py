@@ -73,6 +73,9 @@ class _RandomReader(CalibrationDataReader):
     def set_range(self, start_index: int, end_index: int) -> None:
         self.batches = iter(self.feeds[start_index:end_index])
 
+    def rewind(self) -> None:
+        self.batches = iter(self.feeds)
+
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self.batches, None)
 
@@ -280,7 +283,7 @@ def measure_genotype_ms(genotype: Any, size: Sequence[int], threads: int = 2, ru
         if runtime == "onnx-int8":
             from serving.quantize import quantize
 
-            path = quantize(path, Path(tmp) / "net-int8.onnx", size=(int(size[0]), int(size[1]))).path
+            path = quantize(path, Path(tmp) / "net-int8.onnx", size=(int(size[0]), int(size[1])), select="all").path
         graph = path.read_bytes()
     return time_graph(graph, [shape], threads, repeats)
 

@@ -20,6 +20,7 @@ slower on this CPU, its verdict says so.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import math
@@ -45,6 +46,7 @@ from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from serving.export import ExportMetadata, read_metadata
+from serving.int8_select import SELECT_CHOICES, node_groups, select_nodes
 from serving.runtime import OnnxSession, default_threads, open_session
 from serving.timing import cpu_flags, cpu_model, interleaved_stats
 from zoo.data.dataset import normalise
@@ -70,6 +72,8 @@ PER_CHANNEL_AXES = {"BatchNormalization": 0}
 #: image's activations instead of all of them (16 images of a cell net at 256 x 256 took 13 GB).
 CALIB_STRIDE = 1
 _QUIET_LOGGERS = ("", "onnxruntime", "onnxruntime.quantization")
+#: ONNX Runtime 1.2x+ can keep calibration ranges in a file, so trial graphs calibrate once.
+_HAS_CALIB_CACHE = "calibration_cache_path" in inspect.signature(quantize_static).parameters
 
 
 class QuantizeError(NassegError):
@@ -239,26 +243,40 @@ def _preprocess(path: Path, out: Path) -> tuple[Path, str]:
     return out, "yes (ORT optimisation, ONNX shape inference)"
 
 
+def quantisable_ops() -> list[str]:
+    """The op types the quantiser may make int8: all it has QDQ or QLinear kernels for, less the head."""
+    return sorted((set(QLinearOpsRegistry) | set(QDQRegistry)) - FLOAT_OPS)
+
+
 def quantize_graph(model_in: str | Path, out: str | Path, reader: CalibrationDataReader, activation_type: QuantType,
-                   reduce_range: bool, method: str = "minmax") -> None:  # fmt: skip
+                   reduce_range: bool, method: str = "minmax", nodes: Sequence[str] | None = None,
+                   cache: Path | None = None) -> None:  # fmt: skip
     """The one quantiser call (QDQ, per-channel int8 weights, sigmoid/softmax/argmax kept float):
-    :func:`quantize` and the latency table (:mod:`serving.latency_table`) both use it."""
-    ops = sorted((set(QLinearOpsRegistry) | set(QDQRegistry)) - FLOAT_OPS)
+    :func:`quantize` and the latency table (:mod:`serving.latency_table`) both use it. ``nodes``:
+    quantise only these (default: every quantisable node); ``cache``: a calibration-range file,
+    written by the first call and read by later ones (where this ONNX Runtime has the option)."""
+    reader.rewind()
+    options = {"calibration_cache_path": str(cache)} if cache is not None and _HAS_CALIB_CACHE else {}
     with _quiet_quantizer():
         quantize_static(str(model_in), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=activation_type, weight_type=QuantType.QInt8, reduce_range=reduce_range,
-                        calibrate_method=METHODS[method], op_types_to_quantize=ops,
+                        calibrate_method=METHODS[method], op_types_to_quantize=quantisable_ops(),
+                        nodes_to_quantize=list(nodes) if nodes is not None else None,
                         extra_options={"QDQOpTypePerChannelSupportToAxis": PER_CHANNEL_AXES,
-                                       "CalibStridedMinMax": CALIB_STRIDE})  # fmt: skip
+                                       "CalibStridedMinMax": CALIB_STRIDE}, **options)  # fmt: skip
 
 
 def quantize(path: str | Path, out: str | Path | None = None, calib_dir: str | Path | None = None, *,
              count: int = CALIB_COUNT, size: int | tuple[int, int] | None = None, method: str = "minmax",
-             activation: str = "auto", preprocess: bool = True, seed: int = 0) -> QuantizeResult:  # fmt: skip
+             activation: str = "auto", preprocess: bool = True, seed: int = 0, select: str = "auto",
+             threads: int | None = None) -> QuantizeResult:  # fmt: skip
     """Quantise the exported fp32 graph at ``path`` to int8 (QDQ, per-channel weights) and write it
     to ``out`` (default :func:`int8_path`). Calibration: ``count`` train images of ``calib_dir``
     (default: the bundled synth-defects set), fitted to ``size`` (see :func:`calibration_size`);
-    ``method`` is minmax, entropy or percentile; ``activation`` auto, uint8 or int8."""
+    ``method`` is minmax, entropy or percentile; ``activation`` auto, uint8 or int8. ``select``:
+    ``auto`` quantises only the node groups that ran faster in int8 on this CPU, timed at the
+    calibration size with ``threads`` threads (:mod:`serving.int8_select`; where none gains, every
+    op stays float and the record says so); ``all`` every quantisable node."""
     start = time.perf_counter()
     path = Path(path)
     meta = read_metadata(path)
@@ -269,6 +287,8 @@ def quantize(path: str | Path, out: str | Path | None = None, calib_dir: str | P
         raise QuantizeError(f"calibration count must be >= 1, got {count}")
     if method not in METHODS:
         raise QuantizeError(f"calibration method must be one of {', '.join(METHODS)}, got {method!r}")
+    if select not in SELECT_CHOICES:
+        raise QuantizeError(f"int8 node selection must be one of {', '.join(SELECT_CHOICES)}, got {select!r}")
     activation_type, reduce_range = activation_choice(activation)
     calib_size = calibration_size(meta, size)
     input_name = open_session(path, device="cpu", threads=1).input_names[0]
@@ -284,13 +304,30 @@ def quantize(path: str | Path, out: str | Path | None = None, calib_dir: str | P
         probe = reader.load(files[0])  # to try the int8 graph on, once written
         model_in, preprocessed = _preprocess(path, Path(tmp) / "pre.onnx") if preprocess else (path, "not asked")
         staged = Path(tmp) / out.name  # written, labelled and tried here; then renamed into place
+        cache = Path(tmp) / "ranges.json"
         try:
-            quantize_graph(model_in, staged, reader, activation_type, reduce_range, method)
+            selection = None
+            if select == "auto":
+                quantize_nodes = lambda nodes, dest: quantize_graph(  # noqa: E731
+                    model_in, dest, reader, activation_type, reduce_range, method, nodes, cache
+                )
+                groups = node_groups(onnx.load(str(model_in), load_external_data=False), quantisable_ops())
+                selection = select_nodes(Path(model_in), groups, quantize_nodes, probe, calib_size, Path(tmp),
+                                         threads=threads or default_threads())  # fmt: skip
+            if selection is not None and not selection.nodes:
+                atomic_copy(Path(model_in), staged)
+            else:
+                quantize_graph(model_in, staged, reader, activation_type, reduce_range, method,
+                               selection.nodes if selection else None, cache)  # fmt: skip
         except QuantizeError:
             raise
         except Exception as exc:  # the quantiser raises ValueError, RuntimeError, ORT errors ...
             raise QuantizeError(f"{path}: int8 quantisation failed ({_first_line(exc)})") from None
-        record = {"dtype": "int8", "format": "QDQ", "per_channel": True, "weights": "int8",
+        kept_float = selection is not None and not selection.nodes
+        record = {"dtype": "float32 (no int8 gain)" if kept_float else "int8", "format": "QDQ", "per_channel": True,
+                  "weights": "float32" if kept_float else "int8",
+                  "selection": selection.to_record() if selection else {"mode": "all"},
+                  "note": selection.sentence() if selection else "every quantisable node",
                   "activations": "uint8" if activation_type == QuantType.QUInt8 else "int8",
                   "reduce_range": reduce_range, "float_ops": sorted(FLOAT_OPS), "method": method,
                   "calibration": {"source": source, "count": len(files), "size": list(calib_size)},

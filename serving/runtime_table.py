@@ -85,10 +85,14 @@ def _spin() -> None:  # pragma: no cover - runs in the child
         pass
 
 
+Predictor = tuple[Callable[[np.ndarray], np.ndarray], int | None, str]
+
+
 def _predictors(net: torch.nn.Module, runtimes: list[str], folder: Path, calib_dir: Path | None, threads: int,
-                notes: list[str]) -> dict[str, tuple[Callable[[np.ndarray], np.ndarray], int | None, str]]:  # fmt: skip
+                notes: list[str], frame_size: tuple[int, int]) -> dict[str, Predictor]:  # fmt: skip
     """Runtime -> (uint8 frames (N, H, W, C) -> masks (N, H, W), file bytes, status); a runtime that cannot
-    run here is left out with its reason in ``notes``."""
+    run here is left out with its reason in ``notes``. ``onnx-int8`` quantises the node groups that
+    gain at ``frame_size`` (:mod:`serving.int8_select`)."""
     from serving.quantize import int8_path, quantize
 
     onnx_file = folder / f"{net.genotype.name}.onnx"
@@ -111,7 +115,7 @@ def _predictors(net: torch.nn.Module, runtimes: list[str], folder: Path, calib_d
             if runtime == "onnx-fp32":
                 path = onnx_file
             elif runtime == "onnx-int8":
-                path = quantize(onnx_file, int8_path(onnx_file), calib_dir).path
+                path = quantize(onnx_file, int8_path(onnx_file), calib_dir, size=frame_size, threads=threads).path
             else:
                 from serving.openvino_runtime import bf16_supported, export_openvino
 
@@ -151,7 +155,7 @@ def runtime_table(model: str | Path, data: str | Path, runtimes: list[str] | Non
     torch.set_num_threads(threads)
     try:
         with tempfile.TemporaryDirectory(prefix="nasseg-runtimes-") as tmp:
-            predictors = _predictors(net, runtimes, Path(work_dir or tmp), calib_dir, threads, notes)
+            predictors = _predictors(net, runtimes, Path(work_dir or tmp), calib_dir, threads, notes, size)
             scores = _score(predictors, samples, task, folder)
             frame = np.random.default_rng(0).integers(0, 256, (1, *size, task.in_channels), dtype=np.uint8)
             batch = np.repeat(frame, THROUGHPUT_BATCH, 0)

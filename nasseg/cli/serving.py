@@ -11,6 +11,7 @@ import zoo
 from nasseg.cli import app, console, err_console, print_json
 from serving.check import check
 from serving.export import GRAPHS, MIN_OPSET, ExportError, export
+from serving.int8_select import SELECT_CHOICES
 from serving.quantize import CALIB_COUNT, QuantizeError, compare_int8, int8_path, quantize
 from serving.resolve import load_for_export, resolve_onnx
 from serving.runtime import OnnxSegmenter
@@ -53,6 +54,9 @@ def export_command(
     int8: Annotated[bool, typer.Option("--int8", help="Also write an int8 twin (OUT.int8.onnx) and compare.")] = False,
     calib: Annotated[Path | None, typer.Option(help="Dataset folder: int8 calibration (train), report (test).")] = None,
     calib_count: Annotated[int, typer.Option(help="Calibration images for --int8.")] = CALIB_COUNT,
+    int8_nodes: Annotated[
+        str, typer.Option(help="--int8: auto (only node groups measured faster in int8 here) or all.")
+    ] = "auto",
     allow_random_weights: Annotated[
         bool, typer.Option("--allow-random-weights", help="Export a net without trained weights (sizing, speed).")
     ] = False,
@@ -76,6 +80,8 @@ def export_command(
         raise QuantizeError(f"--calib {calib}: no such folder")
     if int8 and calib_count < 1:
         raise QuantizeError(f"--calib-count must be >= 1, got {calib_count}")
+    if int8_nodes not in SELECT_CHOICES:
+        raise QuantizeError(f"--int8-nodes must be one of {', '.join(SELECT_CHOICES)}, got {int8_nodes!r}")
     model, note = load_for_export(name, weights, allow_random=allow_random_weights)
     out = out if out is not None else Path(f"{model.genotype.name}.onnx")
     class_names = classes.split(",") if classes is not None else None
@@ -93,7 +99,7 @@ def export_command(
     quantized = comparison = None
     if int8:
         with err_console.status(f"quantising {out} to int8 ({calib_count} calibration images) ...", spinner="dots"):
-            quantized = quantize(out, int8_path(out), calib, count=calib_count)
+            quantized = quantize(out, int8_path(out), calib, count=calib_count, select=int8_nodes)
         with err_console.status(f"scoring fp32 and int8 on {calib} (test split) ...", spinner="dots"):
             comparison = compare_int8(out, quantized.path, calib)
     if as_json:
@@ -112,6 +118,7 @@ def export_command(
                           f"{quantized.quantization['calibration']['count']} images, "
                           f"{quantized.path.stat().st_size / 2**20:.1f} MiB, {quantized.seconds:.1f} s",
                           highlight=False)  # fmt: skip
+            console.print(f"  int8 nodes: {quantized.quantization['note']}", highlight=False)
             for text in comparison.lines():
                 console.print(text, highlight=False)
     if report is not None:

@@ -53,7 +53,7 @@ def fp32_file(work: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def int8_file(fp32_file: Path, data: Path) -> Path:
-    return quantize(fp32_file, calib_dir=data, count=6, size=32).path
+    return quantize(fp32_file, calib_dir=data, count=6, size=32, select="all").path
 
 
 def test_int8_file_keeps_the_contract_and_is_smaller(fp32_file: Path, int8_file: Path) -> None:
@@ -119,7 +119,7 @@ def test_calibration_inputs_follow_the_graph(fp32_file: Path, data: Path) -> Non
 
 
 def test_bundled_calibration_without_a_folder(fp32_file: Path, tmp_path: Path) -> None:
-    result = quantize(fp32_file, tmp_path / "bundled.onnx", count=3, size=32)
+    result = quantize(fp32_file, tmp_path / "bundled.onnx", count=3, size=32, select="all")
     assert "bundled synth-defects" in result.quantization["calibration"]["source"]
     assert result.quantization["calibration"]["count"] == 3 and result.metadata.graph == "deploy"
 
@@ -134,6 +134,7 @@ def test_errors_are_one_line(fp32_file: Path, int8_file: Path, data: Path, tmp_p
         (lambda: quantize(fp32_file, calib_dir=data, count=0), "count must be >= 1"),
         (lambda: quantize(fp32_file, calib_dir=data, method="magic"), "method must be one of"),
         (lambda: quantize(fp32_file, fp32_file, calib_dir=data), "would overwrite"),
+        (lambda: quantize(fp32_file, calib_dir=data, select="some"), "selection must be one of auto, all"),
         (lambda: compare_int8(fp32_file, int8_file, tmp_path / "images-only"), "needs a dataset folder with masks"),
     ]
     for call, message in cases:
@@ -174,6 +175,7 @@ def test_cli_export_int8_prints_the_report(data: Path, tmp_path: Path) -> None:
         (["--calib", "{data}"], "--calib is only used with --int8"),
         (["--int8", "--calib", "{tmp}/nowhere"], "no such folder"),
         (["--int8", "--calib", "{data}", "--calib-count", "0"], "--calib-count must be >= 1"),
+        (["--int8", "--calib", "{data}", "--int8-nodes", "most"], "--int8-nodes must be one of auto, all"),
     ],
 )
 def test_cli_int8_bad_arguments_exit_2(args: list[str], message: str, data: Path, tmp_path: Path) -> None:
@@ -184,3 +186,20 @@ def test_cli_int8_bad_arguments_exit_2(args: list[str], message: str, data: Path
     assert result.exit_code == 2, result.output
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_auto_selection_quantises_only_what_it_measured_faster(fp32_file: Path, data: Path, tmp_path: Path) -> None:
+    result = quantize(fp32_file, tmp_path / "auto.onnx", calib_dir=data, count=4, size=32, threads=1)
+    selection = result.quantization["selection"]
+    assert selection["mode"] == "auto" and selection["timed_at"] == [32, 32]
+    groups = {row["group"]: row for row in selection["groups"]}
+    assert {"conv-dense", "conv-dense-narrow"} <= set(groups) and all(row["fp32_ms"] > 0 for row in groups.values())
+    assert set(selection["chosen_groups"]) <= {name for name, row in groups.items() if row["gains"]}
+    ops = {node.op_type for node in onnx.load(str(result.path)).graph.node}
+    assert ("QuantizeLinear" in ops) == (selection["quantized_nodes"] > 0)
+    assert (result.quantization["dtype"] == "int8") == (selection["quantized_nodes"] > 0)
+    if not selection["quantized_nodes"]:
+        assert "kept float" in result.quantization["note"]
+    else:
+        assert selection["int8_p50_ms"] <= selection["fp32_p50_ms"]
+    assert read_metadata(result.path).arch_hash == read_metadata(fp32_file).arch_hash
