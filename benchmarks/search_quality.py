@@ -576,8 +576,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 interval, method = difference_interval(kept["difference_per_seed"])
                 kept["difference_ci90"], kept["difference_ci90_method"] = interval, method
                 kept["above_random"] = kept["difference_ci90"][0] > 0
-        for name in SEARCHERS:
-            summary = summarise(name, units, args.seeds, args.retrain_seeds)
+        for name in args.searchers:  # only the searchers this run was asked for: a job on one searcher
+            summary = summarise(name, units, args.seeds, args.retrain_seeds)  # leaves the others' rows
             if summary is not None:
                 searchers[name] = {"scale": args.scale, "data": DATA_OF[name], "seeds": args.seeds,
                                    "retrain_seeds": args.retrain_seeds,
