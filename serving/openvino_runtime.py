@@ -180,11 +180,13 @@ class OpenVinoSession:
     precision: str
     metadata: dict[str, str] = field(default_factory=dict)
 
-    def specialise(self, *shapes: Sequence[int]) -> OpenVinoSession:
-        """The same graph compiled for inputs of exactly ``shapes`` (static shapes plan once)."""
+    def specialise(self, *shapes: Sequence[int], batch_free: bool = False) -> OpenVinoSession:
+        """The same graph compiled for inputs of exactly ``shapes`` (static shapes plan once);
+        ``batch_free``: the batch dimension stays dynamic."""
         model = self.model.clone()
         try:
-            model.reshape({i: list(map(int, shape)) for i, shape in enumerate(shapes)})
+            model.reshape({i: [-1 if batch_free and d == 0 else int(v) for d, v in enumerate(shape)]
+                           for i, shape in enumerate(shapes)})  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - a shape the graph refuses
             from serving.runtime import RuntimeSetupError
 
