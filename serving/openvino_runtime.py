@@ -180,13 +180,11 @@ class OpenVinoSession:
     precision: str
     metadata: dict[str, str] = field(default_factory=dict)
 
-    def specialise(self, *shapes: Sequence[int], batch_free: bool = False) -> OpenVinoSession:
-        """The same graph compiled for inputs of exactly ``shapes`` (static shapes plan once);
-        ``batch_free``: the batch dimension stays dynamic."""
+    def specialise(self, *shapes: Sequence[int]) -> OpenVinoSession:
+        """The same graph compiled for inputs of exactly ``shapes`` (static shapes plan once)."""
         model = self.model.clone()
         try:
-            model.reshape({i: [-1 if batch_free and d == 0 else int(v) for d, v in enumerate(shape)]
-                           for i, shape in enumerate(shapes)})  # fmt: skip
+            model.reshape({i: list(map(int, shape)) for i, shape in enumerate(shapes)})
         except Exception as exc:  # noqa: BLE001 - a shape the graph refuses
             from serving.runtime import RuntimeSetupError
 

@@ -99,18 +99,13 @@ class OnnxSession:
     device: str = "auto"
     spin: bool = True
 
-    def specialise(self, *shapes: Sequence[int], batch_free: bool = False) -> OnnxSession:
+    def specialise(self, *shapes: Sequence[int]) -> OnnxSession:
         """The same graph opened again for inputs of exactly ``shapes``: its free dimensions
         (batch, height, width) fixed, so ONNX Runtime plans shapes, memory and kernels once. Cell
         nets with many small ops run 10-25 % faster so (``autosegnet-synth-defects`` at 256x256,
-        2 threads: 27.5 -> 23.5 ms); a line of fixed frames gains it for free. ``batch_free``: the
-        batch dimension stays free (batches of varying size share the session)."""
+        2 threads: 27.5 -> 23.5 ms); a line of fixed frames gains it for free."""
         declared = [i.shape for i in self.session.get_inputs()]
-        values = free_dimensions(declared, shapes)
-        for dims in declared if batch_free else []:
-            if dims and isinstance(dims[0], str):
-                values.pop(dims[0], None)
-        return open_session(self.path, self.device, self.threads, self.spin, values)
+        return open_session(self.path, self.device, self.threads, self.spin, free_dimensions(declared, shapes))
 
     @property
     def provider(self) -> str:
@@ -207,16 +202,14 @@ class OnnxSegmenter:
 
     def session_for(self, shape: tuple[int, ...]) -> OnnxSession:
         """The session that runs frames of ``shape``: one opened for that shape
-        (:meth:`OnnxSession.specialise`; batches of more than one frame share one with the batch
-        left free) for the first :data:`MAX_SHAPES` shapes seen (a line's frames have one, two with
-        the service's batches), the shape-free session for any further one."""
-        key = shape if shape[0] == 1 else (0, *shape[1:])
-        if key not in self._by_shape and len(self._by_shape) < MAX_SHAPES:
+        (:meth:`OnnxSession.specialise`) for the first :data:`MAX_SHAPES` shapes seen (a line's
+        frames have one), the shape-free session for any further one."""
+        if shape not in self._by_shape and len(self._by_shape) < MAX_SHAPES:
             try:
-                self._by_shape[key] = self.session.specialise(shape, batch_free=key[0] == 0)
+                self._by_shape[shape] = self.session.specialise(shape)
             except RuntimeSetupError:  # a shape the graph refuses: the shape-free session says why
                 return self.session
-        return self._by_shape.get(key, self.session)
+        return self._by_shape.get(shape, self.session)
 
     def predict_frames(self, frames: np.ndarray, threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(masks uint8 (N, H, W), probability of the predicted foreground / class (N, H, W)) for

@@ -12,9 +12,7 @@ one ONNX Runtime session on the ``deploy`` graph, warms it up, and then answers 
 
 ``/inspect_batch`` is batchable: BentoML merges concurrent requests into batches of up to
 ``max_batch_size`` images within ``max_latency_ms``. Inference runs one batch at a time per worker
-(the session's ``threads`` are its whole budget), and frames of every endpoint that queue while a
-batch runs go together in the next (:mod:`serving.batcher`; no timer, so a lone request waits for
-nothing); decoding and encoding run beside it in threads.
+(the session's ``threads`` are its whole budget); decoding and encoding run beside it in threads.
 Client faults are 4xx ``{"error": "..."}`` (see :mod:`serving.uploads`); more than
 ``max_concurrency`` requests in flight get 429, a request past ``timeout_s`` gets 504 and its
 work stops at the next tile or batch. Frames above ``tile`` x ``tile`` pixels (line-scan cameras)
@@ -47,7 +45,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from serving.batcher import FrameBatcher
 from serving.defects import find_defects
 from serving.gate import GateMiddleware, bound_metric_labels, on_request_end
 from serving.resolve import resolve_onnx
@@ -165,7 +162,6 @@ class Segmenter:
         self.model_name, self.arch_hash = meta.genotype.name, meta.arch_hash
         self._card: dict | None = None
         self._infer_lock = threading.Lock()
-        self.batcher = FrameBatcher(self.segmenter.predict_frames, self._infer_lock, SETTINGS.max_batch_size)
         self._large_frames = asyncio.Semaphore(1)  # one tiled frame's arrays (~300 MB at 8192x3000) at a time
         self._ready = threading.Event()
         threading.Thread(target=self._warm_up, name="nasseg-warm-up", daemon=True).start()
@@ -203,8 +199,7 @@ class Segmenter:
     # -- inference -------------------------------------------------------------------------------
 
     def _infer(self, frames: list[np.ndarray], deadline: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(mask, probability) per frame; frames of one size run as one batch, one batch at a time,
-        with what other requests have queued meanwhile (:class:`serving.batcher.FrameBatcher`).
+        """(mask, probability) per frame; frames of one size run as one batch, one batch at a time.
         Frames above the tile size run tile by tile (other requests get the session between tiles),
         and the work stops at ``deadline`` (the request's timeout: its client has had a 504)."""
         results: list[Any] = [None] * len(frames)
@@ -218,7 +213,8 @@ class Segmenter:
         for indices in by_shape.values():
             if deadline is not None and time.monotonic() > deadline:
                 raise Abandoned("the request's timeout passed before its batch ran")
-            masks, probabilities = self.batcher.run(np.stack([frames[i] for i in indices]), deadline)
+            with self._infer_lock:
+                masks, probabilities = self.segmenter.predict_frames(np.stack([frames[i] for i in indices]))
             for row, index in enumerate(indices):
                 results[index] = (masks[row], probabilities[row])
         return results

@@ -211,18 +211,6 @@ def test_segmenter_opens_a_session_per_frame_shape(deploy_file: Path) -> None:
     assert segmenter.session_for((1, 56, 56, 3)) is segmenter.session  # past the cap: the shape-free session
 
 
-def test_batches_of_any_size_share_one_session_with_the_batch_free(deploy_file: Path) -> None:
-    segmenter = OnnxSegmenter(deploy_file, device="cpu", threads=1)
-    frames = np.random.default_rng(4).integers(0, 256, (3, 32, 40, 3), dtype=np.uint8)
-    single = [segmenter.predict_frames(frames[i : i + 1])[0][0] for i in range(3)]
-    for count in (2, 3):
-        masks, _ = segmenter.predict_frames(frames[:count])
-        assert all(np.array_equal(masks[i], single[i]) for i in range(count))
-    assert set(segmenter._by_shape) == {(1, 32, 40, 3), (0, 32, 40, 3)}
-    batched = segmenter._by_shape[(0, 32, 40, 3)].session.get_inputs()[0].shape
-    assert batched[1:] == [32, 40, 3] and not isinstance(batched[0], int)
-
-
 def test_free_dimensions_fix_names_and_refuse_conflicts() -> None:
     assert free_dimensions([["batch", 3, "8*h", "8*w"]], [(2, 3, 64, 48)]) == {"batch": 2, "8*h": 64, "8*w": 48}
     with pytest.raises(RuntimeSetupError, match="fixes a dimension at 3"):
