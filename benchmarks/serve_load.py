@@ -14,7 +14,7 @@ Writes ``benchmarks/results/serve_load.json``: per level throughput, p50/p90/p99
 ``served_over_raw`` (aim >= 0.8 at concurrency 8), ``p99_over_p50`` (aim <= 3), RSS growth. Client
 and server share the machine's cores, so the figures are noisy on a small, busy box.
 
-    python benchmarks/serve_load.py [--model unet-small] [--size 512 512] [--requests 500]
+    python benchmarks/serve_load.py [--model unet-small-synth-defects] [--size 512 512] [--requests 500]
 """
 
 from __future__ import annotations
@@ -209,7 +209,7 @@ def stop_server(process: subprocess.Popen) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="unet-small", help="zoo name, genotype .json or .onnx")
+    parser.add_argument("--model", default="unet-small-synth-defects", help="zoo name, genotype .json or .onnx")
     parser.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
     parser.add_argument("--endpoint", default="/inspect", choices=("/inspect", "/segment"))
     parser.add_argument("--threads", type=int, default=default_threads(), help="ONNX Runtime threads (both sides)")
