@@ -11,6 +11,7 @@ choose (fastest within 0.005 IoU of PyTorch fp32), and the CPU flags. Resumable:
 (the pick is then over every row; a new run's rows are timed against its own interleaved rounds).
 
     python benchmarks/runtimes.py [--models NAME ...] [--conditions idle busy-core] [--repeats 30]
+                                  [--runtimes onnx-fp32 onnx-int8 --redo]
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for name in args.models or shipped_with_weights():
         for condition in args.conditions:
             key = f"{name}/{condition}"
+            if args.redo:  # measure these runtimes again, together, in one run's interleaved rounds
+                report["rows"] = [r for r in report["rows"] if not (r["model"] == name and r["condition"] == condition
+                                                                   and r["runtime"] in args.runtimes)]  # fmt: skip
             have = {r["runtime"] for r in report["rows"] if r["model"] == name and r["condition"] == condition}
             missing = [r for r in args.runtimes if r not in have]
             if not missing:  # a (model, condition) gains only the runtimes it lacks (torch-compile later, say)
@@ -122,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--conditions", nargs="+", choices=("idle", "busy-core"), default=["idle", "busy-core"])
     parser.add_argument("--runtimes", nargs="+", choices=RUNTIME_CHOICES, default=list(RUNTIME_CHOICES))
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--redo", action="store_true", help="replace the --runtimes rows already in --out")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--markdown", action="store_true", help="print the README table of --out and stop")
     args = parser.parse_args(argv)

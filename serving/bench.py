@@ -56,18 +56,6 @@ class BenchError(NassegError):
     """A benchmark asked for something it cannot do (bad size, thread count, runtime, device)."""
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"256x192"`` (height x width) or ``"256"`` -> ``(256, 192)`` / ``(256, 256)``."""
-    parts = text.lower().replace("*", "x").split("x")
-    try:
-        height, width = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
-    except ValueError:
-        raise BenchError(f"size must be HEIGHTxWIDTH (e.g. 256x256), got {text!r}") from None
-    if len(parts) > 2 or height < 1 or width < 1:
-        raise BenchError(f"size must be HEIGHTxWIDTH with positive sides (e.g. 256x256), got {text!r}")
-    return height, width
-
-
 def parse_list(text: str, what: str) -> list[str]:
     """``"a,b"`` -> ``["a", "b"]`` (empty items refused)."""
     items = [item.strip() for item in text.split(",")]

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from zoo.errors import NassegError
+
 Image = TypeVar("Image", torch.Tensor, np.ndarray)
 
 
@@ -68,3 +70,20 @@ def crop_to_original(image: Image, padding: Padding) -> Image:
     if isinstance(image, torch.Tensor):
         return image[..., : padding.height, : padding.width]
     return image[: padding.height, : padding.width]
+
+
+class SizeError(NassegError, ValueError):
+    """A frame size given as text is not HEIGHTxWIDTH with positive sides."""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"256x192"`` (height x width) or ``"256"`` -> ``(256, 192)`` / ``(256, 256)``: the one parser
+    of sizes on the command line (``nasseg bench``, ``latency``, ``search --latency-size``)."""
+    parts = text.lower().replace("*", "x").split("x")
+    try:
+        height, width = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+    except ValueError:
+        raise SizeError(f"size must be HEIGHTxWIDTH (e.g. 256x256), got {text!r}") from None
+    if len(parts) > 2 or height < 1 or width < 1:
+        raise SizeError(f"size must be HEIGHTxWIDTH with positive sides (e.g. 256x256), got {text!r}")
+    return height, width

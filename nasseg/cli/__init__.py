@@ -50,7 +50,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("training", "IoU, Dice/F1, pixel accuracy, precision and recall of a trained model on a split."),
     "predict": ("training", "Masks and overlay PNGs (a person can look at them) for images."),
     "search": ("search", "Search a segmentation net on a dataset folder (one command per searcher)."),
-    "export": ("serving", "Export a zoo net to ONNX (opset >= 18, dynamic batch and, where the net allows, H/W), or "
+    "export": ("export", "Export a zoo net to ONNX (opset >= 18, dynamic batch and, where the net allows, H/W), or "
                           "to an OpenVINO IR (--format openvino)."),
     "bench": ("bench", "Latency p50/p90/p99 at batch 1, throughput, GFLOP/s: ONNX Runtime fp32/int8 vs PyTorch "
                        "eager; with --data, one table across every runtime with IoU on the test split."),

@@ -10,8 +10,9 @@ import typer
 from rich.table import Table
 
 from nasseg.cli import app, console, err_console
-from serving.bench import RUNTIMES, BenchError, bench_model, parse_list, parse_size, parse_threads
+from serving.bench import RUNTIMES, BenchError, bench_model, parse_list, parse_threads
 from zoo.io import atomic_write_text
+from zoo.sizing import parse_size
 
 _DEFAULT_RUNTIMES = ",".join(RUNTIMES)
 

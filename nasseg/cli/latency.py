@@ -45,11 +45,12 @@ def table(
     """Time every op of the op table and every fixed block at the shapes the search spaces use, on
     ONNX Runtime on this machine; write the table that `search --latency-table` and `latency predict` read."""
     from searchers.space_samples import sample_genotypes, space_unit_calls
-    from serving.bench import parse_list, parse_size
+    from serving.bench import parse_list
     from serving.latency_table import build_table
     from serving.latency_table import calibrate as calibrate_table
     from zoo.io import atomic_write_text
     from zoo.latency import RUNTIMES
+    from zoo.sizing import parse_size
 
     if runtime not in RUNTIMES:
         raise NassegError(f"--runtime {runtime!r}: choose {' or '.join(RUNTIMES)}")
@@ -87,8 +88,8 @@ def predict(
 ) -> None:
     """Predicted latency (JSON: predicted_ms, units looked up and estimated, time by unit kind)."""
     import zoo
-    from serving.bench import parse_size
     from zoo.latency import LatencyTable
+    from zoo.sizing import parse_size
 
     table_ = LatencyTable.load(table_path)
     frame = parse_size(size) if size else tuple(table_.data.get("size") or (256, 256))

@@ -64,7 +64,7 @@ LatencySizeOption = Annotated[str, typer.Option("--latency-size", help="Frame si
 
 def latency_objective(table: Path | None, target: float | None, weight: float, size: str) -> LatencyObjective | None:
     """The latency objective the ``--latency-*`` options ask for (None without ``--latency-table``)."""
-    from serving.bench import parse_size
+    from zoo.sizing import parse_size
 
     return LatencyObjective.from_options(table, target, weight, check_size(parse_size(size)))
 

@@ -6,7 +6,7 @@ import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 import typer
@@ -25,6 +25,9 @@ from zoo.inference import predict_file
 from zoo.io import atomic_write_text
 from zoo.training.trainer import TrainConfig, Trainer, evaluate, read_train_checkpoint, resolve_device
 from zoo.versions import library_versions
+
+if TYPE_CHECKING:
+    from serving.runtime import OnnxSegmenter
 
 METRIC_KEYS = ("iou", "dice", "pixel_accuracy", "precision", "recall", "miou")
 
@@ -315,7 +318,6 @@ def predict(
     """Masks and overlay PNGs (a person can look at them) for images."""
     files = _image_files(images)
     if onnx is not None:
-        from nasseg.cli.serving import onnx_predictor
 
         model = onnx_predictor(onnx, name, device, allow_random=allow_random_weights, runtime=runtime,
                                precision=precision)  # fmt: skip
@@ -367,3 +369,21 @@ def train_demo(out: Path, model: str, n: int, size: int, epochs: int, seed: int)
         f"took {time.perf_counter() - start:.0f} s. Next: nasseg evaluate {summary['genotype']} --data {data_dir}",
         highlight=False,
     )
+
+
+def onnx_predictor(onnx_file: Path, name: str, device: str = "auto", allow_random: bool = False,
+                   runtime: str = "onnx", precision: str | None = None) -> OnnxSegmenter:  # fmt: skip
+    """The deploy graph ``onnx_file`` for ``nasseg predict --onnx``; refused if it is not ``name``'s net,
+    or if it records random weights and ``allow_random`` is not set."""
+    from serving.export import ExportError
+    from serving.resolve import resolve_onnx
+    from serving.runtime import OnnxSegmenter
+
+    resolve_onnx(onnx_file, allow_random=allow_random)
+    segmenter = OnnxSegmenter(onnx_file, device="cpu" if device == "cpu" else "auto", runtime=runtime,
+                              precision=precision)  # fmt: skip
+    expected = zoo.resolve_genotype(name).arch_hash
+    if segmenter.metadata.arch_hash != expected:
+        raise ExportError(f"{onnx_file} holds arch {segmenter.metadata.arch_hash} "
+                          f"({segmenter.genotype.name}), but {name} is arch {expected}")  # fmt: skip
+    return segmenter

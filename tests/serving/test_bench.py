@@ -14,10 +14,11 @@ from typer.testing import CliRunner
 
 import zoo
 from nasseg.cli import app
-from serving.bench import BenchError, bench_model, parse_size, parse_threads
+from serving.bench import BenchError, bench_model, parse_threads
 from serving.quantize import compare_int8, read_quantization
 from zoo.data.synthetic import make_dataset
 from zoo.profiling import CONVENTION
+from zoo.sizing import SizeError, parse_size
 
 runner = CliRunner()
 RUNTIMES = ("onnx-fp32", "onnx-int8", "torch")
@@ -93,7 +94,7 @@ def test_parsers() -> None:
     assert parse_size("256x192") == (256, 192) and parse_size("64") == (64, 64)
     assert parse_threads("1, 2") == [1, 2]
     for bad in ("abc", "0x5", "3x4x5", "x"):
-        with pytest.raises(BenchError, match="size must be"):
+        with pytest.raises(SizeError, match="size must be"):
             parse_size(bad)
     for bad in ("0", "a", "1,,2", "-1"):
         with pytest.raises(BenchError, match="threads|thread counts"):

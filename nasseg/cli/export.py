@@ -7,28 +7,12 @@ from typing import Annotated
 
 import typer
 
-import zoo
 from nasseg.cli import app, console, err_console, print_json
 from serving.check import check
 from serving.export import GRAPHS, MIN_OPSET, ExportError, export
 from serving.int8_select import SELECT_CHOICES
 from serving.quantize import CALIB_COUNT, QuantizeError, compare_int8, int8_path, quantize
-from serving.resolve import load_for_export, resolve_onnx
-from serving.runtime import OnnxSegmenter
-
-
-def onnx_predictor(onnx_file: Path, name: str, device: str = "auto", allow_random: bool = False,
-                   runtime: str = "onnx", precision: str | None = None) -> OnnxSegmenter:  # fmt: skip
-    """The deploy graph ``onnx_file`` for ``nasseg predict --onnx``; refused if it is not ``name``'s net,
-    or if it records random weights and ``allow_random`` is not set."""
-    resolve_onnx(onnx_file, allow_random=allow_random)
-    segmenter = OnnxSegmenter(onnx_file, device="cpu" if device == "cpu" else "auto", runtime=runtime,
-                              precision=precision)  # fmt: skip
-    expected = zoo.resolve_genotype(name).arch_hash
-    if segmenter.metadata.arch_hash != expected:
-        raise ExportError(f"{onnx_file} holds arch {segmenter.metadata.arch_hash} "
-                          f"({segmenter.genotype.name}), but {name} is arch {expected}")  # fmt: skip
-    return segmenter
+from serving.resolve import load_for_export
 
 
 @app.command("export")
