@@ -28,7 +28,15 @@ from torch import nn
 
 import zoo
 from serving.card_markdown import render_markdown
-from serving.export import ExportError, ExportMetadata, default_class_names, export, read_metadata, read_props
+from serving.export import (
+    ExportError,
+    ExportMetadata,
+    default_class_names,
+    export,
+    quantization_record,
+    read_metadata,
+    read_props,
+)
 from serving.resolve import weights_file as _weights_file
 from zoo.errors import NassegError
 from zoo.genotype import (
@@ -183,16 +191,6 @@ def genotype_summary(genotype: Genotype) -> dict[str, Any]:
 # -- the card of an exported file --------------------------------------------------------------
 
 
-def _quantization(props: dict[str, str]) -> Any:
-    text = props.get("nasseg.quantization", props.get("quantization"))
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 #: What a deployer must know about running any nasseg graph off the beaten path.
 RUNTIME_NOTES = (
     "OpenVINO: on a CPU with bf16 (AVX-512 BF16 or AMX), OpenVINO compiles a graph in bf16 by default. Masks then "
@@ -244,7 +242,7 @@ def _deployment(meta: ExportMetadata, props: dict[str, str], path: Path) -> dict
         "std": meta.std,
         "divisor": meta.divisor,
         "dynamic_hw": meta.dynamic_hw,
-        "quantization": _quantization(props),
+        "quantization": quantization_record(props),
         "nasseg_version": meta.nasseg_version,
     }
 

@@ -138,6 +138,22 @@ def read_props(path: str | Path) -> dict[str, str]:
     return {p.key: p.value for p in proto.metadata_props}
 
 
+#: The metadata key of an int8 file's quantisation record (JSON), written by :func:`serving.quantize.quantize`.
+QUANTIZATION_KEY = "nasseg.quantization"
+
+
+def quantization_record(props: dict[str, str]) -> Any:
+    """The quantisation record in a graph's metadata (see :func:`read_props`): a dict, the raw text
+    where it is not JSON, or None for a float graph."""
+    text = props.get(QUANTIZATION_KEY, props.get("quantization"))
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def read_metadata(path: str | Path) -> ExportMetadata:
     """The nasseg metadata of an exported ONNX file, or of an OpenVINO IR made from one."""
     return ExportMetadata.from_props(read_props(path), str(path))

@@ -45,7 +45,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from serving.export import ExportMetadata, read_metadata
+from serving.export import QUANTIZATION_KEY, ExportMetadata, quantization_record, read_metadata, read_props
 from serving.int8_select import SELECT_CHOICES, node_groups, select_nodes
 from serving.runtime import OnnxSession, default_threads, open_session
 from serving.timing import cpu_flags, cpu_model, interleaved_stats
@@ -99,9 +99,7 @@ def int8_path(path: str | Path) -> Path:
 
 def read_quantization(path: str | Path) -> dict[str, Any] | None:
     """The ``nasseg.quantization`` record of an ONNX file (None for an fp32 file)."""
-    proto = onnx.load(str(path), load_external_data=False)
-    value = {p.key: p.value for p in proto.metadata_props}.get("nasseg.quantization")
-    return json.loads(value) if value else None
+    return quantization_record(read_props(path))
 
 
 # -- calibration data ---------------------------------------------------------------------------
@@ -335,7 +333,7 @@ def quantize(path: str | Path, out: str | Path | None = None, calib_dir: str | P
         proto = onnx.load(str(staged))
         props = {p.key: p.value for p in proto.metadata_props}
         props.update(meta.to_props())
-        props["nasseg.quantization"] = json.dumps(record, sort_keys=True)
+        props[QUANTIZATION_KEY] = json.dumps(record, sort_keys=True)
         del proto.metadata_props[:]
         for key, value in props.items():
             proto.metadata_props.add(key=key, value=value)
