@@ -240,11 +240,15 @@ class OnnxSegmenter:
                 masks, probabilities = self.predict_frames(window[None], threshold)
             return masks[0], probabilities[0]
 
-        if tile is not None:
-            tile = tile_for(self.metadata.divisor, tile)
-            if needs_tiling(*frame.shape[:2], tile):
-                return predict_tiled(frame, run, tile, deadline=deadline)
+        if self.tiles(*frame.shape[:2], tile):
+            return predict_tiled(frame, run, tile_for(self.metadata.divisor, tile), deadline=deadline)
         return run(frame)
+
+    def tiles(self, height: int, width: int, tile: int | None = TILE) -> bool:
+        """Whether a ``height`` x ``width`` frame runs in tiles of ``tile`` (rounded to the net's
+        divisor) rather than whole: the one place that decides it (:meth:`predict_frame`, and the
+        service before it decodes a frame or batches it)."""
+        return tile is not None and needs_tiling(height, width, tile_for(self.metadata.divisor, tile))
 
     def predict_file(self, path: str | Path, threshold: float | None = None) -> tuple[np.ndarray, ...]:
         """(image as float (H, W, C) in [0, 1], mask, probability) for an image file, as

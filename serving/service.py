@@ -51,7 +51,7 @@ from serving.resolve import resolve_onnx
 from serving.runtime import OnnxSegmenter
 from serving.settings import ServeSettings, SettingsError, load_settings
 from serving.uploads import Upload, UploadField, quiet_client_faults, read_images
-from zoo.tiling import Abandoned, needs_tiling
+from zoo.tiling import Abandoned
 
 logger = logging.getLogger("nasseg.serve")
 SETTINGS: ServeSettings = load_settings(vars(bentoml.use_arguments()))
@@ -205,7 +205,7 @@ class Segmenter:
         results: list[Any] = [None] * len(frames)
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for index, frame in enumerate(frames):
-            if needs_tiling(*frame.shape[:2], SETTINGS.tile):
+            if self.segmenter.tiles(*frame.shape[:2], SETTINGS.tile):
                 results[index] = self.segmenter.predict_frame(frame, tile=SETTINGS.tile, deadline=deadline,
                                                               lock=self._infer_lock)  # fmt: skip
             else:
@@ -243,7 +243,7 @@ class Segmenter:
         the slot within a third of the timeout gets 503 (Retry-After). After a large request the C
         heap is trimmed, so its freed arrays go back to the system."""
         pixels = sum(width * height for width, height in sizes)
-        if pixels <= SETTINGS.tile**2 and not any(needs_tiling(h, w, SETTINGS.tile) for w, h in sizes):
+        if pixels <= SETTINGS.tile**2 and not any(self.segmenter.tiles(h, w, SETTINGS.tile) for w, h in sizes):
             return
         try:
             with anyio.fail_after(SETTINGS.timeout_s / 3):  # then 503 + Retry-After, not a 504 much later

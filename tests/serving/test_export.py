@@ -219,3 +219,17 @@ def test_free_dimensions_fix_names_and_refuse_conflicts() -> None:
         free_dimensions([["n", "n"]], [(1, 2)])
     with pytest.raises(RuntimeSetupError, match="rank 4"):
         free_dimensions([["batch", 3, "h", "w"]], [(1, 3, 8)])
+
+
+def test_the_segmenter_alone_decides_what_is_tiled(deploy_file: Path) -> None:
+    segmenter = OnnxSegmenter(deploy_file, device="cpu", threads=1)
+    divisor = segmenter.metadata.divisor
+    tile = 3 * divisor + divisor // 2  # not a multiple: rounded down to 3 divisors
+    assert not segmenter.tiles(3 * divisor, 3 * divisor, tile) and segmenter.tiles(3 * divisor + 1, 8, tile)
+    assert not segmenter.tiles(10_000, 10_000, None)
+    frame = np.random.default_rng(5).integers(0, 256, (3 * divisor + 1, 2 * divisor, 3), dtype=np.uint8)
+    calls: list[tuple[int, ...]] = []
+    run = segmenter.predict_frames
+    segmenter.predict_frames = lambda frames, threshold=None: calls.append(frames.shape) or run(frames, threshold)
+    mask, _ = segmenter.predict_frame(frame, tile=tile)
+    assert mask.shape == frame.shape[:2] and all(shape[1] <= 3 * divisor for shape in calls) and len(calls) > 1
