@@ -48,11 +48,11 @@ def cell_ops(genotype: Genotype) -> int:
 
 def meta_params(genotype: Genotype) -> int:
     """Parameters of the genotype's net, counted on the ``meta`` device (nothing allocated)."""
-    from zoo.families import get_family
+    from zoo.registry import family_of
 
     try:
         with torch.device("meta"):
-            model: nn.Module = get_family(genotype.family).build(genotype)
+            model: nn.Module = family_of(genotype.family).build(genotype)
     except NassegError:
         raise
     except Exception as exc:  # a builder's own failure (smp, timm: an unknown encoder, ...) in one line

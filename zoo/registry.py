@@ -205,9 +205,7 @@ def apply_overrides(genotype: Genotype, overrides: dict[str, Any]) -> Genotype:
 
 def input_divisor(genotype: Genotype) -> int:
     """Input height and width must be multiples of this for the net to take them."""
-    from zoo.families import get_family
-
-    return get_family(genotype.family).divisor(genotype)
+    return family_of(genotype.family).divisor(genotype)
 
 
 def check_input_size(model_or_genotype: nn.Module | Genotype, size: tuple[int, int]) -> None:
@@ -230,9 +228,8 @@ def build_model(genotype: Genotype, max_params: int | None = None) -> nn.Module:
     net refuses an input smaller than its divisor with :class:`InputSizeError`.
     """
     from zoo.budget import check_build_size
-    from zoo.families import get_family
 
-    family = get_family(genotype.family)
+    family = family_of(genotype.family)
     check_input_size(genotype, genotype.task.input_size)
     check_build_size(genotype, max_params)
     model = family.build(genotype)
@@ -275,13 +272,27 @@ def create_model(
     genotype = apply_overrides(resolve_genotype(spec), overrides)
     model = build_model(genotype, max_params)
     if pretrained:
-        from zoo.families import get_family
         from zoo.weights import load_weights
 
-        family = get_family(genotype.family)
+        family = family_of(genotype.family)
         if genotype.weights is None and family.load_pretrained is not None:
             family.load_pretrained(model, genotype)
         else:
             load_weights(model, genotype)
     model.pretrained = pretrained
     return model
+
+
+_FAMILIES_BOUND = False
+
+
+def family_of(name: str) -> Any:
+    """The :class:`zoo.families.Family` of ``name``; on first use, the families that name other
+    models get this registry's resolver (:func:`zoo.families.bind_resolver`)."""
+    global _FAMILIES_BOUND
+    from zoo.families import bind_resolver, get_family
+
+    if not _FAMILIES_BOUND:
+        bind_resolver(resolve_genotype)
+        _FAMILIES_BOUND = True
+    return get_family(name)

@@ -172,3 +172,16 @@ def test_cli_report_of_an_implant() -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["model"] == "iac-resnet18-darts-v2" and data["macs"] > 0 and data["params_total"] > 0
+
+
+def test_the_family_finds_its_base_only_through_the_registry_s_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoo.families import iac_unet
+
+    implant = zoo.resolve_genotype("iac-unet-small-synth-defects")
+    zoo.build_model(implant)  # the registry has bound its resolver
+    seen: list = []
+    monkeypatch.setattr(iac_unet, "_resolve_genotype", lambda spec: seen.append(spec) or zoo.resolve_genotype(spec))
+    assert iac_unet.resolve_base(implant).arch_hash == implant.arch.base.arch_hash and seen
+    monkeypatch.setattr(iac_unet, "_resolve_genotype", None)
+    with pytest.raises(zoo.BuildError, match="build it through zoo"):
+        iac_unet.resolve_base(implant)

@@ -328,11 +328,23 @@ def freeze_base(model: nn.Module, frozen: bool = True) -> nn.Module:
 # ---------------------------------------------------------------------------------------------
 
 
+#: The registry's resolver of model names and genotype files, bound by :func:`bind_resolver`.
+_resolve_genotype: Callable[[str | Path], Genotype] | None = None
+
+
+def bind_resolver(resolve: Callable[[str | Path], Genotype]) -> None:
+    """Called by the registry (:func:`zoo.families.bind_resolver`): how an implant finds its base."""
+    global _resolve_genotype
+    _resolve_genotype = resolve
+
+
 def resolve_base(genotype: Genotype) -> Genotype:
     """The base genotype of an implant, checked: an ``iac-unet`` base (no cell), the arch hash the
     implant names, and the same task. A relative genotype path resolves next to the implant first."""
-    from zoo.registry import resolve_genotype  # the registry imports the families
-
+    if _resolve_genotype is None:
+        raise BuildError(f"implant {genotype.name!r}: build it through zoo (zoo.build_model / create_model), "
+                         "which tells the family how to find its base")  # fmt: skip
+    resolve_genotype = _resolve_genotype
     ref: IACBaseRef = genotype.arch.base
     spec: str | Path = ref.model
     if genotype.source is not None and ref.model.endswith(".json") and not Path(ref.model).is_absolute():
