@@ -124,7 +124,8 @@ def select_nodes(fp32_graph: Path, groups: Sequence[NodeGroup], quantize_nodes: 
                  feed: np.ndarray, size: tuple[int, int], work: Path, threads: int = 2, repeats: int = 15,
                  margin: float = MARGIN, timer: Callable[..., dict[str, float]] | None = None,
                  ) -> Selection:  # fmt: skip
-    """Measure each group alone in int8 against ``fp32_graph`` on ``feed`` (one input of ``size``),
+    """Measure each group alone in int8 against ``fp32_graph`` (the exported graph a user would run
+    otherwise) on ``feed`` (one input of ``size``),
     then the union of those that gain; ``quantize_nodes(nodes, out)`` writes a graph with only
     ``nodes`` quantised; ``timer(paths, feed, threads, repeats)`` gives p50 ms per name (default:
     ONNX Runtime sessions in interleaved rounds). See the module docstring for the procedure."""

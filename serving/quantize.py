@@ -310,10 +310,10 @@ def quantize(path: str | Path, out: str | Path | None = None, calib_dir: str | P
                     model_in, dest, reader, activation_type, reduce_range, method, nodes, cache
                 )
                 groups = node_groups(onnx.load(str(model_in), load_external_data=False), quantisable_ops())
-                selection = select_nodes(Path(model_in), groups, quantize_nodes, probe, calib_size, Path(tmp),
+                selection = select_nodes(path, groups, quantize_nodes, probe, calib_size, Path(tmp),
                                          threads=threads or default_threads())  # fmt: skip
-            if selection is not None and not selection.nodes:
-                atomic_copy(Path(model_in), staged)
+            if selection is not None and not selection.nodes:  # the exported graph itself, as fast as fp32
+                atomic_copy(path, staged)
             else:
                 quantize_graph(model_in, staged, reader, activation_type, reduce_range, method,
                                selection.nodes if selection else None, cache)  # fmt: skip
