@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -81,8 +82,11 @@ def busy_core(on: bool) -> Iterator[None]:
 
 
 def _spin() -> None:  # pragma: no cover - runs in the child
-    while True:
-        pass
+    """Keep one core busy until the parent is gone (a killed benchmark leaves no spinner behind)."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        for _ in range(1_000_000):
+            pass
 
 
 Predictor = tuple[Callable[[np.ndarray], np.ndarray], int | None, str]
