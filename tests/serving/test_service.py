@@ -403,6 +403,8 @@ def _content_length(data: bytes) -> int:
 
 
 def test_stalled_clients_get_408_and_free_their_slots(server: Server, client: httpx.Client) -> None:
+    assert client.post("/inspect", files=_file("rgb-odd-size")).status_code == 200
+    time.sleep(1.0)  # an earlier test's refused upload may still hold a slot for a moment (seen once: 429)
     sockets = [_stalled_socket(server) for _ in range(4)]  # --max-concurrency 4: every slot held
     try:
         answers = [_read_answer(sock) for sock in sockets]  # --body-timeout 2
