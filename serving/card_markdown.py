@@ -161,7 +161,8 @@ def _files_lines(card: dict[str, Any]) -> list[str]:
     files = card["files"]
     rows = []
     if card["file"] is not None:
-        kind = "int8" if card.get("quantization") is not None else "fp32"
+        record = card.get("quantization")
+        kind = "fp32" if record is None else record.get("dtype", "int8") if isinstance(record, dict) else "int8"
         rows.append([f"`{card['file']}`", f"ONNX {kind}, {card['graph']} graph (nasseg {card['nasseg_version']})",
                      _size_text(card["file_bytes"])])  # fmt: skip
     bench_files = (card["bench"] or {}).get("files") or {}

@@ -322,7 +322,8 @@ def quantize(path: str | Path, out: str | Path | None = None, calib_dir: str | P
         except Exception as exc:  # the quantiser raises ValueError, RuntimeError, ORT errors ...
             raise QuantizeError(f"{path}: int8 quantisation failed ({_first_line(exc)})") from None
         kept_float = selection is not None and not selection.nodes
-        record = {"dtype": "float32 (no int8 gain)" if kept_float else "int8", "format": "QDQ", "per_channel": True,
+        record = {"dtype": "float32 (no int8 gain)" if kept_float else "int8",
+                  "format": None if kept_float else "QDQ", "per_channel": not kept_float,
                   "weights": "float32" if kept_float else "int8",
                   "selection": selection.to_record() if selection else {"mode": "all"},
                   "note": selection.sentence() if selection else "every quantisable node",
@@ -337,7 +338,8 @@ def quantize(path: str | Path, out: str | Path | None = None, calib_dir: str | P
         del proto.metadata_props[:]
         for key, value in props.items():
             proto.metadata_props.add(key=key, value=value)
-        proto.doc_string = f"nasseg {meta.graph} graph of {meta.genotype.name} (arch {meta.arch_hash}), int8 QDQ"
+        kind = "float (no int8 gain on the CPU it was made on)" if kept_float else "int8 QDQ"
+        proto.doc_string = f"nasseg {meta.graph} graph of {meta.genotype.name} (arch {meta.arch_hash}), {kind}"
         onnx.save_model(proto, str(staged))
         try:
             session = open_session(staged, device="cpu", threads=1)

@@ -98,7 +98,8 @@ def export_command(
         if report is not None:
             console.print(report.summary(), highlight=False)
         if quantized is not None:
-            console.print(f"wrote {quantized.path}: int8 QDQ, per-channel weights, calibrated on "
+            kind = "int8 QDQ, per-channel weights" if quantized.quantization["per_channel"] else "kept float"
+            console.print(f"wrote {quantized.path}: {kind}, calibrated on "
                           f"{quantized.quantization['calibration']['count']} images, "
                           f"{quantized.path.stat().st_size / 2**20:.1f} MiB, {quantized.seconds:.1f} s",
                           highlight=False)  # fmt: skip

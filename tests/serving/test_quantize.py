@@ -198,6 +198,7 @@ def test_auto_selection_quantises_only_what_it_measured_faster(fp32_file: Path, 
     ops = {node.op_type for node in onnx.load(str(result.path)).graph.node}
     assert ("QuantizeLinear" in ops) == (selection["quantized_nodes"] > 0)
     assert (result.quantization["dtype"] == "int8") == (selection["quantized_nodes"] > 0)
+    assert result.quantization["per_channel"] is (selection["quantized_nodes"] > 0)
     if not selection["quantized_nodes"]:
         assert "kept float" in result.quantization["note"]
     else:
