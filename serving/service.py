@@ -2,7 +2,8 @@
 
 ``bentoml serve serving.service:Segmenter`` (``nasseg serve NAME_OR_ONNX`` starts it) with the
 model and limits from :mod:`serving.settings` (``NASSEG_SERVE_*`` or ``--arg``). Each worker opens
-one ONNX Runtime session on the ``deploy`` graph, warms it up, and then answers ``/readyz``.
+its sessions on the ``deploy`` graph (:mod:`serving.session_pool`: a wide one on all its threads for
+a lone request, narrow ones side by side under load), warms them up, and then answers ``/readyz``.
 
 - ``POST /segment``: multipart file field ``image`` -> the mask as PNG, the (EXIF-oriented) image's size;
 - ``POST /inspect``: multipart file field ``image`` -> JSON: verdict, defects, model, arch hash, latency;
@@ -11,8 +12,8 @@ one ONNX Runtime session on the ``deploy`` graph, warms it up, and then answers 
   ``/readyz`` (ready once the session is warm) and ``/metrics`` stay as they are.
 
 ``/inspect_batch`` is batchable: BentoML merges concurrent requests into batches of up to
-``max_batch_size`` images within ``max_latency_ms``. Inference runs one batch at a time per worker
-(the session's ``threads`` are its whole budget); decoding and encoding run beside it in threads.
+``max_batch_size`` images within ``max_latency_ms``. Inference runs on the pool's sessions (its
+``threads`` are the worker's whole budget); decoding and encoding run beside it in threads.
 Client faults are 4xx ``{"error": "..."}`` (see :mod:`serving.uploads`); more than
 ``max_concurrency`` requests in flight get 429, a request past ``timeout_s`` gets 504 and its
 work stops at the next tile or batch. Frames above ``tile`` x ``tile`` pixels (line-scan cameras)
@@ -48,7 +49,8 @@ from starlette.routing import Route
 from serving.defects import find_defects
 from serving.gate import GateMiddleware, bound_metric_labels, on_request_end
 from serving.resolve import resolve_onnx
-from serving.runtime import OnnxSegmenter
+from serving.runtime import OnnxSegmenter, default_threads, providers_for
+from serving.session_pool import SessionPool, WideLock, default_streams
 from serving.settings import ServeSettings, SettingsError, load_settings
 from serving.uploads import Upload, UploadField, quiet_client_faults, read_images
 from zoo.tiling import Abandoned
@@ -154,24 +156,32 @@ class Segmenter:
         if SETTINGS.model is None:
             raise SettingsError("no model to serve: set NASSEG_SERVE_MODEL or pass --arg model=NAME_OR_ONNX")
         self.onnx_path: Path = resolve_onnx(SETTINGS.model, allow_random=SETTINGS.allow_random_weights)
-        self.segmenter = OnnxSegmenter(self.onnx_path, SETTINGS.device, SETTINGS.threads, spin=SETTINGS.spin,
-                                       runtime=SETTINGS.runtime, precision=SETTINGS.precision)  # fmt: skip
+        threads = SETTINGS.threads or default_threads()
+        on_gpu = SETTINGS.runtime == "onnx" and providers_for(SETTINGS.device)[0] == "CUDAExecutionProvider"
+        self.pool = SessionPool(self._open, threads, default_streams(SETTINGS.streams, threads, on_gpu))
+        self.segmenter = self.pool.wide  # metadata, tiling decisions
         meta = self.segmenter.metadata
         self.channels = meta.genotype.task.in_channels
         self.class_names = meta.class_names
         self.model_name, self.arch_hash = meta.genotype.name, meta.arch_hash
         self._card: dict | None = None
-        self._infer_lock = threading.Lock()
         self._large_frames = asyncio.Semaphore(1)  # one tiled frame's arrays (~300 MB at 8192x3000) at a time
         self._ready = threading.Event()
         threading.Thread(target=self._warm_up, name="nasseg-warm-up", daemon=True).start()
-        logger.info("serving %s (arch %s) from %s on %s, %d threads", self.model_name, self.arch_hash,
-                    self.onnx_path, self.segmenter.session.provider, self.segmenter.session.threads)  # fmt: skip
+        logger.info("serving %s (arch %s) from %s on %s, %d threads; under load %d sessions of %d",
+                    self.model_name, self.arch_hash, self.onnx_path, self.segmenter.session.provider,
+                    self.pool.threads, max(self.pool.streams, 1), self.pool.narrow_threads)  # fmt: skip
+
+    def _open(self, threads: int) -> OnnxSegmenter:
+        return OnnxSegmenter(self.onnx_path, SETTINGS.device, threads, spin=SETTINGS.spin, runtime=SETTINGS.runtime,
+                             precision=SETTINGS.precision)  # fmt: skip
 
     def _warm_up(self) -> None:
-        """One small inference and the model card, before /readyz says yes (no spikes under traffic)."""
+        """One small inference on every session and the model card, before /readyz says yes."""
         try:
-            self._infer([np.zeros((WARMUP_SIZE, WARMUP_SIZE, self.channels), np.uint8)])
+            warm = np.zeros((1, WARMUP_SIZE, WARMUP_SIZE, self.channels), np.uint8)
+            for segmenter in [self.pool.wide, *self.pool.narrow]:
+                segmenter.predict_frames(warm)
         except Exception:  # ONNX Runtime raises its own types; /readyz stays 503 and the log says why
             logger.exception("warm-up inference of %s failed; the service stays not ready", self.onnx_path)
             return
@@ -207,14 +217,14 @@ class Segmenter:
         for index, frame in enumerate(frames):
             if self.segmenter.tiles(*frame.shape[:2], SETTINGS.tile):
                 results[index] = self.segmenter.predict_frame(frame, tile=SETTINGS.tile, deadline=deadline,
-                                                              lock=self._infer_lock)  # fmt: skip
+                                                              lock=WideLock(self.pool))  # fmt: skip
             else:
                 by_shape.setdefault(frame.shape, []).append(index)
         for indices in by_shape.values():
             if deadline is not None and time.monotonic() > deadline:
                 raise Abandoned("the request's timeout passed before its batch ran")
-            with self._infer_lock:
-                masks, probabilities = self.segmenter.predict_frames(np.stack([frames[i] for i in indices]))
+            with self.pool.session() as segmenter:
+                masks, probabilities = segmenter.predict_frames(np.stack([frames[i] for i in indices]))
             for row, index in enumerate(indices):
                 results[index] = (masks[row], probabilities[row])
         return results

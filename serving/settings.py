@@ -28,7 +28,11 @@ class ServeSettings(BaseModel):
 
     model: str | None = Field(None, description="zoo name, genotype .json or deploy-graph .onnx file")
     threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads per worker (default: cores)")
-    workers: int = Field(1, ge=1, description="worker processes, each with its own session")
+    workers: int = Field(1, ge=1, description="worker processes, each with its own sessions")
+    streams: int | None = Field(
+        None, ge=1, description="narrow sessions run side by side under load (default: one per thread on a CPU, 1 on "
+        "a GPU; 1: one session)"
+    )
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$")
     runtime: str = Field("onnx", pattern="^(onnx|openvino)$", description="onnx (ONNX Runtime) or openvino (CPU)")
     precision: str | None = Field(None, pattern="^(f32|bf16|int8)$", description="OpenVINO: f32, bf16 or int8")

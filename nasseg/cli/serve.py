@@ -48,6 +48,14 @@ def serve(
     threads: Annotated[
         int | None, typer.Option(min=1, help="ONNX Runtime threads per worker (default: cores / workers).")
     ] = None,
+    streams: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Sessions run side by side per worker once requests queue, THREADS/STREAMS threads each; a lone "
+            "request runs on one session with all THREADS (default: one per thread on a CPU, 1 on a GPU).",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     runtime: Annotated[
         str, typer.Option(help="onnx (ONNX Runtime) or openvino (CPU; an IR .xml or the ONNX export).")
@@ -105,7 +113,7 @@ def serve(
         raise RuntimeSetupError(f"--precision {precision} is for --runtime openvino")
     if meta.graph != "deploy":
         raise RuntimeSetupError(f"{onnx_file}: a {meta.graph!r} graph; serving needs a 'deploy' export")
-    options = {"model": str(onnx_file), "workers": workers, "device": device, "runtime": runtime,
+    options = {"model": str(onnx_file), "workers": workers, "streams": streams, "device": device, "runtime": runtime,
                "precision": precision,
                "threads": threads or max(1, default_threads() // workers), "max_body_mb": max_body_mb,
                "max_pixels": max_pixels, "min_defect_area": min_defect_area, "max_concurrency": max_concurrency,

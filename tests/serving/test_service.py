@@ -41,7 +41,7 @@ MIN_DEFECT_AREA = 5
 # device cpu: the provider of the nasseg predict reference below
 SERVER_OPTIONS = ["--max-body-mb", "1", "--max-pixels", "2000000", "--max-concurrency", "4",
                   "--min-defect-area", str(MIN_DEFECT_AREA), "--max-batch-size", "4", "--max-latency-ms", "10000",
-                  "--threads", "1", "--graceful-timeout", "20", "--device", "cpu", "--tile", "256",
+                  "--threads", "1", "--streams", "2", "--graceful-timeout", "20", "--device", "cpu", "--tile", "256",
                   "--body-timeout", "2", "--max-request-pixels", "2000000", "--allow-random-weights"]  # fmt: skip
 START_DEADLINE_S = 120
 runner = CliRunner()
@@ -246,11 +246,18 @@ def test_concurrent_batch_requests_are_answered_each_their_own(client: httpx.Cli
     def one(name: str) -> tuple[str, httpx.Response]:
         return name, client.post("/inspect_batch", files=[("images", _file(name)["image"])])
 
+    def single(name: str) -> tuple[str, httpx.Response]:  # the worker's narrow sessions side by side
+        return name, client.post("/inspect", files=_file(name))
+
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(one, names * 2))
+        singles = list(pool.map(single, names * 3))
     for name, response in results:
         assert response.status_code == 200, response.text
         assert [a["defects"] for a in response.json()] == [expected[name]]
+    for name, response in singles:
+        assert response.status_code == 200, response.text
+        assert response.json()["defects"] == expected[name]
 
 
 # -- bad inputs: 4xx JSON that says what was wrong ------------------------------------------------------
@@ -519,12 +526,13 @@ def test_the_server_process_tree_listens_on_one_tcp_port(server: Server) -> None
 
 def test_serve_dry_run_prints_the_bentoml_command(onnx_file: Path) -> None:
     result = runner.invoke(app, ["serve", str(onnx_file), "--port", "3999", "--workers", "2", "--threads", "1",
-                                 "--max-body-mb", "5", "--dry-run", "--allow-random-weights"])  # fmt: skip
+                                 "--streams", "3", "--max-body-mb", "5", "--dry-run",
+                                 "--allow-random-weights"])  # fmt: skip
     assert result.exit_code == 0, result.output
     line = result.stdout.strip().splitlines()[-1]
     assert "-m serving.launch serve serving.service:Segmenter" in line and "--port 3999" in line
     assert f"NASSEG_SERVE_MODEL={onnx_file}" in line and "NASSEG_SERVE_WORKERS=2" in line
-    assert "NASSEG_SERVE_MAX_BODY_MB=5.0" in line
+    assert "NASSEG_SERVE_MAX_BODY_MB=5.0" in line and "NASSEG_SERVE_STREAMS=3" in line
     assert "--host 127.0.0.1" in line  # this machine only, unless --host says otherwise
 
 
