@@ -25,12 +25,10 @@ def _task(size: tuple[int, int]) -> dict[str, Any]:
 
 
 def _unet_ga(size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
-    from searchers.unet_ga import PAPER_LAYERS, UNetSpace
+    from searchers.unet_ga import PAPER_WIDTHS, UNetSpace
+    from searchers.unet_ga.space import default_layers
 
-    layers = 0  # the paper's 8, or fewer where the side cannot be halved 8 times (as the CLI)
-    while layers < PAPER_LAYERS and size[0] % 2 ** (layers + 1) == 0:
-        layers += 1
-    space = UNetSpace(widths=(64, 128, 256, 512), layers=layers, task=_task(size), dropout=0.5)
+    space = UNetSpace(widths=PAPER_WIDTHS, layers=default_layers(size[0]), task=_task(size), dropout=0.5)
     return space.sample
 
 

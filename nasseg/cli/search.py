@@ -1,7 +1,10 @@
-"""``nasseg search STRATEGY``: the options every searcher shares and the progress display.
+"""``nasseg search STRATEGY``: the options every searcher shares, replay, and the progress display.
 
-Each strategy's command lives in its own module (``nasseg/cli/search_<name>.py``) and calls
-:func:`run_search` with a :class:`searchers.Searcher` it has built from :func:`common_searcher`.
+Each strategy's command lives in its own module (``nasseg/cli/search_<name>.py``): it fills the
+searcher's config (:mod:`searchers.configs`) from its options and hands it to :func:`run_config`,
+which builds the search, records the config in ``run.json`` and runs it with a progress bar.
+``nasseg search --config RUN/run.json --out NEW`` replays a run from its config, and
+``nasseg search --resume RUN`` continues one without repeating its options.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from nasseg.cli import app, console, err_console, print_json
 from searchers import Budget, Searcher, SearchError, SearchResult, StepReport, make_executor
-from searchers.base import Evaluator, Fidelity, Strategy
-from searchers.latency import LatencyObjective, check_size
+from searchers.base import Evaluator, Strategy
+from searchers.configs import SearchConfig, load_config, versions
+from searchers.latency import LatencyObjective
 
 search_app = typer.Typer(help="Search a segmentation net on a dataset folder (one command per searcher).",
                          no_args_is_help=True)  # fmt: skip
@@ -60,13 +64,54 @@ LatencyWeightOption = Annotated[
                         "nearly a hard limit).")
 ]  # fmt: skip
 LatencySizeOption = Annotated[str, typer.Option("--latency-size", help="Frame size HxW the latency is for.")]
+PrintConfigOption = Annotated[
+    bool, typer.Option("--print-config", help="Print the search's config as JSON and stop (replay it with --config).")
+]
 
 
-def latency_objective(table: Path | None, target: float | None, weight: float, size: str) -> LatencyObjective | None:
-    """The latency objective the ``--latency-*`` options ask for (None without ``--latency-table``)."""
-    from zoo.sizing import parse_size
+@search_app.callback(invoke_without_command=True)
+def search_group(
+    context: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Replay the search a config file or a run's run.json describes.")
+    ] = None,
+    out: OutOption = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue the search in this run directory, with its config.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search a net: `nasseg search STRATEGY --data DIR ...`, or replay one: `nasseg search --config RUN/run.json`."""
+    if context.invoked_subcommand is not None:
+        if config is not None or out is not None or resume is not None:
+            raise SearchError("--config, --out and --resume before a strategy's name are for replaying a run "
+                              "(nasseg search --config RUN/run.json --out NEW); give a strategy's options after "
+                              "its name")  # fmt: skip
+        return
+    if config is None and resume is None:
+        typer.echo(context.get_help())
+        raise typer.Exit(0)
+    run_config(load_config(config if config is not None else resume), out, resume, as_json)
 
-    return LatencyObjective.from_options(table, target, weight, check_size(parse_size(size)))
+
+def run_config(config: SearchConfig, out: Path | None, resume: Path | None, as_json: bool = False,
+               print_config: bool = False) -> SearchResult | None:  # fmt: skip
+    """Build the search ``config`` describes and run it in ``out`` (or continue ``resume``); its
+    ``run.json`` holds the config and the versions it ran under. ``print_config``: print it, run nothing."""
+    if print_config:
+        typer.echo(config.model_dump_json(indent=2))
+        return None
+    built = config.build()
+    run_dir, resuming = run_directory(built.name, out, resume)
+    record = {**built.record, "config": config.model_dump(mode="json"), "versions": versions()}
+    searcher = common_searcher(built.strategy, built.evaluator, built.budget, run_dir, config.seed, config.data,
+                               getattr(config, "workers", None), getattr(config, "ray", None), config=record,
+                               latency=config.latency.objective())  # fmt: skip
+    result = run_search(searcher, resuming, built.label, as_json)
+    line = built.epilogue(result) if built.epilogue is not None else None
+    if line and not as_json:
+        console.print(line, highlight=False)
+    return result
 
 
 def run_directory(strategy: str, out: Path | None, resume: Path | None) -> tuple[Path, bool]:
@@ -76,15 +121,6 @@ def run_directory(strategy: str, out: Path | None, resume: Path | None) -> tuple
     if resume is not None:
         return resume, True
     return out or Path("runs") / f"search-{strategy}", False
-
-
-def fidelity_from(epochs: int, image_size: int, batch_size: int = 4, max_images: int | None = None,
-                  max_val_images: int | None = None, max_steps: int | None = None,
-                  lr: float = 1e-3, min_steps: int | None = 20) -> Fidelity:  # fmt: skip
-    """A :class:`Fidelity` from the shared command-line options."""
-    return Fidelity(epochs=epochs, image_size=(image_size, image_size), batch_size=batch_size, max_images=max_images,
-                    max_val_images=max_val_images, max_steps_per_epoch=max_steps, lr=lr,
-                    min_steps_per_epoch=min_steps)  # fmt: skip
 
 
 def common_searcher(strategy: Strategy, evaluator: Evaluator | None, budget: Budget, run_dir: Path, seed: int,

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from nasseg.cli import console
 from nasseg.cli.search import (
     DataOption,
     DeviceOption,
@@ -19,21 +17,17 @@ from nasseg.cli.search import (
     LatencyWeightOption,
     MinStepsOption,
     OutOption,
+    PrintConfigOption,
     ResumeOption,
     SecondsOption,
     SeedOption,
     SizeOption,
     StepsOption,
     ValImagesOption,
-    common_searcher,
-    latency_objective,
-    run_directory,
-    run_search,
+    run_config,
     search_app,
 )
-from searchers import Budget
-from searchers.autosegnet import AutoSegNetConfig, AutoSegNetSpace, AutoSegNetStrategy
-from searchers.evaluators import search_task
+from searchers.configs import AutoSegNetSearchConfig
 from searchers.latency import DEFAULT_WEIGHT
 
 
@@ -56,8 +50,12 @@ def autosegnet(
     baseline_decay: Annotated[float, typer.Option(min=0, max=1, help="Moving-average baseline decay.")] = 0.99,
     derive_samples: Annotated[int, typer.Option(min=1, help="Children sampled to derive the answer.")] = 8,
     rerank_top: Annotated[
-        int, typer.Option(min=0, help="At the end, train the best N derived children alone; the best on val is "
-                          "the answer (0: the paper's, the controller's child as it is).")
+        int,
+        typer.Option(
+            min=0,
+            help="At the end, train the best N derived children alone; the best on val is "
+            "the answer (0: the paper's, the controller's child as it is).",
+        ),
     ] = 4,
     rerank_steps: Annotated[int, typer.Option(min=1, help="Adam steps of each reranked child.")] = 100,
     reward_images: Annotated[
@@ -90,6 +88,7 @@ def autosegnet(
     ] = 10,
     min_steps: MinStepsOption = 20,
     as_json: JsonOption = False,
+    print_config: PrintConfigOption = False,
     latency_table: LatencyTableOption = None,
     latency_target: LatencyTargetOption = None,
     latency_weight: LatencyWeightOption = DEFAULT_WEIGHT,
@@ -100,27 +99,4 @@ def autosegnet(
     The depth follows from --image-size (min size 16, ratio 1/32, an HDC layer instead of the last
     downsampling); train the result at another size with `nasseg train RUN/best.json --crop H W`.
     """
-    run_dir, resuming = run_directory("autosegnet", out, resume)
-    task = search_task(data, (image_size, image_size), in_channels)
-    space = AutoSegNetSpace((image_size, image_size), in_channels, task["num_classes"], cells_per_layer, ops_per_cell,
-                            stem_channels=stem_channels, min_size=min_size, min_ratio=min_ratio,
-                            genotype_name=f"autosegnet-{Path(data).name}-s{seed}")  # fmt: skip
-    config = AutoSegNetConfig(image_size=(image_size, image_size), batch_size=batch_size, max_images=max_images,
-                              max_val_images=max_val_images, max_steps_per_epoch=max_steps, lr=lr,
-                              clip_grad_norm=clip, loss=loss, controller=controller, controller_steps=controller_steps,
-                              controller_lr=controller_lr, baseline_decay=baseline_decay,
-                              entropy_weight=entropy_weight, derive_samples=derive_samples,
-                              reward_images=reward_images, epochs_max=epochs_max, target_iou=target_iou,
-                              target_loss=target_loss, device=device, reward=reward, warmup_epochs=warmup_epochs,
-                              min_steps_per_epoch=min_steps, rerank_top=rerank_top,
-                              rerank_steps=rerank_steps)  # fmt: skip
-    strategy = AutoSegNetStrategy(data, space, config, seed=seed)
-    latency = latency_objective(latency_table, latency_target, latency_weight, latency_size)
-    searcher = common_searcher(strategy, None, Budget(steps=epochs_max, seconds=max_seconds), run_dir, seed, data,
-                               config={"stop_rule": {"epochs_max": epochs_max, "target_iou": target_iou,
-                                                     "target_loss": target_loss}},
-                               latency=latency)  # fmt: skip
-    run_search(searcher, resuming, "autosegnet", as_json)
-    reason = strategy.stop_reason()
-    if reason and not as_json:
-        console.print(f"stopped: {reason}; depth {space.depth} at {image_size}x{image_size}", highlight=False)
+    run_config(AutoSegNetSearchConfig.from_options(locals()), out, resume, as_json, print_config)

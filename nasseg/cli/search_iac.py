@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from nasseg.cli import console
 from nasseg.cli.search import (
     DataOption,
     DeviceOption,
@@ -19,20 +18,17 @@ from nasseg.cli.search import (
     LatencyWeightOption,
     MinStepsOption,
     OutOption,
+    PrintConfigOption,
     ResumeOption,
     SecondsOption,
     SeedOption,
     SizeOption,
     StepsOption,
     ValImagesOption,
-    common_searcher,
-    latency_objective,
-    run_directory,
-    run_search,
+    run_config,
     search_app,
 )
-from searchers import Budget
-from searchers.iac import IacConfig, IacStrategy
+from searchers.configs import IacSearchConfig
 from searchers.latency import DEFAULT_WEIGHT
 
 
@@ -82,33 +78,11 @@ def search_iac(
         bool, typer.Option("--random", help="Random counterpart: no stage II, a random cell through stage III.")
     ] = False,
     as_json: JsonOption = False,
+    print_config: PrintConfigOption = False,
     latency_table: LatencyTableOption = None,
     latency_target: LatencyTargetOption = None,
     latency_weight: LatencyWeightOption = DEFAULT_WEIGHT,
     latency_size: LatencySizeOption = "256x256",
 ) -> None:
     """Run IAC stages I-III: base U-Net, cell search on the frozen base, cell training; report vs the base."""
-    config = IacConfig(base=base, from_stage=from_stage, base_weights=str(base_weights) if base_weights else None,
-                       base_epochs=base_epochs, warmup_epochs=warmup_epochs, search_epochs=search_epochs,
-                       cell_epochs=cell_epochs, batch_size=batch_size, image_size=(image_size, image_size),
-                       cell_channels=cell_channels, partial_channels=partial_channels,
-                       record_epochs=tuple(int(e) for e in record_epochs.split(",") if e.strip()),
-                       select_epoch=select_epoch, max_steps_per_epoch=max_steps, max_images=max_images,
-                       max_val_images=max_val_images, max_skip=max_skip, implant=implant, keep_base=keep_base,
-                       cell_lr=cell_lr, cell_flips=cell_flips, min_steps_per_epoch=min_steps,
-                       random_cell=random_cell)  # fmt: skip
-    run_dir, resuming = run_directory("iac", out, resume)
-    strategy = IacStrategy(data, config, seed=seed, device=device)
-    budget = Budget(steps=config.total_steps, seconds=max_seconds)
-    latency = latency_objective(latency_table, latency_target, latency_weight, latency_size)
-    searcher = common_searcher(strategy, None, budget, run_dir, seed, data, latency=latency)
-    result = run_search(searcher, resuming, "iac", as_json)
-    implant = next((r for r in result.history if r.key == "implant"), None)
-    if implant is not None and not as_json:
-        base_iou = implant.extra["base"].get("iou", float("nan"))
-        console.print(f"stage III implant (cell of epoch {implant.extra['selected_epoch']}, "
-                      f"{implant.extra['skip_connects']['cell']} skip connections): val IoU "
-                      f"{implant.metrics.get('iou', float('nan')):.4f} vs base {base_iou:.4f}"
-                      + (" (the base was better on val: the implant is reset to it)" if implant.extra["kept_base"]
-                         else ""),
-                      highlight=False)  # fmt: skip
+    run_config(IacSearchConfig.from_options(locals()), out, resume, as_json, print_config)

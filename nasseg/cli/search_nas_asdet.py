@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from nasseg.cli import console
 from nasseg.cli.search import (
     DataOption,
     DeviceOption,
@@ -18,21 +17,18 @@ from nasseg.cli.search import (
     LatencyWeightOption,
     MinStepsOption,
     OutOption,
+    PrintConfigOption,
     ResumeOption,
     SecondsOption,
     SeedOption,
     SizeOption,
     StepsOption,
     ValImagesOption,
-    common_searcher,
-    latency_objective,
-    run_directory,
-    run_search,
+    run_config,
     search_app,
 )
-from searchers import Budget
+from searchers.configs import NasAsdetSearchConfig
 from searchers.latency import DEFAULT_WEIGHT
-from searchers.nas_asdet import NasAsdetConfig, NasAsdetStrategy
 
 
 @search_app.command("nas-asdet")
@@ -59,25 +55,11 @@ def search_nas_asdet(
         str, typer.Option(help="Rank edges by op weights over all ops (eq. 14: all) or the survivors (active).")
     ] = "all",
     as_json: JsonOption = False,
+    print_config: PrintConfigOption = False,
     latency_table: LatencyTableOption = None,
     latency_target: LatencyTargetOption = None,
     latency_weight: LatencyWeightOption = DEFAULT_WEIGHT,
     latency_size: LatencySizeOption = "256x256",
 ) -> None:
     """Search NAS-ASDet cells (11 ops, 4 normal + 4 reduction cells, fusion head) on a dataset folder."""
-    config = NasAsdetConfig(keep=tuple(int(k) for k in keep.split(",")), epochs_per_stage=epochs_per_stage,
-                            warmup_epochs=warmup_epochs, batch_size=batch_size, image_size=(image_size, image_size),
-                            init_channels=init_channels, stem_multiplier=stem_multiplier,
-                            max_steps_per_epoch=max_steps, max_images=max_images, max_val_images=max_val_images,
-                            max_skip=max_skip, min_steps_per_epoch=min_steps,
-                            derive_weights=derive_weights)  # fmt: skip
-    run_dir, resuming = run_directory("nas-asdet", out, resume)
-    strategy = NasAsdetStrategy(data, config, seed=seed, device=device)
-    budget = Budget(steps=config.total_epochs, seconds=max_seconds)
-    latency = latency_objective(latency_table, latency_target, latency_weight, latency_size)
-    searcher = common_searcher(strategy, None, budget, run_dir, seed, data, latency=latency)
-    result = run_search(searcher, resuming, "nas-asdet", as_json)
-    if result.best is not None and not as_json:
-        skips = result.best.extra.get("skip_connects", {})
-        console.print(f"skip connections in the derived cells: {skips}; arch-weight heat maps in "
-                      f"{result.run_dir / 'plots'}", highlight=False)  # fmt: skip
+    run_config(NasAsdetSearchConfig.from_options(locals()), out, resume, as_json, print_config)

@@ -17,6 +17,7 @@ from nasseg.cli.search import (
     LatencyTargetOption,
     LatencyWeightOption,
     OutOption,
+    PrintConfigOption,
     RayOption,
     ResumeOption,
     SecondsOption,
@@ -25,20 +26,11 @@ from nasseg.cli.search import (
     StepsOption,
     ValImagesOption,
     WorkersOption,
-    common_searcher,
-    fidelity_from,
-    latency_objective,
-    run_directory,
-    run_search,
+    run_config,
     search_app,
 )
-from searchers import Budget, SearchError
-from searchers.evaluators import search_task
+from searchers.configs import RenasConfig
 from searchers.latency import DEFAULT_WEIGHT
-from searchers.renas import RenasEvaluator, RenasSpace, RenasStrategy
-
-#: steps per child below which a short training ranks RENAS cells poorly (search_fidelity.json)
-SEGMENTATION_MIN_STEPS = 200
 
 
 @search_app.command("renas")
@@ -103,8 +95,12 @@ def renas(
     max_steps: StepsOption = None,
     min_steps: Annotated[
         int | None,
-        typer.Option("--min-steps", min=1, help="Optimiser steps per child at least (default: 200 for segmentation, "
-                     "where fewer rank cells poorly (search_fidelity.json: Spearman 0.83 at 200); 20 otherwise)."),
+        typer.Option(
+            "--min-steps",
+            min=1,
+            help="Optimiser steps per child at least (default: 200 for segmentation, "
+            "where fewer rank cells poorly (search_fidelity.json: Spearman 0.83 at 200); 20 otherwise).",
+        ),
     ] = None,
     max_seconds: SecondsOption = None,
     workers: WorkersOption = None,
@@ -114,44 +110,14 @@ def renas(
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",
     as_json: JsonOption = False,
+    print_config: PrintConfigOption = False,
     latency_table: LatencyTableOption = None,
     latency_target: LatencyTargetOption = None,
     latency_weight: LatencyWeightOption = DEFAULT_WEIGHT,
     latency_size: LatencySizeOption = "256x256",
 ) -> None:
     """Evolve a RENAS cell (tournament selection, reinforced mutation, parameter inheritance; --resume RUN)."""
-    if task not in ("segmentation", "classification"):
-        raise SearchError(f"--task {task!r}: choose segmentation or classification")
-    if not data.is_dir():
-        raise SearchError(f"--data {data}: no such dataset folder")
-    size = (image_size, image_size)
-    if task == "segmentation":
-        if image_size % 16:
-            raise SearchError(
-                f"--image-size {image_size}: the DeepLabv3 net has output stride 16; give a multiple of 16"
-            )
-        genotype_task = search_task(data, size)
-    else:
-        genotype_task = {"kind": "classification", "num_classes": 2, "input_size": list(size)}
-    if min_steps is None:
-        min_steps = SEGMENTATION_MIN_STEPS if task == "segmentation" else 20
-    fidelity = fidelity_from(epochs, image_size, batch_size, max_images, max_val_images, max_steps, lr, min_steps)
-    final = fidelity_from(max(final_epochs, 1), image_size, batch_size, lr=lr)
-    space = RenasSpace(genotype_task, blocks=blocks, cells=cells, init_channels=filters, aspp_channels=aspp_channels,
-                       output_stride=output_stride)  # fmt: skip
-    strategy = RenasStrategy(space, population=population, sample_size=sample, steps=steps, mutation=mutation,  # type: ignore[arg-type]
-                             children=children, finetune_epochs=finetune_epochs, inherit=inherit,
-                             final=final_epochs > 0, seed=seed, metric=fitness,
-                             controller={"entropy_weight": entropy_weight})  # fmt: skip
-    evaluator = RenasEvaluator(data, fidelity, device=device, task=task, final_fidelity=final,
-                               bn_recalibration=bn_recalibration)  # fmt: skip
-    budget = Budget(steps=1 + steps + (1 if final_epochs > 0 else 0), evaluations=evaluations, seconds=max_seconds)
-    run_dir, resuming = run_directory("renas", out, resume)
-    latency = latency_objective(latency_table, latency_target, latency_weight, latency_size)
-    searcher = common_searcher(strategy, evaluator, budget, run_dir, seed, data, workers, ray,
-                               config={"task": task},
-                               latency=latency)  # fmt: skip
-    run_search(searcher, resuming, f"renas ({mutation})", as_json)
+    run_config(RenasConfig.from_options(locals()), out, resume, as_json, print_config)
 
 
 __all__ = ["renas"]

@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from nasseg.cli import console
 from nasseg.cli.search import (
     DataOption,
     DeviceOption,
@@ -18,6 +17,7 @@ from nasseg.cli.search import (
     LatencyTargetOption,
     LatencyWeightOption,
     OutOption,
+    PrintConfigOption,
     RayOption,
     ResumeOption,
     SecondsOption,
@@ -26,41 +26,11 @@ from nasseg.cli.search import (
     StepsOption,
     ValImagesOption,
     WorkersOption,
-    common_searcher,
-    fidelity_from,
-    latency_objective,
-    run_directory,
-    run_search,
+    run_config,
     search_app,
 )
-from searchers import Budget, SearchError, SegmentationEvaluator
-from searchers.evaluators import search_task
+from searchers.configs import UNetGAConfig
 from searchers.latency import DEFAULT_WEIGHT
-from searchers.unet_ga import PAPER_LAYERS, TranslationEvaluator, UNetGAStrategy, UNetRandomStrategy, UNetSpace
-from searchers.unet_ga.strategy import FITNESS_METRICS
-from searchers.unet_ga.translation import paired_root
-
-#: steps per candidate below which a short training ranks U-Nets poorly (search_fidelity.json: Spearman 0.90 at 100)
-SEGMENTATION_MIN_STEPS = 100
-
-
-def parse_widths(text: str) -> tuple[int, ...]:
-    """``"64,128,256,512"`` -> (64, 128, 256, 512)."""
-    try:
-        widths = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise SearchError(f"--widths {text!r}: give comma-separated integers, e.g. 64,128,256,512") from None
-    if not widths or min(widths) < 1:
-        raise SearchError(f"--widths {text!r}: give positive integers, e.g. 64,128,256,512")
-    return widths
-
-
-def default_layers(size: int) -> int:
-    """The paper's L = 8, or fewer where the search size cannot be halved 8 times (1 x 1 innermost at most)."""
-    layers = 0
-    while layers < PAPER_LAYERS and size % 2 ** (layers + 1) == 0:
-        layers += 1
-    return layers
 
 
 @search_app.command("unet-ga")
@@ -105,8 +75,12 @@ def unet_ga(
     max_steps: StepsOption = None,
     min_steps: Annotated[
         int | None,
-        typer.Option("--min-steps", min=1, help="Optimiser steps per candidate at least (default: 100 for "
-                     "segmentation, where a shorter training ranks nets poorly; 20 for translation)."),
+        typer.Option(
+            "--min-steps",
+            min=1,
+            help="Optimiser steps per candidate at least (default: 100 for "
+            "segmentation, where a shorter training ranks nets poorly; 20 for translation).",
+        ),
     ] = None,
     max_seconds: SecondsOption = None,
     workers: WorkersOption = None,
@@ -116,63 +90,14 @@ def unet_ga(
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",
     as_json: JsonOption = False,
+    print_config: PrintConfigOption = False,
     latency_table: LatencyTableOption = None,
     latency_target: LatencyTargetOption = None,
     latency_weight: LatencyWeightOption = DEFAULT_WEIGHT,
     latency_size: LatencySizeOption = "256x256",
 ) -> None:
     """Evolve U-Net encoder widths and skip connections (GA of seed 002; resume with --resume RUN)."""
-    if task not in ("segmentation", "translation"):
-        raise SearchError(f"--task {task!r}: choose segmentation or translation")
-    size = (image_size, image_size)
-    levels = layers or default_layers(image_size)
-    if levels < 2:
-        raise SearchError(f"--image-size {image_size}: a U-Net needs a size divisible by 4 at least")
-    if lr is None:
-        lr = 2e-4 if task == "translation" else 1e-3
-    if min_steps is None:
-        min_steps = 20 if task == "translation" else SEGMENTATION_MIN_STEPS
-    fitness = fitness or ("loss" if task == "translation" else "iou")
-    if fitness not in FITNESS_METRICS or (task == "translation" and fitness == "iou"):
-        raise SearchError(f"--fitness {fitness!r}: choose {' or '.join(FITNESS_METRICS)} (translation: loss)")
-    fidelity = fidelity_from(epochs, image_size, batch_size, max_images, max_val_images, max_steps, lr, min_steps)
-    if task == "translation":
-        paired_root(data)  # fails early, in one line, without pairs
-        genotype_task = {"kind": "translation", "in_channels": 3, "num_classes": 3, "input_size": list(size)}
-        evaluator = TranslationEvaluator(data, fidelity, device=device, lam=lam, disc_width=disc_width)
-    else:
-        if not data.is_dir():
-            raise SearchError(f"--data {data}: no such dataset folder")
-        genotype_task = search_task(data, size, in_channels=3)
-        evaluator = SegmentationEvaluator(data, fidelity, device=device)
-    space = UNetSpace(widths=parse_widths(widths), layers=levels, task=genotype_task, dropout=dropout)
-    flops = (flops_size, flops_size) if flops_size else None
-    # the GA's evaluations at most: P_0, then K - 1 children and one elite re-scoring per generation
-    most = population + generations * (population - 1 + (elite_evaluations > 1))
-    if random_search:
-        total = min(most, evaluations) if evaluations else most
-        strategy = UNetRandomStrategy(space, per_step=population, seed=seed, gamma=gamma, flops_size=flops,
-                                      total=total, metric=fitness)  # fmt: skip
-        name = UNetRandomStrategy.name
-        budget = Budget(evaluations=total, seconds=max_seconds)
-    else:
-        strategy = UNetGAStrategy(space, population, generations, gamma, seed=seed, flops_size=flops,
-                                  selection=selection, elite_evaluations=elite_evaluations,
-                                  metric=fitness)  # fmt: skip
-        name = UNetGAStrategy.name
-        budget = Budget(steps=generations + 1, evaluations=evaluations, seconds=max_seconds)
-    run_dir, resuming = run_directory(name, out, resume)
-    latency = latency_objective(latency_table, latency_target, latency_weight, latency_size)
-    searcher = common_searcher(strategy, evaluator, budget, run_dir, seed, data, workers, ray,
-                               config={"task": task},
-                               latency=latency)  # fmt: skip
-    run_search(searcher, resuming, name, as_json)
-    report = strategy.flops_report() if isinstance(strategy, UNetGAStrategy) else None
-    if report is not None and not as_json:
-        console.print(f"gamma * GFLOPs: {report['gamma_p_mean']:.4g} +- {report['gamma_p_std']:.3g} against a loss "
-                      f"spread (std) of {report['loss_std']:.3g}: ratio {report['gamma_p_over_loss_std']:.3g} "
-                      "(near 0: FLOPs cannot change the ranking; raise --gamma to trade quality for FLOPs)",
-                      highlight=False)  # fmt: skip
+    run_config(UNetGAConfig.from_options(locals()), out, resume, as_json, print_config)
 
 
-__all__ = ["default_layers", "parse_widths", "unet_ga"]
+__all__ = ["unet_ga"]

@@ -22,6 +22,14 @@ PAPER_WIDTHS: tuple[int, ...] = (64, 128, 256, 512)
 #: L_c1 of the paper (pix2pix unet_256 at 256 x 256).
 PAPER_LAYERS = 8
 
+
+def default_layers(size: int) -> int:
+    """The paper's L = 8, or fewer where the search size cannot be halved 8 times (1 x 1 innermost at most)."""
+    layers = 0
+    while layers < PAPER_LAYERS and size % 2 ** (layers + 1) == 0:
+        layers += 1
+    return layers
+
 Codes = tuple[list[int], list[bool]]
 
 

@@ -230,7 +230,7 @@ def test_cli_end_to_end_builds_the_best_through_the_zoo(tiny_defects: Path, tmp_
     assert alive <= weights  # the population's weights stay on disk (resume, inheritance)
     bad = runner.invoke(app, ["search", "renas", "--data", str(tiny_defects), "--mutation", "greedy",
                               "--image-size", "32", "--out", str(tmp_path / "bad")])  # fmt: skip
-    assert bad.exit_code == 2 and "controller, random or sample" in bad.output
+    assert bad.exit_code == 2 and "--mutation: Input should be 'controller', 'random' or 'sample'" in bad.output
     bad = runner.invoke(app, ["search", "renas", "--data", str(tiny_defects), "--fitness", "loss",
                               "--image-size", "32", "--out", str(tmp_path / "bad")])  # fmt: skip
     assert bad.exit_code == 2 and "not a segmentation metric" in bad.output

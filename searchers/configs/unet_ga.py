@@ -1,0 +1,115 @@
+"""The U-Net translator GA's config (``nasseg search unet-ga``) and what it builds."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from searchers.base import Budget, Fidelity, SearchError
+from searchers.configs.base import BuiltSearch, SearchConfig, comma_ints
+from searchers.unet_ga.space import default_layers
+
+#: steps per candidate below which a short training ranks U-Nets poorly (search_fidelity.json: Spearman 0.90 at 100)
+SEGMENTATION_MIN_STEPS = 100
+
+
+class UNetGAConfig(SearchConfig):
+    """Every setting of a GA search (or its random-sampling counterpart, ``random_search``)."""
+
+    searcher: Literal["unet-ga"] = "unet-ga"
+    task: Literal["segmentation", "translation"] = "segmentation"
+    population: int = Field(32, ge=2)
+    generations: int = Field(100, ge=0)
+    gamma: float = Field(0.01, ge=0)
+    fitness: Literal["iou", "loss"] | None = None
+    widths: tuple[int, ...] = (64, 128, 256, 512)
+    layers: int | None = Field(None, ge=2)
+    flops_size: int | None = Field(None, ge=8)
+    dropout: float = Field(0.5, ge=0, le=0.95)
+    lam: float = Field(100.0, ge=0)
+    disc_width: int = Field(64, ge=1)
+    selection: Literal["rank", "roulette"] = "rank"
+    elite_evaluations: int = Field(3, ge=1)
+    random_search: bool = False
+    evaluations: int | None = Field(None, ge=1)
+    epochs: int = Field(1, ge=1)
+    image_size: int = Field(256, ge=8)
+    batch_size: int = Field(4, ge=2)
+    lr: float | None = Field(None, ge=0)
+    min_steps: int | None = Field(None, ge=1)
+    workers: int | None = Field(None, ge=1)
+    ray: str | None = None
+
+    _widths = field_validator("widths", mode="before")(comma_ints)
+
+    @field_validator("widths")
+    @classmethod
+    def _positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or min(value) < 1:
+            raise ValueError("give positive integers, e.g. 64,128,256,512")
+        return value
+
+    @property
+    def levels(self) -> int:
+        return self.layers or default_layers(self.image_size)
+
+    @property
+    def fidelity(self) -> Fidelity:
+        translation = self.task == "translation"
+        lr = self.lr if self.lr is not None else (2e-4 if translation else 1e-3)
+        low = self.min_steps if self.min_steps is not None else (20 if translation else SEGMENTATION_MIN_STEPS)
+        return Fidelity(epochs=self.epochs, image_size=(self.image_size, self.image_size), batch_size=self.batch_size,
+                        max_images=self.max_images, max_val_images=self.max_val_images,
+                        max_steps_per_epoch=self.max_steps, lr=lr, min_steps_per_epoch=low)  # fmt: skip
+
+    def most_evaluations(self) -> int:
+        """The GA's evaluations at most: P_0, then K - 1 children and one elite re-scoring per generation."""
+        return self.population + self.generations * (self.population - 1 + (self.elite_evaluations > 1))
+
+    def build(self) -> BuiltSearch:
+        from searchers import SegmentationEvaluator
+        from searchers.evaluators import search_task
+        from searchers.unet_ga import TranslationEvaluator, UNetGAStrategy, UNetRandomStrategy, UNetSpace
+        from searchers.unet_ga.translation import paired_root
+
+        size = (self.image_size, self.image_size)
+        if self.levels < 2:
+            raise SearchError(f"--image-size {self.image_size}: a U-Net needs a size divisible by 4 at least")
+        fitness = self.fitness or ("loss" if self.task == "translation" else "iou")
+        if self.task == "translation" and fitness == "iou":
+            raise SearchError("--fitness iou: translation has no masks; use loss")
+        if self.task == "translation":
+            paired_root(self.data)  # fails early, in one line, without pairs
+            task: dict[str, Any] = {"kind": "translation", "in_channels": 3, "num_classes": 3, "input_size": list(size)}
+            evaluator: Any = TranslationEvaluator(self.data, self.fidelity, device=self.device, lam=self.lam,
+                                                  disc_width=self.disc_width)  # fmt: skip
+        else:
+            self.check_data()
+            task = search_task(self.data, size, in_channels=3)
+            evaluator = SegmentationEvaluator(self.data, self.fidelity, device=self.device)
+        space = UNetSpace(widths=self.widths, layers=self.levels, task=task, dropout=self.dropout)
+        flops = (self.flops_size, self.flops_size) if self.flops_size else None
+        if self.random_search:
+            most = self.most_evaluations()
+            total = min(most, self.evaluations) if self.evaluations else most
+            strategy: Any = UNetRandomStrategy(space, per_step=self.population, seed=self.seed, gamma=self.gamma,
+                                               flops_size=flops, total=total, metric=fitness)  # fmt: skip
+            budget = Budget(evaluations=total, seconds=self.max_seconds)
+        else:
+            strategy = UNetGAStrategy(space, self.population, self.generations, self.gamma, seed=self.seed,
+                                      flops_size=flops, selection=self.selection,
+                                      elite_evaluations=self.elite_evaluations, metric=fitness)  # fmt: skip
+            budget = Budget(steps=self.generations + 1, evaluations=self.evaluations, seconds=self.max_seconds)
+        return BuiltSearch(strategy, evaluator, budget, strategy.name, strategy.name, {"task": self.task},
+                           epilogue=lambda _: flops_line(strategy))  # fmt: skip
+
+
+def flops_line(strategy: Any) -> str | None:
+    """How much the FLOPs term can move the GA's ranking (None for the random counterpart)."""
+    report = strategy.flops_report() if hasattr(strategy, "flops_report") else None
+    if report is None:
+        return None
+    return (f"gamma * GFLOPs: {report['gamma_p_mean']:.4g} +- {report['gamma_p_std']:.3g} against a loss spread "
+            f"(std) of {report['loss_std']:.3g}: ratio {report['gamma_p_over_loss_std']:.3g} (near 0: FLOPs cannot "
+            "change the ranking; raise --gamma to trade quality for FLOPs)")  # fmt: skip
