@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from nasseg.cli.search import (
+from nasseg.cli.search_options import (
     DataOption,
     DeviceOption,
     ImagesOption,
@@ -24,9 +24,8 @@ from nasseg.cli.search import (
     SizeOption,
     StepsOption,
     ValImagesOption,
-    run_config,
-    search_app,
 )
+from nasseg.cli.search_run import run_config, search_app
 from searchers.configs import NasAsdetSearchConfig
 from searchers.latency import DEFAULT_WEIGHT
 

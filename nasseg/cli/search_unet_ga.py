@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from nasseg.cli.search import (
+from nasseg.cli.search_options import (
     DataOption,
     DeviceOption,
     EpochsOption,
@@ -26,9 +26,8 @@ from nasseg.cli.search import (
     StepsOption,
     ValImagesOption,
     WorkersOption,
-    run_config,
-    search_app,
 )
+from nasseg.cli.search_run import run_config, search_app
 from searchers.configs import UNetGAConfig
 from searchers.latency import DEFAULT_WEIGHT
 
