@@ -81,6 +81,7 @@ from searchers.differentiable import (
     split_samples,
 )
 from searchers.evaluators import METRIC_KEYS, measure, search_task, subset
+from searchers.run_dir import RunDirectory
 from zoo.data.folder import SegmentationFolder, open_folder
 from zoo.errors import NassegError
 from zoo.families.iac_unet import IACImplant
@@ -206,7 +207,7 @@ class IacStrategy(DifferentiableStrategy):
                          BiLevelConfig(max_steps_per_epoch=c.max_steps_per_epoch, clip_grad_norm=None,
                                        min_steps_per_epoch=c.min_steps_per_epoch))  # fmt: skip
         self.stage = 1
-        self.run_path: Path | None = None
+        self.run: RunDirectory | None = None
         self.folder: SegmentationFolder | None = None
         self.base_metrics: dict[str, float] = {}
         self.derived: dict[int, dict[str, Any]] = {}
@@ -254,7 +255,7 @@ class IacStrategy(DifferentiableStrategy):
         model = zoo.build_model(genotype)
         if c.from_stage == 1:
             folder = self._open()
-            workdir = self.run_path / "stage1"
+            workdir = self.run.stage_dir("stage1")
             trainer = Trainer(model, folder, self._train_config(c.base_epochs, False), workdir)
             trainer.fit(resume=trainer.checkpoint_path.is_file())
             how = f"trained {c.base_epochs} epochs (stage I)"
@@ -271,10 +272,10 @@ class IacStrategy(DifferentiableStrategy):
                                   f"(e.g. from `nasseg train {c.base} --data ...`)")  # fmt: skip
             load_weights(model, template)
             how = f"loaded the weights of {c.base}"
-        weights = save_weights(model.cpu(), genotype, self.run_path / "base.safetensors")
+        weights = save_weights(model.cpu(), genotype, self.run.artifact("base.safetensors"))
         genotype = genotype.replace(weights=weights, provenance={**genotype.provenance.model_dump(mode="json"),
                                                                   "source": f"IAC stage I base: {how}"})  # fmt: skip
-        genotype.to_json(self.run_path / "base.json")
+        genotype.to_json(self.run.artifact("base.json"))
         model.to(self.device)
         self.base_metrics = self._metrics(model)
         macs, params = measure(genotype, self.image_size)
@@ -287,7 +288,7 @@ class IacStrategy(DifferentiableStrategy):
     def _setup_search(self) -> None:
         c = self.config
         folder = self._open()
-        base_path = self.run_path / "base.json"
+        base_path = self.run.artifact("base.json")
         if not base_path.is_file():
             raise SearchError(f"iac: {base_path} is missing; stage I did not finish in this run directory")
         base = zoo.create_model(base_path, pretrained=True)
@@ -341,7 +342,7 @@ class IacStrategy(DifferentiableStrategy):
         if getattr(base, "model", None) != "base.json":
             return genotype
         arch = {**genotype.arch.model_dump(mode="json"),
-                "base": {"model": str(self.run_path / "base.json"), "arch_hash": base.arch_hash}}  # fmt: skip
+                "base": {"model": str(self.run.artifact("base.json")), "arch_hash": base.arch_hash}}  # fmt: skip
         return genotype.replace(arch=arch)
 
     def arch_snapshot(self) -> dict[str, Any]:
@@ -361,10 +362,9 @@ class IacStrategy(DifferentiableStrategy):
         extra = {"stage": 2, "arch_updates": not warmup, "lr": lr, **losses}
         result = self.record_epoch(context, genotype, metrics, start, extra)
         if number in c.record_epochs or number == c.stage2_epochs:
-            folder = self.run_path / "genotypes"
-            folder.mkdir(exist_ok=True)
-            genotype.replace(name=f"{genotype.name}-e{number:03d}").to_json(folder / f"epoch-{number:03d}.json")
-            plot_alpha_history(self.alpha_history, "cell", DARTS_OPS, self.run_path / "plots" / "alphas-cell.png",
+            snapshot = self.run.snapshot("genotypes", f"epoch-{number:03d}.json")
+            genotype.replace(name=f"{genotype.name}-e{number:03d}").to_json(snapshot)
+            plot_alpha_history(self.alpha_history, "cell", DARTS_OPS, self.run.plot("alphas-cell.png"),
                                "IAC cell: op weights per edge over stage II epochs")  # fmt: skip
         self.epoch += 1
         return result
@@ -375,7 +375,7 @@ class IacStrategy(DifferentiableStrategy):
         """Implant the chosen discrete cell, re-initialise its weights, train it on the frozen base."""
         start = time.perf_counter()
         c = self.config
-        self.base_genotype = Genotype.from_json(self.run_path / "base.json")
+        self.base_genotype = Genotype.from_json(self.run.artifact("base.json"))
         if c.random_cell:
             chosen = 0
             cell = random_cell(DARTS_OPS, random.Random(self.seed), residual=False, steps=STEPS)
@@ -383,7 +383,7 @@ class IacStrategy(DifferentiableStrategy):
             chosen = c.select_epoch or max(self.derived)
             cell = CellGenotype.model_validate(self.derived[chosen])
         genotype = self.implant_genotype(cell)
-        path = self.run_path / "implant.json"
+        path = self.run.artifact("implant.json")
         genotype.to_json(path)
         torch.manual_seed(self.seed + 2)  # fresh cell weights (Algorithm 3), not the supernet's
         model = zoo.create_model(path, pretrained=True)  # loads and freezes the base
@@ -391,25 +391,25 @@ class IacStrategy(DifferentiableStrategy):
         if c.cell_flips:
             config.augment = {**config.augment, "flip": True}
         trainer = Trainer(model, self._open(), config,
-                          self.run_path / "stage3")  # fmt: skip
+                          self.run.stage_dir("stage3"))  # fmt: skip
         fit = trainer.fit(resume=trainer.checkpoint_path.is_file())
         base_iou = self.base_metrics.get("iou", -1.0)
         kept_base = c.keep_base and c.implant == "residual" and fit.best_metrics.get("iou", -1.0) < base_iou
         if kept_base:  # the base is the better candidate on val: the implant becomes exactly the base
             model.reset_to_base()
-        weights = save_weights(model.cpu(), genotype, self.run_path / "implant.safetensors")
+        weights = save_weights(model.cpu(), genotype, self.run.artifact("implant.safetensors"))
         genotype = Genotype.from_json(path).replace(weights=weights)
         genotype.to_json(path)
         model.to(self.device)
         metrics = self._metrics(model)
-        macs, params = measure(self.implant_genotype(cell, str(self.run_path / "base.json")), self.image_size)
+        macs, params = measure(self.implant_genotype(cell, str(self.run.artifact("base.json"))), self.image_size)
         extra = {"stage": 3, "selected_epoch": chosen, "base": dict(self.base_metrics), "kept_base": kept_base,
                  "random_cell": c.random_cell,
                  "gain_iou": metrics.get("iou", 0.0) - self.base_metrics.get("iou", 0.0),
                  "skip_connects": {"cell": sum(op == "skip_connect" for e in cell.nodes for op, _ in e)}}  # fmt: skip
         result = EvalResult(key="implant", genotype=genotype, metrics=metrics, macs=macs, params=params,
                             seconds=time.perf_counter() - start, extra=extra)  # fmt: skip
-        plot_genotype_picture(genotype, self.run_path / "plots" / "genotype.png")
+        plot_genotype_picture(genotype, self.run.plot("genotype.png"))
         return context.record(result)
 
     # -- the step ----------------------------------------------------------------------------------
@@ -418,7 +418,7 @@ class IacStrategy(DifferentiableStrategy):
         return self.finished
 
     def step(self, context: Any) -> list[EvalResult]:
-        self.run_path = context.run.path
+        self.run = context.run
         if self.stage == 1:
             result = self.stage_one(context)
             self.stage = 3 if self.config.random_cell else 2

@@ -58,9 +58,35 @@ class RunDirectory:
     def plots_dir(self) -> Path:
         return self.path / "plots"
 
+    @property
+    def candidates_dir(self) -> Path:
+        return self.path / "candidates"
+
+    def plot(self, name: str) -> Path:
+        """``plots/NAME`` (the folder created)."""
+        self.plots_dir.mkdir(parents=True, exist_ok=True)
+        return self.plots_dir / name
+
+    def stage_dir(self, stage: str) -> Path:
+        """The working folder of a searcher's stage (IAC's ``stage1``, ``stage3``: a trainer's checkpoints)."""
+        return self.path / stage
+
+    def artifact(self, name: str) -> Path:
+        """A file a searcher leaves at the run's top level (IAC's ``base.json``, ``implant.safetensors``)."""
+        return self.path / name
+
+    def snapshot(self, folder: str, name: str) -> Path:
+        """``FOLDER/NAME`` for genotypes saved along the way (IAC's ``genotypes/epoch-025.json``; created)."""
+        (self.path / folder).mkdir(parents=True, exist_ok=True)
+        return self.path / folder / name
+
+    def candidate_weights(self, key: str) -> Path:
+        """Where candidate ``key`` keeps its trained weights (RENAS: a child inherits its parent's)."""
+        return self.candidates_dir / key / "weights.pt"
+
     def candidate_dir(self, key: str) -> Path:
         """The folder of candidate ``key`` (created)."""
-        folder = self.path / "candidates" / key
+        folder = self.candidates_dir / key
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 

@@ -189,7 +189,7 @@ class RenasStrategy(AskTellStrategy):
 
     def step(self, context: SearchContext) -> list[EvalResult]:
         """Delete the weights of individuals dead before the last checkpoint, run the step, plot."""
-        self.prune(context.run.path / "candidates")
+        self.prune(context.run.candidates_dir)
         results = super().step(context)
         from searchers.renas.report import plot_population
 

@@ -143,3 +143,15 @@ def test_ray_executor_runs_candidates_as_tasks(tiny_space, tiny_defects: Path, t
     assert {r.key: r.genotype.arch_hash for r in result.history} == {
         r.key: r.genotype.arch_hash for r in inprocess.history
     }
+
+
+def test_the_run_directory_names_its_layout(tmp_path: Path) -> None:
+    from searchers import RunDirectory
+
+    run = RunDirectory(tmp_path / "run")
+    assert run.candidate_weights("c0001") == tmp_path / "run" / "candidates" / "c0001" / "weights.pt"
+    assert run.artifact("base.json") == tmp_path / "run" / "base.json"
+    assert run.stage_dir("stage1") == tmp_path / "run" / "stage1"
+    snapshot = run.snapshot("genotypes", "epoch-001.json")
+    assert snapshot.parent.is_dir() and snapshot == tmp_path / "run" / "genotypes" / "epoch-001.json"
+    assert run.plot("fitness.png").parent.is_dir() and run.candidates_dir == tmp_path / "run" / "candidates"
