@@ -30,12 +30,12 @@ from typing import Any
 
 import torch
 
-import zoo
-from searchers import Budget, Searcher
-from searchers.autosegnet import AutoSegNetConfig, AutoSegNetSpace, AutoSegNetStrategy
-from zoo.data.folder import open_folder
-from zoo.data.synthetic import make_dataset
-from zoo.training.trainer import TrainConfig, Trainer, evaluate
+from nasseg import zoo
+from nasseg.searchers import Budget, Searcher
+from nasseg.searchers.autosegnet import AutoSegNetConfig, AutoSegNetSpace, AutoSegNetStrategy
+from nasseg.zoo.data.folder import open_folder
+from nasseg.zoo.data.synthetic import make_dataset
+from nasseg.zoo.training.trainer import TrainConfig, Trainer, evaluate
 
 RESULTS = Path(__file__).parent / "results" / "autosegnet.json"
 

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
-import zoo
-from zoo.data.folder import open_folder
-from zoo.data.synthetic import make_dataset
-from zoo.training.trainer import TrainConfig, Trainer, evaluate
+from nasseg import zoo
+from nasseg.zoo.data.folder import open_folder
+from nasseg.zoo.data.synthetic import make_dataset
+from nasseg.zoo.training.trainer import TrainConfig, Trainer, evaluate
 
 RESULTS = Path(__file__).parent / "results" / "baselines.json"
 SIZE = 128

@@ -31,15 +31,15 @@ import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 
-import zoo
-from serving.bench import matmul_gflops
-from serving.export import export
-from serving.latency_table import time_graph
-from serving.timing import cpu_model
-from zoo.heads import AdaptiveFusionHead, upsample_to
-from zoo.io import atomic_write_text
-from zoo.ops import FactorizedReduce, SpatialAttention
-from zoo.versions import library_versions
+from nasseg import zoo
+from nasseg.serving.bench import matmul_gflops
+from nasseg.serving.export import export
+from nasseg.serving.latency_table import time_graph
+from nasseg.serving.timing import cpu_model
+from nasseg.zoo.heads import AdaptiveFusionHead, upsample_to
+from nasseg.zoo.io import atomic_write_text
+from nasseg.zoo.ops import FactorizedReduce, SpatialAttention
+from nasseg.zoo.versions import library_versions
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "cellnet_speed.json"

@@ -25,15 +25,15 @@ from pathlib import Path
 
 import torch
 
-import zoo
-from searchers import Budget, Searcher
-from searchers.differentiable import random_cell
-from searchers.iac import IacConfig, IacStrategy, IacSupernet
-from searchers.nas_asdet import NasAsdetConfig, NasAsdetStrategy, supernet_genotype
-from zoo.data.folder import open_folder
-from zoo.data.synthetic import make_dataset
-from zoo.ops import DARTS_OPS, NAS_ASDET_OPS
-from zoo.training.trainer import TrainConfig, Trainer, evaluate
+from nasseg import zoo
+from nasseg.searchers import Budget, Searcher
+from nasseg.searchers.differentiable import random_cell
+from nasseg.searchers.iac import IacConfig, IacStrategy, IacSupernet
+from nasseg.searchers.nas_asdet import NasAsdetConfig, NasAsdetStrategy, supernet_genotype
+from nasseg.zoo.data.folder import open_folder
+from nasseg.zoo.data.synthetic import make_dataset
+from nasseg.zoo.ops import DARTS_OPS, NAS_ASDET_OPS
+from nasseg.zoo.training.trainer import TrainConfig, Trainer, evaluate
 
 
 def supernet_memory(partial: int, batch: int, size: int, channels: int, steps: int = 3) -> dict[str, float]:

@@ -17,9 +17,9 @@ import statistics
 import time
 from pathlib import Path
 
-import zoo
-from zoo.errors import NassegError
-from zoo.genotype import Genotype
+from nasseg import zoo
+from nasseg.zoo.errors import NassegError
+from nasseg.zoo.genotype import Genotype
 
 RESULTS = Path(__file__).parent / "results" / "genotype_bounds.json"
 

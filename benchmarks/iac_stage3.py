@@ -34,12 +34,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import search_quality as sq  # noqa: E402
 
-import zoo  # noqa: E402
-from zoo.data.folder import open_folder  # noqa: E402
-from zoo.genotype import Genotype  # noqa: E402
-from zoo.io import atomic_write_bytes  # noqa: E402
-from zoo.training.trainer import Trainer  # noqa: E402
-from zoo.versions import library_versions  # noqa: E402
+from nasseg import zoo  # noqa: E402
+from nasseg.zoo.data.folder import open_folder  # noqa: E402
+from nasseg.zoo.genotype import Genotype  # noqa: E402
+from nasseg.zoo.io import atomic_write_bytes  # noqa: E402
+from nasseg.zoo.training.trainer import Trainer  # noqa: E402
+from nasseg.zoo.versions import library_versions  # noqa: E402
 
 RESULTS = sq.ROOT / "results" / "iac_stage3.json"
 LRS = (3e-4, 1e-3, 3e-3, 1e-2)
@@ -51,8 +51,8 @@ LENGTHS = {"tiny": (1, 2), "cpu": (8, 16, 32, 48)}
 
 def search_cell(seed: int, data: Path, work: Path, s: dict[str, Any], size: int, device: str) -> dict[str, Any]:
     """Stages I and II of one seed (stage III cut to one epoch: the sweep trains it)."""
-    from searchers import Budget
-    from searchers.iac import IacStrategy
+    from nasseg.searchers import Budget
+    from nasseg.searchers.iac import IacStrategy
 
     run_dir = work / "runs" / f"iac-s{seed}"
     config = sq.iac_config({**s, "cell_epochs": 1}, size)
@@ -64,7 +64,7 @@ def search_cell(seed: int, data: Path, work: Path, s: dict[str, Any], size: int,
 def stage_three(seed: int, lr: float, epochs: int, pick: dict[str, Any], data: Path, s: dict[str, Any], size: int,
                 device: str, workdir: Path, flip: bool = False) -> dict[str, Any]:  # fmt: skip
     """One stage III run at ``lr`` for ``epochs`` (``flip``: with flips): val and test IoU after every epoch."""
-    from searchers.iac import NO_AUGMENT
+    from nasseg.searchers.iac import NO_AUGMENT
 
     genotype = Genotype.from_json(pick["implant"])
     base_ref = {"model": pick["base_json"], "arch_hash": genotype.arch.base.arch_hash}

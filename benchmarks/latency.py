@@ -28,12 +28,12 @@ from typing import Any
 
 import torch
 
-import zoo
-from serving.bench import BENCH_CALIB_COUNT, bench_model, parse_list, parse_threads
-from serving.quantize import compare_int8
-from zoo.data.folder import open_folder
-from zoo.data.synthetic import make_dataset
-from zoo.training.trainer import TrainConfig, Trainer, evaluate
+from nasseg import zoo
+from nasseg.serving.bench import BENCH_CALIB_COUNT, bench_model, parse_list, parse_threads
+from nasseg.serving.quantize import compare_int8
+from nasseg.zoo.data.folder import open_folder
+from nasseg.zoo.data.synthetic import make_dataset
+from nasseg.zoo.training.trainer import TrainConfig, Trainer, evaluate
 
 RESULTS = Path(__file__).parent / "results" / "latency.json"
 #: The smp baseline and one net of each family (cellnet, unet, autosegnet, iac-unet).

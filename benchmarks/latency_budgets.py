@@ -40,14 +40,14 @@ import search_quality as sq  # noqa: E402
 import unet_grid  # noqa: E402
 import zoo_entries as ze  # noqa: E402
 
-import zoo  # noqa: E402
-from searchers.evaluators import search_task  # noqa: E402
-from searchers.latency import LatencyObjective  # noqa: E402
-from zoo.data.folder import open_folder  # noqa: E402
-from zoo.genotype import Genotype  # noqa: E402
-from zoo.io import atomic_write_bytes  # noqa: E402
-from zoo.training.trainer import Trainer  # noqa: E402
-from zoo.versions import library_versions  # noqa: E402
+from nasseg import zoo  # noqa: E402
+from nasseg.searchers.evaluators import search_task  # noqa: E402
+from nasseg.searchers.latency import LatencyObjective  # noqa: E402
+from nasseg.zoo.data.folder import open_folder  # noqa: E402
+from nasseg.zoo.genotype import Genotype  # noqa: E402
+from nasseg.zoo.io import atomic_write_bytes  # noqa: E402
+from nasseg.zoo.training.trainer import Trainer  # noqa: E402
+from nasseg.zoo.versions import library_versions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "latency_budgets.json"
@@ -91,7 +91,7 @@ def train_pick(pick: dict, data: Path, scale: dict[str, Any], seed: int, device:
 
 
 def measured_ms(genotype: Genotype) -> float:
-    from serving.latency_table import measure_genotype_ms
+    from nasseg.serving.latency_table import measure_genotype_ms
 
     return measure_genotype_ms(genotype, SIZE_256, threads=2, repeats=30)
 

@@ -26,12 +26,12 @@ from typing import Any
 
 import numpy as np
 
-import zoo
-from searchers.space_samples import SPACES, sample_genotypes, space_unit_calls
-from serving.latency_table import build_table, calibrate, measure_genotype_ms
-from zoo.io import atomic_write_text
-from zoo.latency import LatencyTable
-from zoo.versions import library_versions
+from nasseg import zoo
+from nasseg.searchers.space_samples import SPACES, sample_genotypes, space_unit_calls
+from nasseg.serving.latency_table import build_table, calibrate, measure_genotype_ms
+from nasseg.zoo.io import atomic_write_text
+from nasseg.zoo.latency import LatencyTable
+from nasseg.zoo.versions import library_versions
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "latency_model.json"

@@ -31,13 +31,13 @@ from typing import Any
 
 import torch
 
-import zoo
-from serving.bench import bench_model
-from serving.quantize import compare_int8
-from zoo.data.folder import open_folder
-from zoo.io import atomic_write_bytes, save_figure
-from zoo.training.trainer import evaluate
-from zoo.versions import library_versions
+from nasseg import zoo
+from nasseg.serving.bench import bench_model
+from nasseg.serving.quantize import compare_int8
+from nasseg.zoo.data.folder import open_folder
+from nasseg.zoo.io import atomic_write_bytes, save_figure
+from nasseg.zoo.training.trainer import evaluate
+from nasseg.zoo.versions import library_versions
 
 ROOT = Path(__file__).resolve().parent
 ENTRIES = ROOT / "results" / "zoo_entries.json"
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def bench_system() -> dict[str, Any]:
-    from serving.bench import system_info
+    from nasseg.serving.bench import system_info
 
     return system_info("cpu")
 

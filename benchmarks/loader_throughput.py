@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-import zoo
-from zoo.data.augment import Augment
-from zoo.data.dataset import SegmentationDataset
-from zoo.data.folder import open_folder
-from zoo.data.synthetic import make_dataset
-from zoo.training.losses import total_loss
+from nasseg import zoo
+from nasseg.zoo.data.augment import Augment
+from nasseg.zoo.data.dataset import SegmentationDataset
+from nasseg.zoo.data.folder import open_folder
+from nasseg.zoo.data.synthetic import make_dataset
+from nasseg.zoo.training.losses import total_loss
 
 RESULTS = Path(__file__).parent / "results" / "loader_throughput.json"
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-import zoo
-from zoo.profiling import CONVENTION
+from nasseg import zoo
+from nasseg.zoo.profiling import CONVENTION
 
 RESULTS = Path(__file__).parent / "results" / "model_reports.json"
 

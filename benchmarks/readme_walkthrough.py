@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
               "ran": len(ran), "failed": sum(1 for r in ran if r["rc"]),
               "minutes": round(sum(r["seconds"] for r in ran) / 60, 1), "commands": rows}  # fmt: skip
     sys.path.insert(0, str(ROOT))
-    from zoo.io import atomic_write_bytes
+    from nasseg.zoo.io import atomic_write_bytes
 
     atomic_write_bytes(out, (json.dumps(report, indent=1) + "\n").encode())
     print(f"{report['ran']} commands ran in {report['minutes']} min, {report['failed']} failed", flush=True)

@@ -26,12 +26,12 @@ from typing import Any
 
 import torch
 
-from searchers import Budget, Fidelity, Searcher
-from searchers.evaluators import search_task
-from searchers.renas import RenasEvaluator, RenasSpace, RenasStrategy
-from searchers.renas.report import plot_population, population_stats
-from zoo.data.synthetic import make_dataset
-from zoo.versions import library_versions
+from nasseg.searchers import Budget, Fidelity, Searcher
+from nasseg.searchers.evaluators import search_task
+from nasseg.searchers.renas import RenasEvaluator, RenasSpace, RenasStrategy
+from nasseg.searchers.renas.report import plot_population, population_stats
+from nasseg.zoo.data.synthetic import make_dataset
+from nasseg.zoo.versions import library_versions
 
 RESULTS = Path(__file__).parent / "results"
 MODES = ("controller", "random", "sample")

@@ -25,10 +25,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serving.runtime_table import RUNTIME_CHOICES, cpu_flags, pick, runtime_table  # noqa: E402
-from zoo.io import atomic_write_text  # noqa: E402
-from zoo.registry import list_models  # noqa: E402
-from zoo.versions import library_versions  # noqa: E402
+from nasseg.serving.runtime_table import RUNTIME_CHOICES, cpu_flags, pick, runtime_table  # noqa: E402
+from nasseg.zoo.io import atomic_write_text  # noqa: E402
+from nasseg.zoo.registry import list_models  # noqa: E402
+from nasseg.zoo.versions import library_versions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "runtimes.json"
@@ -36,8 +36,8 @@ TOLERANCE = 0.005
 
 
 def shipped_with_weights() -> list[str]:
-    import zoo
-    from zoo.weight_files import find_weights
+    from nasseg import zoo
+    from nasseg.zoo.weight_files import find_weights
 
     names = []
     for name in list_models():
@@ -56,7 +56,7 @@ def data_for(name: str) -> Path:
     """The zoo data set ``name`` was trained on (made by ``zoo_entries``' recipe where missing)."""
     from leaderboard import zoo_data
 
-    import zoo
+    from nasseg import zoo
 
     dataset = (zoo.get_genotype(name).provenance.dataset or "synth-defects").split(" ", 1)[0]
     return zoo_data(dataset)

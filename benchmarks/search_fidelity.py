@@ -48,13 +48,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import search_quality as sq  # noqa: E402
 
-import zoo  # noqa: E402
-from searchers.evaluators import search_task  # noqa: E402
-from zoo.data.folder import open_folder  # noqa: E402
-from zoo.genotype import Genotype  # noqa: E402
-from zoo.io import atomic_write_bytes  # noqa: E402
-from zoo.training.trainer import Trainer  # noqa: E402
-from zoo.versions import library_versions  # noqa: E402
+from nasseg import zoo  # noqa: E402
+from nasseg.searchers.evaluators import search_task  # noqa: E402
+from nasseg.zoo.data.folder import open_folder  # noqa: E402
+from nasseg.zoo.genotype import Genotype  # noqa: E402
+from nasseg.zoo.io import atomic_write_bytes  # noqa: E402
+from nasseg.zoo.training.trainer import Trainer  # noqa: E402
+from nasseg.zoo.versions import library_versions  # noqa: E402
 
 RESULTS = sq.ROOT / "results" / "search_fidelity.json"
 SPACES = ("unet-ga", "renas", "nas-asdet", "autosegnet")
@@ -68,21 +68,21 @@ def sample(space: str, count: int, data: Path, s: dict[str, Any], size: int) -> 
     rng = random.Random(f"fidelity:{space}")
     task = search_task(data, (size, size), 3)
     if space == "unet-ga":
-        from searchers.unet_ga import UNetSpace
+        from nasseg.searchers.unet_ga import UNetSpace
 
         draw = UNetSpace(widths=s["widths"], layers=s["layers"], task=task).sample
     elif space == "autosegnet":
-        from searchers.autosegnet import AutoSegNetSpace
+        from nasseg.searchers.autosegnet import AutoSegNetSpace
 
         draw = AutoSegNetSpace((size, size), 3, task["num_classes"], genotype_name="autosegnet-random").sample
     elif space == "renas":
-        from searchers.renas import RenasSpace
+        from nasseg.searchers.renas import RenasSpace
 
         draw = RenasSpace(task, blocks=s["blocks"], cells=2, init_channels=s["filters"], aspp_channels=32).sample
     else:
-        from searchers.differentiable import random_cell
-        from searchers.nas_asdet import NasAsdetConfig, supernet_genotype
-        from zoo.ops import NAS_ASDET_OPS
+        from nasseg.searchers.differentiable import random_cell
+        from nasseg.searchers.nas_asdet import NasAsdetConfig, supernet_genotype
+        from nasseg.zoo.ops import NAS_ASDET_OPS
 
         config = NasAsdetConfig(image_size=(size, size), init_channels=s["init_channels"])
 
@@ -107,7 +107,7 @@ def one_shot_rewards(genotypes: list[Genotype], data: Path, s: dict[str, Any], s
                      epochs: int) -> dict:  # fmt: skip
     """The one-shot reward (soft IoU with shared weights, on the search's val images) of every
     genotype after each of ``ONE_SHOT_EPOCHS`` up to ``epochs`` of uniform shared-weight training."""
-    from searchers.autosegnet import AutoSegNetConfig, AutoSegNetSpace, AutoSegNetStrategy
+    from nasseg.searchers.autosegnet import AutoSegNetConfig, AutoSegNetSpace, AutoSegNetStrategy
 
     task = search_task(data, (size, size), 3)
     space = AutoSegNetSpace((size, size), 3, task["num_classes"])

@@ -54,15 +54,15 @@ from typing import Any
 
 import torch
 
-import zoo
-from searchers import Budget, Searcher, SegmentationEvaluator
-from searchers.evaluators import measure, search_task
-from zoo.data.folder import open_folder
-from zoo.data.synthetic import make_dataset
-from zoo.genotype import Genotype
-from zoo.io import atomic_write_bytes
-from zoo.training.trainer import TrainConfig, Trainer, evaluate
-from zoo.versions import library_versions
+from nasseg import zoo
+from nasseg.searchers import Budget, Searcher, SegmentationEvaluator
+from nasseg.searchers.evaluators import measure, search_task
+from nasseg.zoo.data.folder import open_folder
+from nasseg.zoo.data.synthetic import make_dataset
+from nasseg.zoo.genotype import Genotype
+from nasseg.zoo.io import atomic_write_bytes
+from nasseg.zoo.training.trainer import TrainConfig, Trainer, evaluate
+from nasseg.zoo.versions import library_versions
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "search_quality.json"
@@ -260,7 +260,7 @@ def run_searcher(strategy: Any, evaluator: Any, budget: Budget, run_dir: Path, s
 
 def search_fidelity(s: dict[str, Any], size: int) -> Any:
     """A candidate's training at search fidelity: one epoch of exactly ``s["steps"]`` steps."""
-    from searchers.base import Fidelity
+    from nasseg.searchers.base import Fidelity
 
     return Fidelity(epochs=1, image_size=(size, size), batch_size=8, max_images=s["images"], max_val_images=s["val"],
                     max_steps_per_epoch=s["steps"], min_steps_per_epoch=s["steps"])  # fmt: skip
@@ -268,7 +268,7 @@ def search_fidelity(s: dict[str, Any], size: int) -> Any:
 
 def search_unet_ga(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, Any], size: int, device: str,
                    units: Units) -> dict[str, Any]:  # fmt: skip
-    from searchers.unet_ga import UNetGAStrategy, UNetRandomStrategy, UNetSpace
+    from nasseg.searchers.unet_ga import UNetGAStrategy, UNetRandomStrategy, UNetSpace
 
     space = UNetSpace(widths=s["widths"], layers=s["layers"], task=search_task(data, (size, size), 3))
     fidelity = search_fidelity(s, size)
@@ -290,8 +290,8 @@ def search_unet_ga(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, 
 
 def search_renas(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, Any], size: int, device: str,
                  units: Units) -> dict[str, Any]:  # fmt: skip
-    from searchers.base import Fidelity
-    from searchers.renas import RenasEvaluator, RenasSpace, RenasStrategy
+    from nasseg.searchers.base import Fidelity
+    from nasseg.searchers.renas import RenasEvaluator, RenasSpace, RenasStrategy
 
     task = search_task(data, (size, size))
     space = RenasSpace(task, blocks=s["blocks"], cells=2, init_channels=s["filters"], aspp_channels=32)
@@ -308,9 +308,9 @@ def search_renas(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, An
 
 def search_nas_asdet(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, Any], size: int, device: str,
                      units: Units) -> dict[str, Any]:  # fmt: skip
-    from searchers.differentiable import random_cell
-    from searchers.nas_asdet import NasAsdetConfig, NasAsdetStrategy, supernet_genotype
-    from zoo.ops import NAS_ASDET_OPS
+    from nasseg.searchers.differentiable import random_cell
+    from nasseg.searchers.nas_asdet import NasAsdetConfig, NasAsdetStrategy, supernet_genotype
+    from nasseg.zoo.ops import NAS_ASDET_OPS
 
     config = NasAsdetConfig(epochs_per_stage=s["epochs_per_stage"], warmup_epochs=s["warmup"], batch_size=8,
                             image_size=(size, size), init_channels=s["init_channels"],
@@ -329,7 +329,7 @@ def search_nas_asdet(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str
 
 
 def iac_config(s: dict[str, Any], size: int, **extra: Any) -> Any:
-    from searchers.iac import IacConfig
+    from nasseg.searchers.iac import IacConfig
 
     return IacConfig(base="iac-base-unet-small", base_epochs=s["base_epochs"], warmup_epochs=s["warmup"],
                      search_epochs=s["search"], cell_epochs=s["cell_epochs"], batch_size=8, image_size=(size, size),
@@ -339,7 +339,7 @@ def iac_config(s: dict[str, Any], size: int, **extra: Any) -> Any:
 
 def search_iac(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, Any], size: int, device: str,
                units: Units) -> dict[str, Any]:  # fmt: skip
-    from searchers.iac import IacStrategy
+    from nasseg.searchers.iac import IacStrategy
 
     if arm == "search":
         config = iac_config(s, size)
@@ -356,7 +356,7 @@ def search_iac(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, Any]
 
 def search_autosegnet(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, Any], size: int, device: str,
                       units: Units) -> dict[str, Any]:  # fmt: skip
-    from searchers.autosegnet import AutoSegNetConfig, AutoSegNetSpace, AutoSegNetStrategy
+    from nasseg.searchers.autosegnet import AutoSegNetConfig, AutoSegNetSpace, AutoSegNetStrategy
 
     task = search_task(data, (size, size), 3)
     space = AutoSegNetSpace((size, size), 3, task["num_classes"], genotype_name=f"autosegnet-{arm}-s{seed}")

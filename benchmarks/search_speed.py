@@ -26,10 +26,10 @@ from typing import Any
 import torch
 from torch import nn
 
-import zoo
-from zoo.io import atomic_write_bytes
-from zoo.training.losses import total_loss
-from zoo.versions import library_versions
+from nasseg import zoo
+from nasseg.zoo.io import atomic_write_bytes
+from nasseg.zoo.training.losses import total_loss
+from nasseg.zoo.versions import library_versions
 
 RESULTS = Path(__file__).parent / "results" / "search_speed.json"
 SIZE, BATCH = 64, 8
@@ -48,12 +48,12 @@ def matmul_gflops(repeats: int = 10) -> float:
 
 def candidates() -> dict[str, Callable[[], nn.Module]]:
     """A fresh net per searcher: its candidate, or its supernet / shared net where it trains one."""
-    from searchers.autosegnet import AutoSegNetSpace
-    from searchers.autosegnet.shared import SharedAutoSegNet
-    from searchers.iac import IacConfig, IacSupernet
-    from searchers.nas_asdet import NasAsdetConfig, NasAsdetSupernet, supernet_genotype
-    from searchers.renas import RenasSpace
-    from searchers.unet_ga import UNetSpace
+    from nasseg.searchers.autosegnet import AutoSegNetSpace
+    from nasseg.searchers.autosegnet.shared import SharedAutoSegNet
+    from nasseg.searchers.iac import IacConfig, IacSupernet
+    from nasseg.searchers.nas_asdet import NasAsdetConfig, NasAsdetSupernet, supernet_genotype
+    from nasseg.searchers.renas import RenasSpace
+    from nasseg.searchers.unet_ga import UNetSpace
 
     def ga() -> nn.Module:
         return zoo.build_model(UNetSpace(widths=(8, 16, 32, 64), layers=5, task=TASK).genotype(
@@ -116,9 +116,9 @@ def forward_macs(model: nn.Module) -> int:
 
 def eval_passes(data: Path) -> dict[str, Any]:
     """A GA candidate scored on 40 validation images: one at a time (before) against batched (now)."""
-    from searchers.unet_ga import UNetSpace
-    from zoo.data.folder import open_folder
-    from zoo.training.trainer import evaluate
+    from nasseg.searchers.unet_ga import UNetSpace
+    from nasseg.zoo.data.folder import open_folder
+    from nasseg.zoo.training.trainer import evaluate
 
     folder = open_folder(data)
     model = zoo.build_model(UNetSpace(widths=(8, 16, 32, 64), layers=5, task=TASK).genotype(
@@ -156,9 +156,9 @@ def main() -> None:
                              "fraction_of_matmul": round(gflops / matmul, 4)})  # fmt: skip
                 print(json.dumps(rows[-1]), flush=True)
     torch.set_num_threads(max(args.threads))
-    from searchers.evaluators import measure
-    from searchers.unet_ga import UNetSpace
-    from zoo.data.synthetic import make_dataset
+    from nasseg.searchers.evaluators import measure
+    from nasseg.searchers.unet_ga import UNetSpace
+    from nasseg.zoo.data.synthetic import make_dataset
 
     genotype = UNetSpace(widths=(8, 16, 32, 64), layers=5, task=TASK).genotype([16, 32, 32, 64, 64], [True] * 4)
     start = time.perf_counter()

@@ -97,9 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT.parent))
-    from zoo.data.synthetic import make_dataset
-    from zoo.io import atomic_write_bytes
-    from zoo.versions import library_versions
+    from nasseg.zoo.data.synthetic import make_dataset
+    from nasseg.zoo.io import atomic_write_bytes
+    from nasseg.zoo.versions import library_versions
 
     work = Path(args.work)
     data = work / "data"

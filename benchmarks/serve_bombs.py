@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from serve_load import BOUNDARY, free_port, multipart, server_rss_mib, start_server, stop_server  # noqa: E402
 from serve_soak import send  # noqa: E402
 
-from serving.resolve import resolve_onnx  # noqa: E402
-from zoo.io import atomic_write_text  # noqa: E402
+from nasseg.serving.resolve import resolve_onnx  # noqa: E402
+from nasseg.zoo.io import atomic_write_text  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "serve_bombs.json"
 GOAL_MIB = 2.5 * 1024

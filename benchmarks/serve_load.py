@@ -42,8 +42,8 @@ import numpy as np
 import psutil
 from PIL import Image
 
-from serving.resolve import resolve_onnx
-from serving.runtime import OnnxSegmenter, default_threads
+from nasseg.serving.resolve import resolve_onnx
+from nasseg.serving.runtime import OnnxSegmenter, default_threads
 
 RESULTS = Path(__file__).parent / "results" / "serve_load.json"
 BOUNDARY = "nasseg-load-boundary"

@@ -43,7 +43,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from serve_load import BOUNDARY, frame_png, free_port, multipart, start_server, stop_server  # noqa: E402
 
-from serving.resolve import resolve_onnx  # noqa: E402
+from nasseg.serving.resolve import resolve_onnx  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "serve_soak.json"
 MIX = {"good": 0.80, "batch": 0.07, "bad": 0.10, "over_budget": 0.02, "line_scan": 0.01}

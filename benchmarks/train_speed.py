@@ -19,11 +19,11 @@ from pathlib import Path
 
 import torch
 
-import zoo
-from zoo.data.folder import open_folder
-from zoo.data.synthetic import make_dataset
-from zoo.training.trainer import TrainConfig, Trainer
-from zoo.versions import all_library_versions
+from nasseg import zoo
+from nasseg.zoo.data.folder import open_folder
+from nasseg.zoo.data.synthetic import make_dataset
+from nasseg.zoo.training.trainer import TrainConfig, Trainer
+from nasseg.zoo.versions import all_library_versions
 
 RESULTS = Path(__file__).parent / "results"
 MODELS = "smp-unet-resnet18,unet-small,nas-asdet-darts-v2,autosegnet-paper-example,iac-resnet18-darts-v2"

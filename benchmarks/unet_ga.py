@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from searchers import Budget, Fidelity, Searcher, SegmentationEvaluator, make_executor
-from searchers.base import Proposal
-from searchers.evaluators import search_task
-from searchers.unet_ga import UNetGAStrategy, UNetRandomStrategy, UNetSpace
-from zoo.data.synthetic import make_dataset
-from zoo.versions import library_versions
+from nasseg.searchers import Budget, Fidelity, Searcher, SegmentationEvaluator, make_executor
+from nasseg.searchers.base import Proposal
+from nasseg.searchers.evaluators import search_task
+from nasseg.searchers.unet_ga import UNetGAStrategy, UNetRandomStrategy, UNetSpace
+from nasseg.zoo.data.synthetic import make_dataset
+from nasseg.zoo.versions import library_versions
 
 RESULTS = Path(__file__).parent / "results" / "unet_ga.json"
 _DONE: dict[tuple[int, float], tuple[UNetGAStrategy, Any]] = {}  # GA runs already made, by (seed, gamma)

@@ -34,13 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import search_quality as sq  # noqa: E402
 import zoo_entries as ze  # noqa: E402
 
-import zoo  # noqa: E402
-from searchers.evaluators import search_task  # noqa: E402
-from zoo.data.folder import open_folder  # noqa: E402
-from zoo.genotype import Genotype  # noqa: E402
-from zoo.io import atomic_write_bytes  # noqa: E402
-from zoo.training.trainer import Trainer  # noqa: E402
-from zoo.versions import library_versions  # noqa: E402
+from nasseg import zoo  # noqa: E402
+from nasseg.searchers.evaluators import search_task  # noqa: E402
+from nasseg.zoo.data.folder import open_folder  # noqa: E402
+from nasseg.zoo.genotype import Genotype  # noqa: E402
+from nasseg.zoo.io import atomic_write_bytes  # noqa: E402
+from nasseg.zoo.training.trainer import Trainer  # noqa: E402
+from nasseg.zoo.versions import library_versions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "unet_grid.json"
@@ -80,7 +80,7 @@ def train_one(name: str, data: Path, scale: dict[str, Any], seed: int, device: s
 
 def latency_ms(name: str, data: Path, scale: dict[str, Any], work: Path) -> float:
     """ORT fp32 p50 at batch 1, 256x256, 2 threads (random weights: latency does not depend on them)."""
-    from serving.bench import bench_model
+    from nasseg.serving.bench import bench_model
 
     model = zoo.build_model(grid_genotype(name, data, scale["size"])).eval()
     bench = bench_model(model, sizes=[SIZE_256], threads=(2,), runtimes=("onnx-fp32",), warmup=3, repeats=20,

@@ -50,15 +50,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import search_quality as sq  # noqa: E402
 
-import zoo  # noqa: E402
-from searchers.evaluators import search_task  # noqa: E402
-from zoo.data.folder import open_folder  # noqa: E402
-from zoo.data.synthetic import make_dataset  # noqa: E402
-from zoo.genotype import Genotype  # noqa: E402
-from zoo.io import atomic_write_bytes  # noqa: E402
-from zoo.training.trainer import TrainConfig, Trainer  # noqa: E402
-from zoo.versions import library_versions  # noqa: E402
-from zoo.weights import save_weights  # noqa: E402
+from nasseg import zoo  # noqa: E402
+from nasseg.searchers.evaluators import search_task  # noqa: E402
+from nasseg.zoo.data.folder import open_folder  # noqa: E402
+from nasseg.zoo.data.synthetic import make_dataset  # noqa: E402
+from nasseg.zoo.genotype import Genotype  # noqa: E402
+from nasseg.zoo.io import atomic_write_bytes  # noqa: E402
+from nasseg.zoo.training.trainer import TrainConfig, Trainer  # noqa: E402
+from nasseg.zoo.versions import library_versions  # noqa: E402
+from nasseg.zoo.weights import save_weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "zoo_entries.json"
@@ -121,7 +121,7 @@ def pick_for(entry: str, scale: dict[str, Any], work: Path, units: sq.Units, dev
     sq_work = ROOT / "work" / f"search_quality-{scale['search_scale']}"
     settings = search_scale[searcher]
     if entry in LATENCY_ENTRIES:  # its own search, with the latency objective
-        from searchers.latency import LatencyObjective
+        from nasseg.searchers.latency import LatencyObjective
 
         spec = LATENCY_ENTRIES[entry]
         settings = {**settings, "latency": LatencyObjective.from_options(LATENCY_TABLE, spec["target_ms"],

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from zoo._version import __version__
-from zoo.errors import BuildError, GenotypeError, InputSizeError, ModelNotFoundError, NassegError, WeightsError
+from nasseg.zoo._version import __version__
+from nasseg.zoo.errors import BuildError, GenotypeError, InputSizeError, ModelNotFoundError, NassegError, WeightsError
 
 if TYPE_CHECKING:
-    from zoo import Genotype, ModelProfile, create_model, list_models, load_weights, profile, save_weights
+    from nasseg.zoo import Genotype, ModelProfile, create_model, list_models, load_weights, profile, save_weights
 
 _FROM_ZOO = ("Genotype", "ModelProfile", "create_model", "list_models", "load_weights", "profile", "save_weights")
 
 
 def __getattr__(name: str) -> Any:
     if name in _FROM_ZOO:
-        import zoo
+        from nasseg import zoo
 
         return getattr(zoo, name)
     raise AttributeError(f"module 'nasseg' has no attribute {name!r}")

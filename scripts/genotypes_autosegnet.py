@@ -6,7 +6,7 @@ the figures' extracted labels and captions; every guess is stated in ``provenanc
 
 from __future__ import annotations
 
-from zoo.genotype import Genotype
+from nasseg.zoo.genotype import Genotype
 
 # Fig. 2 (downsampling layer, three cells, all reading h[t-1] and h[t]): blocks 1-2 = identity,
 # conv_5x5 (cell 1); blocks 4-5 = conv_5x5, conv_5x5 (cell 2); blocks 7-8 = conv_5x5, identity

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from genotypes_foundation import DARTS_V2, SEG_TASK
 
-from zoo.genotype import Genotype
+from nasseg.zoo.genotype import Genotype
 
 #: A RENAS-style cell: five blocks, each two (op, input) pairs added; the output concatenates the
 #: blocks no other block consumes ("loose": nodes 3, 5 and 6), as NASNet/RENAS cells do.

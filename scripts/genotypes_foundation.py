@@ -6,7 +6,7 @@ The DARTS-format texts are the published ones (DARTS ``cnn/genotypes.py`` DARTS_
 
 from __future__ import annotations
 
-from zoo.genotype import Genotype
+from nasseg.zoo.genotype import Genotype
 
 DARTS_V2 = (
     "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), "

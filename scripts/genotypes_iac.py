@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from genotypes_foundation import DARTS_V2, SEG_TASK  # sibling module; make_genotypes.py runs from scripts/
 
-from zoo.genotype import Genotype
+from nasseg.zoo.genotype import Genotype
 
 BASES: dict[str, list[int]] = {
     "resnet18": [256, 128, 64, 32, 16],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from zoo.genotype import Genotype
+from nasseg.zoo.genotype import Genotype
 
 
 def genotypes() -> list[Genotype]:

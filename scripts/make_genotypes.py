@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from zoo.genotype import Genotype, json_schema
+from nasseg.zoo.genotype import Genotype, json_schema
 
 SCRIPTS = Path(__file__).resolve().parent
 ROOT = SCRIPTS.parent / "genotypes"

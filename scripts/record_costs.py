@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import zoo
-from zoo.io import atomic_write_text
-from zoo.registry import shipped_names
+from nasseg import zoo
+from nasseg.zoo.io import atomic_write_text
+from nasseg.zoo.registry import shipped_names
 
 OUT = Path(__file__).resolve().parents[1] / "genotypes" / "costs.json"
 SEGMENTATION_SIZE = (256, 256)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import zoo
+from nasseg import zoo
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "zoo" / "param_counts.json"
 

@@ -4,7 +4,7 @@
 See :mod:`searchers.base` for the objects and :mod:`searchers.run_dir` for the files a run writes.
 """
 
-from searchers.base import (
+from nasseg.searchers.base import (
     AskTellStrategy,
     Budget,
     EvalResult,
@@ -16,11 +16,11 @@ from searchers.base import (
     Strategy,
     derived_seed,
 )
-from searchers.evaluators import SegmentationEvaluator
-from searchers.executors import InProcessExecutor, PoolExecutor, RayExecutor, make_executor
-from searchers.random_search import RandomStrategy
-from searchers.run_dir import RunDirectory
-from searchers.searcher import SearchContext, Searcher, SearchResult, StepReport
+from nasseg.searchers.evaluators import SegmentationEvaluator
+from nasseg.searchers.executors import InProcessExecutor, PoolExecutor, RayExecutor, make_executor
+from nasseg.searchers.random_search import RandomStrategy
+from nasseg.searchers.run_dir import RunDirectory
+from nasseg.searchers.searcher import SearchContext, Searcher, SearchResult, StepReport
 
 __all__ = [
     "AskTellStrategy",

@@ -22,11 +22,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from zoo.errors import NassegError
-from zoo.genotype import Genotype
+from nasseg.zoo.errors import NassegError
+from nasseg.zoo.genotype import Genotype
 
 if TYPE_CHECKING:
-    from searchers.searcher import SearchContext
+    from nasseg.searchers.searcher import SearchContext
 
 
 class SearchError(NassegError):

@@ -30,19 +30,19 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from searchers.base import EvalResult, SearchError, Strategy
-from searchers.evaluators import measure
-from searchers.latency import ExpectedLatency, fixed_ms
-from zoo.checkpoint import numpy_rng_state, set_numpy_rng_state, state_from_bytes, tensors_to_bytes
-from zoo.data.augment import Augment
-from zoo.data.dataset import SegmentationDataset
-from zoo.data.folder import Sample, SegmentationFolder
-from zoo.genotype import Cell as CellGenotype
-from zoo.genotype import Genotype
-from zoo.io import save_figure
-from zoo.supernet import MixedCell, MixedOp, derive_cell, full_dag_edges
-from zoo.training.losses import total_loss
-from zoo.training.trainer import evaluate, resolve_device
+from nasseg.searchers.base import EvalResult, SearchError, Strategy
+from nasseg.searchers.evaluators import measure
+from nasseg.searchers.latency import ExpectedLatency, fixed_ms
+from nasseg.zoo.checkpoint import numpy_rng_state, set_numpy_rng_state, state_from_bytes, tensors_to_bytes
+from nasseg.zoo.data.augment import Augment
+from nasseg.zoo.data.dataset import SegmentationDataset
+from nasseg.zoo.data.folder import Sample, SegmentationFolder
+from nasseg.zoo.genotype import Cell as CellGenotype
+from nasseg.zoo.genotype import Genotype
+from nasseg.zoo.io import save_figure
+from nasseg.zoo.supernet import MixedCell, MixedOp, derive_cell, full_dag_edges
+from nasseg.zoo.training.losses import total_loss
+from nasseg.zoo.training.trainer import evaluate, resolve_device
 
 WeightsProvider = Callable[[], tuple[torch.Tensor, torch.Tensor | None]]
 
@@ -239,7 +239,7 @@ def plot_alpha_history(history: Sequence[dict[str, Any]], kind: str, op_names: S
 def plot_genotype_picture(genotype: Genotype, path: Path) -> Path | None:
     """The genotype picture of :func:`zoo.plot.plot_genotype`, when that module is there."""
     try:
-        from zoo.plot import plot_genotype
+        from nasseg.zoo.plot import plot_genotype
     except ImportError:
         return None
     return plot_genotype(genotype, path)

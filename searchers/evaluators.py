@@ -20,15 +20,15 @@ from typing import Any
 import torch
 from torch import nn
 
-import zoo
-from searchers.base import EvalResult, Evaluator, Fidelity, Proposal, SearchError
-from zoo.checkpoint import tensors_to_bytes
-from zoo.data.folder import SegmentationFolder, open_folder
-from zoo.genotype import Genotype
-from zoo.io import atomic_write_bytes
-from zoo.training.batchnorm import recalibrate_batchnorm
-from zoo.training.losses import default_loss
-from zoo.training.trainer import TrainConfig, Trainer, evaluate
+from nasseg import zoo
+from nasseg.searchers.base import EvalResult, Evaluator, Fidelity, Proposal, SearchError
+from nasseg.zoo.checkpoint import tensors_to_bytes
+from nasseg.zoo.data.folder import SegmentationFolder, open_folder
+from nasseg.zoo.genotype import Genotype
+from nasseg.zoo.io import atomic_write_bytes
+from nasseg.zoo.training.batchnorm import recalibrate_batchnorm
+from nasseg.zoo.training.losses import default_loss
+from nasseg.zoo.training.trainer import TrainConfig, Trainer, evaluate
 
 METRIC_KEYS = ("iou", "dice", "miou", "pixel_accuracy", "loss")
 

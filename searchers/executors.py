@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from searchers.base import EvalResult, Evaluator, Proposal, SearchError
+from nasseg.searchers.base import EvalResult, Evaluator, Proposal, SearchError
 
 OnResult = Callable[[EvalResult], None]
 

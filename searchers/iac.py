@@ -65,9 +65,9 @@ from typing import Any
 import torch
 from torch import nn
 
-import zoo
-from searchers.base import EvalResult, SearchError
-from searchers.differentiable import (
+from nasseg import zoo
+from nasseg.searchers.base import EvalResult, SearchError
+from nasseg.searchers.differentiable import (
     BiLevelConfig,
     BoundMixedCell,
     DifferentiableStrategy,
@@ -80,17 +80,17 @@ from searchers.differentiable import (
     random_cell,
     split_samples,
 )
-from searchers.evaluators import METRIC_KEYS, measure, search_task, subset
-from searchers.run_dir import RunDirectory
-from zoo.data.folder import SegmentationFolder, open_folder
-from zoo.errors import NassegError
-from zoo.families.iac_unet import IACImplant
-from zoo.genotype import Cell as CellGenotype
-from zoo.genotype import Genotype
-from zoo.ops import DARTS_OPS
-from zoo.supernet import ArchitectureWeights
-from zoo.training.trainer import TrainConfig, Trainer, evaluate
-from zoo.weights import load_weights, save_weights
+from nasseg.searchers.evaluators import METRIC_KEYS, measure, search_task, subset
+from nasseg.searchers.run_dir import RunDirectory
+from nasseg.zoo.data.folder import SegmentationFolder, open_folder
+from nasseg.zoo.errors import NassegError
+from nasseg.zoo.families.iac_unet import IACImplant
+from nasseg.zoo.genotype import Cell as CellGenotype
+from nasseg.zoo.genotype import Genotype
+from nasseg.zoo.ops import DARTS_OPS
+from nasseg.zoo.supernet import ArchitectureWeights
+from nasseg.zoo.training.trainer import TrainConfig, Trainer, evaluate
+from nasseg.zoo.weights import load_weights, save_weights
 
 STEPS = 4
 NO_AUGMENT = {"flip": False, "rotate": False, "intensity": 0.0}

@@ -35,9 +35,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from searchers.base import SearchError
-from zoo.genotype import Genotype
-from zoo.latency import EdgeContext, LatencyTable, LatencyTableError, latency_factor
+from nasseg.searchers.base import SearchError
+from nasseg.zoo.genotype import Genotype
+from nasseg.zoo.latency import EdgeContext, LatencyTable, LatencyTableError, latency_factor
 
 #: MnasNet's soft-constraint exponent (Tan et al. 2019, section 3).
 DEFAULT_WEIGHT = 0.07
@@ -145,7 +145,7 @@ class ExpectedLatency:
         self._handles: list[Any] = []
 
     def attach(self, supernet: nn.Module) -> ExpectedLatency:
-        from zoo.supernet import MixedOp
+        from nasseg.zoo.supernet import MixedOp
 
         self._handles.append(supernet.register_forward_pre_hook(self._on_input))
         for module in supernet.modules():
@@ -193,7 +193,7 @@ class ExpectedLatency:
 def fixed_ms(objective: LatencyObjective, genotype: Genotype) -> float:
     """The predicted time of everything in ``genotype``'s net but its cell edges (stems, cell
     pre-processing, heads, the base net of an implant): the constant part of the expected latency."""
-    from zoo.latency import trace_genotype
+    from nasseg.zoo.latency import trace_genotype
 
     calls = trace_genotype(genotype, objective.size)
     scale = objective.table.scale(genotype.family)

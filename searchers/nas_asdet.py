@@ -36,8 +36,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from searchers.base import EvalResult, SearchError
-from searchers.differentiable import (
+from nasseg.searchers.base import EvalResult, SearchError
+from nasseg.searchers.differentiable import (
     BiLevelConfig,
     BoundMixedCell,
     DifferentiableStrategy,
@@ -52,13 +52,13 @@ from searchers.differentiable import (
     prune_mixed_op,
     split_samples,
 )
-from searchers.evaluators import search_task, subset
-from zoo.data.folder import SegmentationFolder, open_folder
-from zoo.families.cellnet import CellFusionNet
-from zoo.genotype import Cell as CellGenotype
-from zoo.genotype import Genotype
-from zoo.ops import NAS_ASDET_OPS
-from zoo.supernet import ArchitectureWeights
+from nasseg.searchers.evaluators import search_task, subset
+from nasseg.zoo.data.folder import SegmentationFolder, open_folder
+from nasseg.zoo.families.cellnet import CellFusionNet
+from nasseg.zoo.genotype import Cell as CellGenotype
+from nasseg.zoo.genotype import Genotype
+from nasseg.zoo.ops import NAS_ASDET_OPS
+from nasseg.zoo.supernet import ArchitectureWeights
 
 KINDS = ("normal", "reduce")
 STEPS = 4

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from searchers.base import EvalResult
-from zoo.io import save_figure
+from nasseg.searchers.base import EvalResult
+from nasseg.zoo.io import save_figure
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from searchers.base import AskTellStrategy, EvalResult, Proposal, SearchSpace, rng_state, set_rng_state
+from nasseg.searchers.base import AskTellStrategy, EvalResult, Proposal, SearchSpace, rng_state, set_rng_state
 
 
 class RandomStrategy(AskTellStrategy):

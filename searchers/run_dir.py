@@ -24,11 +24,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from searchers.base import EvalResult, SearchError
-from zoo.checkpoint import load_checkpoint, save_checkpoint
-from zoo.genotype import Genotype
-from zoo.io import atomic_write_bytes, atomic_write_text
-from zoo.versions import library_versions
+from nasseg.searchers.base import EvalResult, SearchError
+from nasseg.zoo.checkpoint import load_checkpoint, save_checkpoint
+from nasseg.zoo.genotype import Genotype
+from nasseg.zoo.io import atomic_write_bytes, atomic_write_text
+from nasseg.zoo.versions import library_versions
 
 # What a resumed run must share with the run it continues (budget and executor may change).
 RESUME_MUST_MATCH = ("strategy", "evaluator", "seed", "dataset")

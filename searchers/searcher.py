@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from searchers.base import Budget, EvalResult, Evaluator, Proposal, SearchError, Strategy, derived_seed
-from searchers.executors import InProcessExecutor, Job, PoolExecutor, RayExecutor
-from searchers.run_dir import RunDirectory
-from zoo.genotype import Genotype
+from nasseg.searchers.base import Budget, EvalResult, Evaluator, Proposal, SearchError, Strategy, derived_seed
+from nasseg.searchers.executors import InProcessExecutor, Job, PoolExecutor, RayExecutor
+from nasseg.searchers.run_dir import RunDirectory
+from nasseg.zoo.genotype import Genotype
 
 
 @dataclass
@@ -180,6 +180,6 @@ class Searcher:
 
 
 def _write_plots(run: RunDirectory, history: list[EvalResult], answer: float | None = None) -> None:
-    from searchers.plots import write_plots
+    from nasseg.searchers.plots import write_plots
 
     write_plots(run.plots_dir, history, answer)

@@ -11,11 +11,11 @@ import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from searchers.base import SearchError
-from zoo.genotype import Genotype
+from nasseg.searchers.base import SearchError
+from nasseg.zoo.genotype import Genotype
 
 if TYPE_CHECKING:
-    from zoo.latency import UnitCall
+    from nasseg.zoo.latency import UnitCall
 
 SPACES = ("unet-ga", "renas", "nas-asdet", "iac", "autosegnet")
 
@@ -25,23 +25,23 @@ def _task(size: tuple[int, int]) -> dict[str, Any]:
 
 
 def _unet_ga(size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
-    from searchers.unet_ga import PAPER_WIDTHS, UNetSpace
-    from searchers.unet_ga.space import default_layers
+    from nasseg.searchers.unet_ga import PAPER_WIDTHS, UNetSpace
+    from nasseg.searchers.unet_ga.space import default_layers
 
     space = UNetSpace(widths=PAPER_WIDTHS, layers=default_layers(size[0]), task=_task(size), dropout=0.5)
     return space.sample
 
 
 def _renas(size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
-    from searchers.renas.space import RenasSpace
+    from nasseg.searchers.renas.space import RenasSpace
 
     return RenasSpace(_task(size)).sample
 
 
 def _nas_asdet(size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
-    from searchers.differentiable import random_cell
-    from searchers.nas_asdet import NasAsdetConfig, supernet_genotype
-    from zoo.ops import NAS_ASDET_OPS
+    from nasseg.searchers.differentiable import random_cell
+    from nasseg.searchers.nas_asdet import NasAsdetConfig, supernet_genotype
+    from nasseg.zoo.ops import NAS_ASDET_OPS
 
     config = NasAsdetConfig(image_size=size)
     return lambda rng: supernet_genotype(
@@ -54,10 +54,10 @@ def _nas_asdet(size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
 
 
 def _iac(size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
-    import zoo
-    from searchers.differentiable import random_cell
-    from searchers.iac import IacConfig
-    from zoo.ops import DARTS_OPS
+    from nasseg import zoo
+    from nasseg.searchers.differentiable import random_cell
+    from nasseg.searchers.iac import IacConfig
+    from nasseg.zoo.ops import DARTS_OPS
 
     config = IacConfig()
     base = zoo.resolve_genotype(config.base)
@@ -74,7 +74,7 @@ def _iac(size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
 
 
 def _autosegnet(size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
-    from searchers.autosegnet import AutoSegNetSpace
+    from nasseg.searchers.autosegnet import AutoSegNetSpace
 
     return AutoSegNetSpace(size, 3, 1).sample
 
@@ -84,7 +84,7 @@ _SAMPLERS = {"unet-ga": _unet_ga, "renas": _renas, "nas-asdet": _nas_asdet, "iac
 
 def space_ops(space: str) -> tuple[str, ...]:
     """The op names a space's cell edges choose from (none for the U-Net GA)."""
-    from zoo import ops
+    from nasseg.zoo import ops
 
     return {"unet-ga": (), "renas": ops.RENAS_OPS, "nas-asdet": ops.NAS_ASDET_OPS, "iac": ops.DARTS_OPS,
             "autosegnet": ops.AUTOSEGNET_OPS}[space]  # fmt: skip
@@ -105,8 +105,8 @@ def space_unit_calls(spaces: Sequence[str], samples: int, size: tuple[int, int],
     """The unit calls (with their modules, to time) on frames of ``size`` of ``samples`` random nets of
     each space (built as a search at ``search_size``, default ``size``, builds them), of every op of
     each cell space at every edge shape those nets have, and of the named models."""
-    import zoo
-    from zoo.latency import edge_contexts, edge_op_calls, trace_genotype
+    from nasseg import zoo
+    from nasseg.zoo.latency import edge_contexts, edge_op_calls, trace_genotype
 
     calls: list[UnitCall] = []
     for space in spaces:

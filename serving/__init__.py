@@ -3,8 +3,8 @@
 ``serving`` imports ``zoo``; ``zoo`` never imports ``serving``.
 """
 
-from serving.check import CheckError, CheckReport, check
-from serving.export import (
+from nasseg.serving.check import CheckError, CheckReport, check
+from nasseg.serving.export import (
     GRAPHS,
     NOT_EXPORTABLE,
     ExportError,
@@ -14,7 +14,7 @@ from serving.export import (
     export,
     read_metadata,
 )
-from serving.runtime import OnnxSegmenter, OnnxSession, RuntimeSetupError, open_session, providers_for
+from nasseg.serving.runtime import OnnxSegmenter, OnnxSession, RuntimeSetupError, open_session, providers_for
 
 __all__ = [
     "GRAPHS",

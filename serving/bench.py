@@ -36,14 +36,14 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-import zoo
-from serving.export import RawGraph, export
-from serving.quantize import int8_path, quantize
-from serving.runtime import OnnxSession, default_threads, open_session
-from serving.timing import cpu_model, interleaved_stats, latency_stats
-from zoo.errors import NassegError
-from zoo.genotype import Genotype
-from zoo.profiling import CONVENTION
+from nasseg import zoo
+from nasseg.serving.export import RawGraph, export
+from nasseg.serving.quantize import int8_path, quantize
+from nasseg.serving.runtime import OnnxSession, default_threads, open_session
+from nasseg.serving.timing import cpu_model, interleaved_stats, latency_stats
+from nasseg.zoo.errors import NassegError
+from nasseg.zoo.genotype import Genotype
+from nasseg.zoo.profiling import CONVENTION
 
 RUNTIMES = ("onnx-fp32", "onnx-int8", "torch")
 DEVICES = ("cpu", "cuda")

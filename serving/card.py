@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
-import zoo
-from serving.card_markdown import render_markdown
-from serving.export import (
+from nasseg import zoo
+from nasseg.serving.card_markdown import render_markdown
+from nasseg.serving.export import (
     ExportError,
     ExportMetadata,
     default_class_names,
@@ -37,9 +37,9 @@ from serving.export import (
     read_metadata,
     read_props,
 )
-from serving.resolve import weights_file as _weights_file
-from zoo.errors import NassegError
-from zoo.genotype import (
+from nasseg.serving.resolve import weights_file as _weights_file
+from nasseg.zoo.errors import NassegError
+from nasseg.zoo.genotype import (
     ASPPHead,
     AutoSegNetArch,
     Cell,
@@ -52,9 +52,9 @@ from zoo.genotype import (
     SMPArch,
     UNetArch,
 )
-from zoo.io import atomic_write_text
-from zoo.plot import plot_genotype
-from zoo.tiling import OVERLAP, TILE
+from nasseg.zoo.io import atomic_write_text
+from nasseg.zoo.plot import plot_genotype
+from nasseg.zoo.tiling import OVERLAP, TILE
 
 __all__ = [
     "CARD_SCHEMA", "CardError", "CardResult", "build_card", "card_from_onnx", "card_genotype", "check_bench",
@@ -154,7 +154,7 @@ def genotype_summary(genotype: Genotype) -> dict[str, Any]:
             ds = ", deep supervision in training" if arch.head.deep_supervision else ""
             head = f"adaptive multi-scale fusion of {arch.head.levels} levels{ds}; {head}"
     elif isinstance(arch, AutoSegNetArch):
-        from zoo.families.autosegnet import autosegnet_depth, long_skip_levels
+        from nasseg.zoo.families.autosegnet import autosegnet_depth, long_skip_levels
 
         downs, hdc = autosegnet_depth(task.input_size, arch.min_size, arch.min_ratio)
         facts["layers"] = (
@@ -301,7 +301,7 @@ def run_bench(model: nn.Module | Genotype, size: tuple[int, int], *, repeats: in
               progress: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
     """A small :func:`serving.bench.bench_model` run for a card: batch 1 and a throughput batch at
     ``size``, 1 and 2 threads, ONNX Runtime fp32 and int8 and PyTorch eager, ``repeats`` timed runs."""
-    from serving.bench import bench_model  # heavy (ONNX Runtime quantisation); only cards with latency need it
+    from nasseg.serving.bench import bench_model  # heavy (ONNX Runtime quantisation); only cards with latency need it
 
     return bench_model(model, sizes=(tuple(size),), threads=(1, 2), warmup=2, repeats=repeats, progress=progress)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from zoo.units import human, mib
+from nasseg.zoo.units import human, mib
 
 __all__ = ["NO_ACCURACY", "render_markdown"]
 

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from serving.export import ExportMetadata, RawGraph, read_metadata
-from serving.runtime import OnnxSession, open_session
-from zoo.data.folder import open_folder
-from zoo.data.images import read_image, to_channels, to_float
-from zoo.data.synthetic import make_dataset
-from zoo.errors import NassegError
-from zoo.inference import predict_array
+from nasseg.serving.export import ExportMetadata, RawGraph, read_metadata
+from nasseg.serving.runtime import OnnxSession, open_session
+from nasseg.zoo.data.folder import open_folder
+from nasseg.zoo.data.images import read_image, to_channels, to_float
+from nasseg.zoo.data.synthetic import make_dataset
+from nasseg.zoo.errors import NassegError
+from nasseg.zoo.inference import predict_array
 
 ATOL = 1e-4
 MIN_AGREEMENT = 0.999

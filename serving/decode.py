@@ -21,8 +21,8 @@ from http import HTTPStatus
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from zoo.data.images import image_to_array, to_channels, to_float
-from zoo.errors import NassegError
+from nasseg.zoo.data.images import image_to_array, to_channels, to_float
+from nasseg.zoo.errors import NassegError
 
 #: PIL format name -> magic byte prefixes.
 MAGIC: dict[str, tuple[bytes, ...]] = {

@@ -34,12 +34,12 @@ import torch
 from torch import nn
 from torch.export import Dim
 
-import zoo
-from zoo.data.dataset import MEAN, STD, normalise
-from zoo.errors import NassegError
-from zoo.genotype import Genotype
-from zoo.io import atomic_output
-from zoo.training.losses import flatten_outputs
+from nasseg import zoo
+from nasseg.zoo.data.dataset import MEAN, STD, normalise
+from nasseg.zoo.errors import NassegError
+from nasseg.zoo.genotype import Genotype
+from nasseg.zoo.io import atomic_output
+from nasseg.zoo.training.losses import flatten_outputs
 
 GRAPHS = ("deploy", "raw")
 MIN_OPSET = 18
@@ -125,7 +125,7 @@ def read_props(path: str | Path) -> dict[str, str]:
     if not path.is_file():
         raise ExportError(f"{path}: no such ONNX file")
     if path.suffix.lower() == ".xml":
-        from serving.openvino_runtime import OpenVinoError, read_ir_metadata
+        from nasseg.serving.openvino_runtime import OpenVinoError, read_ir_metadata
 
         try:
             return read_ir_metadata(path)

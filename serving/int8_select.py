@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from serving.runtime import open_session
-from serving.timing import interleaved_stats
+from nasseg.serving.runtime import open_session
+from nasseg.serving.timing import interleaved_stats
 
 #: A convolution with fewer channels than this (in or out) counts as narrow.
 NARROW_CHANNELS = 16

@@ -29,11 +29,11 @@ import torch
 from onnxruntime.quantization import CalibrationDataReader
 from torch import nn
 
-from serving.export import _quiet
-from serving.quantize import activation_choice, quantize_graph
-from serving.timing import cpu_model, latency_stats
-from zoo.latency import RUNTIMES, TABLE_SCHEMA, UnitCall
-from zoo.versions import library_versions
+from nasseg.serving.export import _quiet
+from nasseg.serving.quantize import activation_choice, quantize_graph
+from nasseg.serving.timing import cpu_model, latency_stats
+from nasseg.zoo.latency import RUNTIMES, TABLE_SCHEMA, UnitCall
+from nasseg.zoo.versions import library_versions
 
 
 class _Sandwich(nn.Module):
@@ -129,7 +129,7 @@ def _bound_session(graph: bytes, inputs: Sequence[Sequence[int]], threads: int,
                    options: ort.SessionOptions | None = None) -> tuple[ort.InferenceSession, Any]:  # fmt: skip
     import onnx
 
-    from serving.runtime import free_dimensions
+    from nasseg.serving.runtime import free_dimensions
 
     options = options or ort.SessionOptions()
     proto = onnx.load_from_string(graph).graph
@@ -272,8 +272,8 @@ def measure_genotype_ms(genotype: Any, size: Sequence[int], threads: int = 2, ru
                         repeats: int = 30) -> float:  # fmt: skip
     """Measured p50 (ms) of ``genotype``'s whole net (random weights; the ``raw`` graph, what the
     table's units add up to) on a 1 x C x H x W input of ``size``, timed like the table's units."""
-    import zoo
-    from serving.export import export
+    from nasseg import zoo
+    from nasseg.serving.export import export
 
     model = zoo.build_model(genotype).eval()
     shape = (1, genotype.task.in_channels, int(size[0]), int(size[1]))
@@ -281,7 +281,7 @@ def measure_genotype_ms(genotype: Any, size: Sequence[int], threads: int = 2, ru
         path = Path(tmp) / "net.onnx"
         export(model, path, graph="raw")
         if runtime == "onnx-int8":
-            from serving.quantize import quantize
+            from nasseg.serving.quantize import quantize
 
             path = quantize(path, Path(tmp) / "net-int8.onnx", size=(int(size[0]), int(size[1])), select="all").path
         graph = path.read_bytes()
@@ -293,7 +293,7 @@ def calibrate(data: dict[str, Any], genotypes: Sequence[Any], size: Sequence[int
     """Per family: the median of measured / summed latency over whole ``genotypes`` nets, timed like
     the units (a unit alone pays layout changes and misses fusions a whole graph makes; the
     factor corrects the sum's scale, it cannot change the order of nets of one family)."""
-    from zoo.latency import LatencyTable
+    from nasseg.zoo.latency import LatencyTable
 
     table = LatencyTable(data)
     ratios: dict[str, list[float]] = {}

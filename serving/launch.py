@@ -1,4 +1,4 @@
-"""``python -m serving.launch serve ...``: BentoML's ``bentoml serve`` with its process manager's
+"""``python -m nasseg.serving.launch serve ...``: BentoML's ``bentoml serve`` with its process manager's
 control endpoints on Unix sockets in a private folder, so the HTTP port is the only TCP port.
 
 ``bentoml serve`` runs its workers under circus, whose arbiter binds a ZMQ controller and a pub/sub

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.errors import NassegError
+from nasseg.zoo.errors import NassegError
 
 PRECISIONS = ("f32", "bf16", "int8")
 PRECISION_KEY = "nasseg.openvino_precision"
@@ -89,8 +89,8 @@ def export_openvino(onnx_path: str | Path, out: str | Path, precision: str = "f3
                     count: int = 64, seed: int = 0) -> Path:  # fmt: skip
     """Write ``out`` (``.xml`` and its ``.bin``) from a deploy ONNX file at ``precision`` (see the module
     docstring); both files are written to temp names and renamed, the weights first."""
-    from serving.export import read_metadata
-    from zoo.io import atomic_copy
+    from nasseg.serving.export import read_metadata
+    from nasseg.zoo.io import atomic_copy
 
     ov = _openvino()
     precision = check_precision(precision)
@@ -127,7 +127,12 @@ def _quantize(model: Any, onnx_path: Path, meta: Any, calib_dir: Path | None, co
         import nncf
     except ImportError:
         raise OpenVinoError("precision int8 needs NNCF: pip install 'nasseg[openvino]'") from None
-    from serving.quantize import FolderCalibrationReader, bundled_calibration, calibration_files, calibration_size
+    from nasseg.serving.quantize import (
+        FolderCalibrationReader,
+        bundled_calibration,
+        calibration_files,
+        calibration_size,
+    )
 
     size = calibration_size(meta, None)
     with tempfile.TemporaryDirectory(prefix="nasseg-ov-calib-") as tmp:
@@ -186,7 +191,7 @@ class OpenVinoSession:
         try:
             model.reshape({i: list(map(int, shape)) for i, shape in enumerate(shapes)})
         except Exception as exc:  # noqa: BLE001 - a shape the graph refuses
-            from serving.runtime import RuntimeSetupError
+            from nasseg.serving.runtime import RuntimeSetupError
 
             raise RuntimeSetupError(f"{self.path}: OpenVINO cannot fix the shape {shapes} "
                                     f"({_first_line(exc)})") from None  # fmt: skip
@@ -221,7 +226,7 @@ def _compile(model: Any, threads: int, precision: str) -> Any:
 def open_openvino(path: str | Path, threads: int, precision: str | None = None) -> OpenVinoSession:
     """Open an IR (``.xml``) or an ONNX file on OpenVINO's CPU plugin. ``precision``: f32 or bf16
     (default: what the IR records, f32 for ONNX files; an int8 IR runs its quantized ops in int8)."""
-    from serving.runtime import RuntimeSetupError
+    from nasseg.serving.runtime import RuntimeSetupError
 
     ov = _openvino()
     path = Path(path)
@@ -234,7 +239,7 @@ def open_openvino(path: str | Path, threads: int, precision: str | None = None) 
     if path.suffix == ".xml":
         metadata = read_rt_metadata(model)
     else:
-        from serving.export import read_metadata
+        from nasseg.serving.export import read_metadata
 
         metadata = read_metadata(path).to_props()
     recorded = metadata.get(PRECISION_KEY, "f32")

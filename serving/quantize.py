@@ -45,19 +45,19 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from serving.export import QUANTIZATION_KEY, ExportMetadata, quantization_record, read_metadata, read_props
-from serving.int8_select import SELECT_CHOICES, node_groups, select_nodes
-from serving.runtime import OnnxSession, default_threads, open_session
-from serving.timing import cpu_flags, cpu_model, interleaved_stats
-from zoo.data.dataset import normalise
-from zoo.data.folder import DatasetError, SegmentationFolder, mask_to_index, open_folder
-from zoo.data.images import IMAGE_SUFFIXES, ImageReadError, read_image, to_channels, to_float
-from zoo.data.synthetic import make_dataset
-from zoo.errors import NassegError
-from zoo.io import atomic_copy
-from zoo.sizing import crop_to_original, pad_to_multiple
-from zoo.training.losses import predict_classes
-from zoo.training.metrics import ConfusionMatrix
+from nasseg.serving.export import QUANTIZATION_KEY, ExportMetadata, quantization_record, read_metadata, read_props
+from nasseg.serving.int8_select import SELECT_CHOICES, node_groups, select_nodes
+from nasseg.serving.runtime import OnnxSession, default_threads, open_session
+from nasseg.serving.timing import cpu_flags, cpu_model, interleaved_stats
+from nasseg.zoo.data.dataset import normalise
+from nasseg.zoo.data.folder import DatasetError, SegmentationFolder, mask_to_index, open_folder
+from nasseg.zoo.data.images import IMAGE_SUFFIXES, ImageReadError, read_image, to_channels, to_float
+from nasseg.zoo.data.synthetic import make_dataset
+from nasseg.zoo.errors import NassegError
+from nasseg.zoo.io import atomic_copy
+from nasseg.zoo.sizing import crop_to_original, pad_to_multiple
+from nasseg.zoo.training.losses import predict_classes
+from nasseg.zoo.training.metrics import ConfusionMatrix
 
 CALIB_COUNT = 32
 MAX_CALIB_SIDE = 256

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from torch import nn
 
-import zoo
-from serving.export import ExportError, export, read_metadata
-from zoo.genotype import Genotype
-from zoo.weight_files import nasseg_home
+from nasseg import zoo
+from nasseg.serving.export import ExportError, export, read_metadata
+from nasseg.zoo.genotype import Genotype
+from nasseg.zoo.weight_files import nasseg_home
 
 WEIGHTS = ("auto", "trained", "random")
 RANDOM_HINT = ("train it (nasseg train NAME DATA), pick a model with weights (nasseg list), or pass "

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from serving.export import ExportMetadata
-from zoo.data.images import read_image, to_channels, to_float
-from zoo.errors import NassegError
-from zoo.tiling import TILE, needs_tiling, predict_tiled, tile_for
+from nasseg.serving.export import ExportMetadata
+from nasseg.zoo.data.images import read_image, to_channels, to_float
+from nasseg.zoo.errors import NassegError
+from nasseg.zoo.tiling import TILE, needs_tiling, predict_tiled, tile_for
 
 DEVICES = ("auto", "cpu", "cuda")
 MAX_SHAPES = 4  # frame shapes an OnnxSegmenter keeps a session of its own for
@@ -178,7 +178,7 @@ def open_graph(path: str | Path, runtime: str = "onnx", device: str = "auto", th
         return open_session(path, device, threads, spin)
     if device == "cuda":
         raise RuntimeSetupError("--runtime openvino runs on the CPU; use --device cpu or auto")
-    from serving.openvino_runtime import OpenVinoError, open_openvino
+    from nasseg.serving.openvino_runtime import OpenVinoError, open_openvino
 
     try:
         return open_openvino(path, threads or default_threads(), precision)  # type: ignore[return-value]

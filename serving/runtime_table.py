@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from serving.export import DeployGraph, export
-from serving.runtime import OnnxSegmenter
-from serving.timing import interleaved_stats
-from zoo.errors import NassegError
-from zoo.training.metrics import ConfusionMatrix
+from nasseg.serving.export import DeployGraph, export
+from nasseg.serving.runtime import OnnxSegmenter
+from nasseg.serving.timing import interleaved_stats
+from nasseg.zoo.errors import NassegError
+from nasseg.zoo.training.metrics import ConfusionMatrix
 
 RUNTIME_CHOICES = ("onnx-fp32", "onnx-int8", "openvino-f32", "openvino-bf16", "openvino-int8", "torch",
                    "torch-compile")  # fmt: skip
@@ -97,7 +97,7 @@ def _predictors(net: torch.nn.Module, runtimes: list[str], folder: Path, calib_d
     """Runtime -> (uint8 frames (N, H, W, C) -> masks (N, H, W), file bytes, status); a runtime that cannot
     run here is left out with its reason in ``notes``. ``onnx-int8`` quantises the node groups that
     gain at ``frame_size`` (:mod:`serving.int8_select`)."""
-    from serving.quantize import int8_path, quantize
+    from nasseg.serving.quantize import int8_path, quantize
 
     onnx_file = folder / f"{net.genotype.name}.onnx"
     export(net, onnx_file)
@@ -121,7 +121,7 @@ def _predictors(net: torch.nn.Module, runtimes: list[str], folder: Path, calib_d
             elif runtime == "onnx-int8":
                 path = quantize(onnx_file, int8_path(onnx_file), calib_dir, size=frame_size, threads=threads).path
             else:
-                from serving.openvino_runtime import bf16_supported, export_openvino
+                from nasseg.serving.openvino_runtime import bf16_supported, export_openvino
 
                 precision = runtime.split("-", 1)[1]
                 if precision == "bf16" and not bf16_supported():
@@ -142,8 +142,8 @@ def runtime_table(model: str | Path, data: str | Path, runtimes: list[str] | Non
                   calib_dir: Path | None = None, max_images: int | None = None,
                   work_dir: Path | None = None) -> dict[str, Any]:  # fmt: skip
     """The table of :mod:`this module <serving.runtime_table>` for ``model`` (trained weights) on ``data``."""
-    from serving.quantize import scoring_folder
-    from serving.resolve import load_for_export
+    from nasseg.serving.quantize import scoring_folder
+    from nasseg.serving.resolve import load_for_export
 
     runtimes = runtimes or list(RUNTIME_CHOICES)
     if REFERENCE not in runtimes:
@@ -216,7 +216,7 @@ def _score(predictors: dict[str, Any], samples: list[Any], task: Any, folder: An
 
 
 def _load_pair_uint8(sample: Any, task: Any, folder: Any) -> tuple[np.ndarray, np.ndarray]:
-    from serving.quantize import load_pair
+    from nasseg.serving.quantize import load_pair
 
     image, target = load_pair(sample, task.in_channels, folder.num_classes)
     return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8), target

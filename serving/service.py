@@ -46,14 +46,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from serving.defects import find_defects
-from serving.gate import GateMiddleware, bound_metric_labels, on_request_end
-from serving.resolve import resolve_onnx
-from serving.runtime import OnnxSegmenter, default_threads, providers_for
-from serving.session_pool import SessionPool, WideLock, default_streams
-from serving.settings import ServeSettings, SettingsError, load_settings
-from serving.uploads import Upload, UploadField, quiet_client_faults, read_images
-from zoo.tiling import Abandoned
+from nasseg.serving.defects import find_defects
+from nasseg.serving.gate import GateMiddleware, bound_metric_labels, on_request_end
+from nasseg.serving.resolve import resolve_onnx
+from nasseg.serving.runtime import OnnxSegmenter, default_threads, providers_for
+from nasseg.serving.session_pool import SessionPool, WideLock, default_streams
+from nasseg.serving.settings import ServeSettings, SettingsError, load_settings
+from nasseg.serving.uploads import Upload, UploadField, quiet_client_faults, read_images
+from nasseg.zoo.tiling import Abandoned
 
 logger = logging.getLogger("nasseg.serve")
 SETTINGS: ServeSettings = load_settings(vars(bentoml.use_arguments()))
@@ -201,7 +201,7 @@ class Segmenter:
     def card(self) -> dict:
         """The model card of the served ONNX file (computed once)."""
         if self._card is None:
-            from serving.card import card_from_onnx
+            from nasseg.serving.card import card_from_onnx
 
             self._card = card_from_onnx(self.onnx_path)
         return self._card

@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from serving.decode import DecodeLimits
-from zoo.errors import NassegError
+from nasseg.serving.decode import DecodeLimits
+from nasseg.zoo.errors import NassegError
 
 ENV_PREFIX = "NASSEG_SERVE_"
 

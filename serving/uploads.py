@@ -26,7 +26,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from serving.decode import DecodeError, DecodeLimits, FrameHeader, decode_frame, read_header
+from nasseg.serving.decode import DecodeError, DecodeLimits, FrameHeader, decode_frame, read_header
 
 MAX_FORM_FIELDS = 16
 #: the service's reservation for a request's frames, by their (width, height): awaited before decoding

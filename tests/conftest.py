@@ -27,9 +27,9 @@ def tiny_latency_table(tmp_path_factory: pytest.TempPathFactory):
     """A real latency table (ONNX Runtime, 1 thread) of unet-small's and a DARTS cell net's units at 32 px."""
     import json
 
-    import zoo
-    from serving.latency_table import build_table
-    from zoo.latency import trace_genotype
+    from nasseg import zoo
+    from nasseg.serving.latency_table import build_table
+    from nasseg.zoo.latency import trace_genotype
 
     calls = [c for name in ("unet-small", "nas-asdet-darts-v2")
              for c in trace_genotype(zoo.resolve_genotype(name), (32, 32), keep_modules=True)]  # fmt: skip

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app
-from serving.export import read_metadata
+from nasseg.serving.export import read_metadata
 
 runner = CliRunner()
 

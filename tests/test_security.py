@@ -20,11 +20,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app
-from zoo.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from zoo.data.synthetic import make_dataset
-from zoo.io import atomic_write_bytes, stale_temps
+from nasseg.zoo.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from nasseg.zoo.data.synthetic import make_dataset
+from nasseg.zoo.io import atomic_write_bytes, stale_temps
 
 runner = CliRunner()
 TINY_UNET = {"channels": [4, 8], "skips": [True], "dropout": 0.0, "input_size": [32, 32]}
@@ -213,7 +213,7 @@ def test_symlinks_leaving_the_source_are_refused_and_fifos_skipped(tmp_path: Pat
 WRITER = """
 import sys, time
 from pathlib import Path
-from zoo.io import atomic_output
+from nasseg.zoo.io import atomic_output
 with atomic_output(Path(sys.argv[1])) as tmp:
     tmp.write_bytes(b"half of a new ")
     print("writing", flush=True)
@@ -240,7 +240,7 @@ def test_a_write_killed_midway_leaves_the_old_file_and_the_next_write_clears_its
 def test_an_export_that_fails_midway_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import onnx
 
-    from serving.export import export
+    from nasseg.serving.export import export
 
     model = zoo.create_model("unet-small", **TINY_UNET)
     path = tmp_path / "net.onnx"
@@ -285,7 +285,7 @@ def test_strict_genotype_json_is_one_line(tmp_path: Path, edit, message: str) ->
 def test_a_tiff_with_a_double_strip_offset_is_a_400_line() -> None:
     import struct
 
-    from serving.decode import DecodeError, decode_frame
+    from nasseg.serving.decode import DecodeError, decode_frame
 
     entries = [(256, 3, 4), (257, 3, 4), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 12, None), (278, 3, 4),
                (279, 3, 16)]  # fmt: skip

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from zoo._version import __version__
-from zoo.errors import (
+from nasseg.zoo._version import __version__
+from nasseg.zoo.errors import (
     BuildError,
     GenotypeError,
     InputSizeError,
@@ -20,21 +20,21 @@ from zoo.errors import (
     WeightsError,
 )
 
-#: public name -> the module that defines it
+#: public name -> the module of nasseg.zoo that defines it
 _LAZY = {
-    "Cell": "zoo.genotype", "Genotype": "zoo.genotype", "Task": "zoo.genotype",
-    "LayerRow": "zoo.profiling", "ModelProfile": "zoo.profiling", "profile": "zoo.profiling",
-    "apply_overrides": "zoo.registry", "build_model": "zoo.registry", "check_input_size": "zoo.registry",
-    "create_model": "zoo.registry", "get_genotype": "zoo.registry", "input_divisor": "zoo.registry",
-    "list_models": "zoo.registry", "resolve_genotype": "zoo.registry",
-    "Padding": "zoo.sizing", "crop_to_original": "zoo.sizing", "pad_to_multiple": "zoo.sizing",
-    "load_weights": "zoo.weights", "save_weights": "zoo.weights", "nasseg_home": "zoo.weight_files",
+    "Cell": "genotype", "Genotype": "genotype", "Task": "genotype",
+    "LayerRow": "profiling", "ModelProfile": "profiling", "profile": "profiling",
+    "apply_overrides": "registry", "build_model": "registry", "check_input_size": "registry",
+    "create_model": "registry", "get_genotype": "registry", "input_divisor": "registry",
+    "list_models": "registry", "resolve_genotype": "registry",
+    "Padding": "sizing", "crop_to_original": "sizing", "pad_to_multiple": "sizing",
+    "load_weights": "weights", "save_weights": "weights", "nasseg_home": "weight_files",
 }  # fmt: skip
 
 if TYPE_CHECKING:
-    from zoo.genotype import Cell, Genotype, Task
-    from zoo.profiling import LayerRow, ModelProfile, profile
-    from zoo.registry import (
+    from nasseg.zoo.genotype import Cell, Genotype, Task
+    from nasseg.zoo.profiling import LayerRow, ModelProfile, profile
+    from nasseg.zoo.registry import (
         apply_overrides,
         build_model,
         check_input_size,
@@ -44,19 +44,19 @@ if TYPE_CHECKING:
         list_models,
         resolve_genotype,
     )
-    from zoo.sizing import Padding, crop_to_original, pad_to_multiple
-    from zoo.weight_files import nasseg_home
-    from zoo.weights import load_weights, save_weights
+    from nasseg.zoo.sizing import Padding, crop_to_original, pad_to_multiple
+    from nasseg.zoo.weight_files import nasseg_home
+    from nasseg.zoo.weights import load_weights, save_weights
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         try:  # submodules as attributes (zoo.weights, zoo.units, ...), as a plain package gives them
-            return importlib.import_module(f"zoo.{name}")
+            return importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError:
-            raise AttributeError(f"module 'zoo' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value
 

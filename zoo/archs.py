@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from zoo.op_names import OP_NAMES
+from nasseg.zoo.op_names import OP_NAMES
 
 #: Bounds that keep a valid genotype buildable in bounded time and memory (a typo such as
 #: ``layers: 1000000000`` is refused on load, not after minutes of building). JSON ``true`` is no

@@ -16,8 +16,8 @@ import os
 import torch
 from torch import nn
 
-from zoo.errors import BuildError, NassegError
-from zoo.genotype import Genotype
+from nasseg.zoo.errors import BuildError, NassegError
+from nasseg.zoo.genotype import Genotype
 
 #: Default parameter cap: 500 M parameters, 2 GB of float32 weights (the largest zoo net has 55 M).
 MAX_PARAMS = 500_000_000
@@ -48,7 +48,7 @@ def cell_ops(genotype: Genotype) -> int:
 
 def meta_params(genotype: Genotype) -> int:
     """Parameters of the genotype's net, counted on the ``meta`` device (nothing allocated)."""
-    from zoo.registry import family_of
+    from nasseg.zoo.registry import family_of
 
     try:
         with torch.device("meta"):

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from zoo.genotype import Cell as CellGenotype
-from zoo.ops import FactorizedReduce, Identity, ReLUConvBN, create_op, shape_adapter
+from nasseg.zoo.genotype import Cell as CellGenotype
+from nasseg.zoo.ops import FactorizedReduce, Identity, ReLUConvBN, create_op, shape_adapter
 
 
 def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoo.errors import NassegError
-from zoo.io import atomic_write_bytes
+from nasseg.zoo.errors import NassegError
+from nasseg.zoo.io import atomic_write_bytes
 
 FORMAT = "nasseg.checkpoint/1"
 

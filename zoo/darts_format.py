@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from zoo.errors import GenotypeError
+from nasseg.zoo.errors import GenotypeError
 
 _KEYS = ("normal", "normal_concat", "reduce", "reduce_concat")
 

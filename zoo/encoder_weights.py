@@ -22,8 +22,8 @@ from pathlib import Path
 
 from torch import nn
 
-from zoo.errors import WeightsError
-from zoo.weight_files import nasseg_home
+from nasseg.zoo.errors import WeightsError
+from nasseg.zoo.weight_files import nasseg_home
 
 SUFFIXES = (".safetensors", ".pth", ".bin")
 

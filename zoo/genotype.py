@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field, PrivateAttr, TypeAdapter, ValidationError
 
-from zoo.archs import (
+from nasseg.zoo.archs import (
     ARCH_MODELS,
     ASPPHead,
     AutoSegNetArch,
@@ -38,7 +38,7 @@ from zoo.archs import (
     _Arch,
     _Strict,
 )
-from zoo.errors import GenotypeError
+from nasseg.zoo.errors import GenotypeError
 
 SCHEMA_VERSION = "nasseg.genotype/1"
 #: A genotype is a few KB nested a few levels; far past that is a broken or hostile file.
@@ -145,7 +145,7 @@ class Genotype(_Strict):
         ``family="cellnet"`` takes normal and reduce cells; ``family="iac-unet"`` takes the
         normal cell as the implanted cell. Extra keyword arguments fill the family's ``arch``.
         """
-        from zoo.darts_format import parse_darts
+        from nasseg.zoo.darts_format import parse_darts
 
         cells = parse_darts(text)
         if family == "cellnet":
@@ -180,14 +180,14 @@ class Genotype(_Strict):
         """Canonical JSON (sorted keys, 2-space indent, trailing newline); written to ``path`` if given."""
         text = canonical_json(self.to_dict(), indent=2) + "\n"
         if path is not None:
-            from zoo.io import atomic_write_text
+            from nasseg.zoo.io import atomic_write_text
 
             atomic_write_text(Path(path), text)
         return text
 
     def to_darts(self) -> str:
         """Export the cells back to DARTS-format text (``cellnet`` and ``iac-unet`` only)."""
-        from zoo.darts_format import format_darts
+        from nasseg.zoo.darts_format import format_darts
 
         if isinstance(self.arch, CellNetArch):
             return format_darts(self.arch.normal, self.arch.reduce)

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.data.dataset import load_image, normalise
-from zoo.sizing import crop_to_original, pad_to_multiple
-from zoo.tiling import TILE, needs_tiling, predict_tiled, tile_for
-from zoo.training.losses import flatten_outputs
+from nasseg.zoo.data.dataset import load_image, normalise
+from nasseg.zoo.sizing import crop_to_original, pad_to_multiple
+from nasseg.zoo.tiling import TILE, needs_tiling, predict_tiled, tile_for
+from nasseg.zoo.training.losses import flatten_outputs
 
 #: Overlay colours for classes 1.. (class 0 is left unpainted).
 PALETTE = np.array([[255, 40, 40], [40, 200, 255], [255, 200, 0], [120, 255, 80], [230, 80, 255]], np.uint8)

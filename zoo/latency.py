@@ -41,8 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.errors import NassegError
-from zoo.genotype import Genotype
+from nasseg.zoo.errors import NassegError
+from nasseg.zoo.genotype import Genotype
 
 TABLE_SCHEMA = "nasseg.latency-table/1"
 RUNTIMES = ("onnx-fp32", "onnx-int8")
@@ -61,7 +61,7 @@ class LatencyTableError(NassegError):
 
 
 def _op_modules() -> tuple[type[nn.Module], ...]:
-    from zoo import ops
+    from nasseg.zoo import ops
 
     return (ops.ReLUConvBN, ops.DilConv, ops.SepConv, ops.HybridDilatedConv, ops.Zero, ops.FactorizedReduce,
             ops.ChannelAttention, ops.SpatialAttention, ops.Pool)  # fmt: skip
@@ -183,7 +183,7 @@ def trace_genotype(genotype: Genotype, size: Sequence[int] | None = None, keep_m
     """The unit calls of ``genotype``'s net run on frames of ``size`` (default: its input size),
     traced on ``meta``. The net is built as the genotype says (AutoSegNet's depth follows the
     genotype's input size), as ``nasseg export`` builds it, and then run at ``size``."""
-    from zoo.registry import build_model
+    from nasseg.zoo.registry import build_model
 
     height, width = size if size is not None else genotype.task.input_size
     with torch.device("meta"):
@@ -217,7 +217,7 @@ def edge_contexts(calls: Sequence[UnitCall]) -> set[EdgeContext]:
 def edge_op_calls(name: str, context: EdgeContext, keep_modules: bool = False) -> list[UnitCall]:
     """The unit calls of op ``name`` of the op table as a final net's cell edge holds it (affine BN)
     in ``context``."""
-    from zoo.ops import create_op
+    from nasseg.zoo.ops import create_op
 
     c = context
     with torch.device("meta"):

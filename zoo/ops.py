@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.op_names import OP_NAMES
+from nasseg.zoo.op_names import OP_NAMES
 
 OpFactory = Callable[[int, int, int, bool], nn.Module]
 

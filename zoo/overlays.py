@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from zoo.data.images import IMAGE_SUFFIXES, read_image
+from nasseg.zoo.data.images import IMAGE_SUFFIXES, read_image
 
 MIN_SIDE = 256
 PREDICTED = np.array([255, 40, 40], np.float32)  # red

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.path import Path as MplPath
 
-from zoo.genotype import (
+from nasseg.zoo.genotype import (
     AutoSegNetArch,
     Cell,
     CellNetArch,
@@ -32,7 +32,7 @@ from zoo.genotype import (
     SMPArch,
     UNetArch,
 )
-from zoo.io import save_figure
+from nasseg.zoo.io import save_figure
 
 __all__ = ["plot_cell", "plot_genotype"]
 

@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from zoo.errors import InputSizeError, NassegError
+from nasseg.zoo.errors import InputSizeError, NassegError
 
 __all__ = ["CONVENTION", "LayerRow", "ModelProfile", "profile"]
 
@@ -228,7 +228,7 @@ def profile(
     """
     input_size = tuple(int(s) for s in input_size)
     if getattr(model, "genotype", None) is not None and len(input_size) == 4:
-        from zoo.registry import check_input_size  # zoo nets know their divisor: say so before torch fails
+        from nasseg.zoo.registry import check_input_size  # zoo nets know their divisor: say so before torch fails
 
         check_input_size(model, input_size[2:])
     names = {m: n for n, m in model.named_modules()}

@@ -19,10 +19,10 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import GenotypeError, InputSizeError, ModelNotFoundError, WeightsError
-from zoo.genotype import MODEL_NAME_PATTERN, Genotype, Task
-from zoo.io import atomic_copy, atomic_write_text, sha256_file
-from zoo.weight_files import find_weights, nasseg_home
+from nasseg.zoo.errors import GenotypeError, InputSizeError, ModelNotFoundError, WeightsError
+from nasseg.zoo.genotype import MODEL_NAME_PATTERN, Genotype, Task
+from nasseg.zoo.io import atomic_copy, atomic_write_text, sha256_file
+from nasseg.zoo.weight_files import find_weights, nasseg_home
 
 if TYPE_CHECKING:
     from torch import nn
@@ -37,7 +37,7 @@ MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 
 def genotype_dirs() -> list[Path]:
     """Directories scanned for registered genotypes, shipped first."""
-    shipped = Path(str(resources.files("genotypes")))
+    shipped = Path(str(resources.files("nasseg.genotypes")))
     return [shipped, nasseg_home() / "genotypes"]
 
 
@@ -124,7 +124,7 @@ def check_model_name(name: str) -> str:
 
 def _checked_weights(genotype: Genotype) -> Path:
     """The genotype's weight file once it is known to be a regular file that matches the genotype."""
-    from zoo.weights import read_arch_hash
+    from nasseg.zoo.weights import read_arch_hash
 
     weights = find_weights(genotype)
     if weights.is_symlink() or not stat.S_ISREG(weights.lstat().st_mode):
@@ -227,7 +227,7 @@ def build_model(genotype: Genotype, max_params: int | None = None) -> nn.Module:
     fit the size caps (:func:`zoo.budget.check_build_size`; ``max_params`` raises the cap). The
     net refuses an input smaller than its divisor with :class:`InputSizeError`.
     """
-    from zoo.budget import check_build_size
+    from nasseg.zoo.budget import check_build_size
 
     family = family_of(genotype.family)
     check_input_size(genotype, genotype.task.input_size)
@@ -272,7 +272,7 @@ def create_model(
     genotype = apply_overrides(resolve_genotype(spec), overrides)
     model = build_model(genotype, max_params)
     if pretrained:
-        from zoo.weights import load_weights
+        from nasseg.zoo.weights import load_weights
 
         family = family_of(genotype.family)
         if genotype.weights is None and family.load_pretrained is not None:
@@ -290,7 +290,7 @@ def family_of(name: str) -> Any:
     """The :class:`zoo.families.Family` of ``name``; on first use, the families that name other
     models get this registry's resolver (:func:`zoo.families.bind_resolver`)."""
     global _FAMILIES_BOUND
-    from zoo.families import bind_resolver, get_family
+    from nasseg.zoo.families import bind_resolver, get_family
 
     if not _FAMILIES_BOUND:
         bind_resolver(resolve_genotype)

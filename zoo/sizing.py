@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zoo.errors import NassegError
+from nasseg.zoo.errors import NassegError
 
 Image = TypeVar("Image", torch.Tensor, np.ndarray)
 

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.cells import DagCell
-from zoo.genotype import Cell as CellGenotype
-from zoo.ops import OPS, create_op
+from nasseg.zoo.cells import DagCell
+from nasseg.zoo.genotype import Cell as CellGenotype
+from nasseg.zoo.ops import OPS, create_op
 
 OpChoices = Sequence[str] | Callable[[int, int], Sequence[str]]
 

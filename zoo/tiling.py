@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from zoo.errors import NassegError
+from nasseg.zoo.errors import NassegError
 
 #: Frames above TILE x TILE pixels are tiled; windows overlap by OVERLAP on each inner side.
 TILE = 1024

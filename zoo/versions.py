@@ -10,7 +10,7 @@ _PACKAGES = ("torch", "timm", "segmentation-models-pytorch", "onnx", "onnxruntim
 
 def library_versions(packages: tuple[str, ...] = ("torch", "timm")) -> dict[str, str]:
     """``{"nasseg": ..., "python": ..., package: version}`` for the installed ``packages`` (missing ones left out)."""
-    from zoo._version import __version__
+    from nasseg.zoo._version import __version__
 
     versions = {"nasseg": __version__, "python": platform.python_version()}
     for name in packages:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from zoo.errors import WeightsError
-from zoo.genotype import Genotype
+from nasseg.zoo.errors import WeightsError
+from nasseg.zoo.genotype import Genotype
 
 
 def nasseg_home() -> Path:

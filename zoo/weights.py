@@ -15,11 +15,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from zoo._version import __version__
-from zoo.errors import WeightsError
-from zoo.genotype import Genotype, Weights
-from zoo.io import atomic_output, sha256_file
-from zoo.weight_files import find_weights, nasseg_home  # noqa: F401  (re-exported: zoo.weights.nasseg_home)
+from nasseg.zoo._version import __version__
+from nasseg.zoo.errors import WeightsError
+from nasseg.zoo.genotype import Genotype, Weights
+from nasseg.zoo.io import atomic_output, sha256_file
+from nasseg.zoo.weight_files import find_weights, nasseg_home  # noqa: F401  (re-exported: zoo.weights.nasseg_home)
 
 ARCH_HASH_KEY = "nasseg.arch_hash"
 GENOTYPE_KEY = "nasseg.genotype"

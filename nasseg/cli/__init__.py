@@ -19,8 +19,8 @@ import typer.main
 from rich.console import Console
 from rich.markup import escape
 
-from zoo._version import __version__
-from zoo.errors import NassegError
+from nasseg.zoo._version import __version__
+from nasseg.zoo.errors import NassegError
 
 # Wide tables when piped (CI logs, files); the terminal's width otherwise.
 console = Console(width=None if sys.stdout.isatty() else 150)

@@ -10,9 +10,9 @@ import typer
 from rich.table import Table
 
 from nasseg.cli import app, console, err_console
-from serving.bench import RUNTIMES, BenchError, bench_model, parse_list, parse_threads
-from zoo.io import atomic_write_text
-from zoo.sizing import parse_size
+from nasseg.serving.bench import RUNTIMES, BenchError, bench_model, parse_list, parse_threads
+from nasseg.zoo.io import atomic_write_text
+from nasseg.zoo.sizing import parse_size
 
 _DEFAULT_RUNTIMES = ",".join(RUNTIMES)
 
@@ -96,7 +96,7 @@ def runtime_table_command(name: str, data: Path, runtimes: str, size: list[str] 
                           calib: Path | None, busy: bool, tolerance: float | None,
                           json_out: Path | None) -> None:  # fmt: skip
     """``nasseg bench NAME --data DIR``: the runtime table of :mod:`serving.runtime_table`."""
-    from serving.runtime_table import RUNTIME_CHOICES, parse_runtimes, pick, runtime_table
+    from nasseg.serving.runtime_table import RUNTIME_CHOICES, parse_runtimes, pick, runtime_table
 
     chosen = parse_runtimes("all" if runtimes == _DEFAULT_RUNTIMES else runtimes)
     counts = parse_threads(threads)

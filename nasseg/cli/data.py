@@ -9,8 +9,8 @@ import typer
 
 from nasseg.cli import app, console, err_console
 from nasseg.cli.progress import progress_bar
-from zoo.data.folder import open_folder
-from zoo.data.synthetic import DATASETS, check_options, make_dataset
+from nasseg.zoo.data.folder import open_folder
+from nasseg.zoo.data.synthetic import DATASETS, check_options, make_dataset
 
 data_app = typer.Typer(help="Bundled data sets, public-set importers and dataset folder checks.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -59,8 +59,8 @@ def import_command(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out.")] = False,
 ) -> None:
     """Import a public defect or EM data set from its download into the folder format (nothing is fetched)."""
-    from zoo.data.importers import plan_import
-    from zoo.data.importers.common import write_folder
+    from nasseg.zoo.data.importers import plan_import
+    from nasseg.zoo.data.importers.common import write_folder
 
     plan = plan_import(fmt, src, classes, split, seed)
     with progress_bar(f"importing {fmt}", total=len(plan.samples)) as advance:

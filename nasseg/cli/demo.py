@@ -22,11 +22,11 @@ import numpy as np
 import typer
 from rich.table import Table
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app, console, err_console
-from zoo.data.images import write_png
-from zoo.data.synthetic import defect_sample
-from zoo.errors import NassegError
+from nasseg.zoo.data.images import write_png
+from nasseg.zoo.data.synthetic import defect_sample
+from nasseg.zoo.errors import NassegError
 
 DEMO_MODEL = "iac-unet-small-synth-defects"
 MIN_DEFECT_AREA = 20
@@ -46,8 +46,8 @@ def make_frames(out: Path, count: int, size: int, seed: int, difficulty: str) ->
 
 def inspect_frames(model: Any, frames: list[tuple[Path, np.ndarray]], overlays: Path) -> list[dict[str, Any]]:
     """Mask, overlay and verdict of every frame (NG: at least ``MIN_DEFECT_AREA`` defect pixels)."""
-    from zoo.inference import predict_file
-    from zoo.overlays import compare_picture, contact_sheet
+    from nasseg.zoo.inference import predict_file
+    from nasseg.zoo.overlays import compare_picture, contact_sheet
 
     rows, pictures = [], []
     for path, truth in frames:
@@ -144,8 +144,8 @@ def demo(
 
         train_demo(out, model or "iac-base-unet-small", n, size, epochs, seed)
         return
-    from serving.check import check
-    from serving.export import export
+    from nasseg.serving.check import check
+    from nasseg.serving.export import export
 
     start = time.perf_counter()
     name = model or DEMO_MODEL

@@ -8,11 +8,11 @@ from typing import Annotated
 import typer
 
 from nasseg.cli import app, console, err_console, print_json
-from serving.check import check
-from serving.export import GRAPHS, MIN_OPSET, ExportError, export
-from serving.int8_select import SELECT_CHOICES
-from serving.quantize import CALIB_COUNT, QuantizeError, compare_int8, int8_path, quantize
-from serving.resolve import load_for_export
+from nasseg.serving.check import check
+from nasseg.serving.export import GRAPHS, MIN_OPSET, ExportError, export
+from nasseg.serving.int8_select import SELECT_CHOICES
+from nasseg.serving.quantize import CALIB_COUNT, QuantizeError, compare_int8, int8_path, quantize
+from nasseg.serving.resolve import load_for_export
 
 
 @app.command("export")
@@ -116,7 +116,7 @@ def export_openvino_command(name: str, out: Path | None, precision: str, weights
     :mod:`serving.openvino_runtime`); the ONNX step stays in a temporary folder."""
     import tempfile
 
-    from serving.openvino_runtime import check_precision, export_openvino
+    from nasseg.serving.openvino_runtime import check_precision, export_openvino
 
     check_precision(precision)
     if calib is not None and not calib.is_dir():

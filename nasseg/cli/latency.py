@@ -10,7 +10,7 @@ import typer
 
 from nasseg.cli import app, console, err_console, print_json
 from nasseg.cli.progress import progress_bar
-from zoo.errors import NassegError
+from nasseg.zoo.errors import NassegError
 
 latency_app = typer.Typer(help="Latency tables of the target machine and predicted latency of nets.",
                           no_args_is_help=True)  # fmt: skip
@@ -44,13 +44,13 @@ def table(
 ) -> None:
     """Time every op of the op table and every fixed block at the shapes the search spaces use, on
     ONNX Runtime on this machine; write the table that `search --latency-table` and `latency predict` read."""
-    from searchers.space_samples import sample_genotypes, space_unit_calls
-    from serving.bench import parse_list
-    from serving.latency_table import build_table
-    from serving.latency_table import calibrate as calibrate_table
-    from zoo.io import atomic_write_text
-    from zoo.latency import RUNTIMES
-    from zoo.sizing import parse_size
+    from nasseg.searchers.space_samples import sample_genotypes, space_unit_calls
+    from nasseg.serving.bench import parse_list
+    from nasseg.serving.latency_table import build_table
+    from nasseg.serving.latency_table import calibrate as calibrate_table
+    from nasseg.zoo.io import atomic_write_text
+    from nasseg.zoo.latency import RUNTIMES
+    from nasseg.zoo.sizing import parse_size
 
     if runtime not in RUNTIMES:
         raise NassegError(f"--runtime {runtime!r}: choose {' or '.join(RUNTIMES)}")
@@ -87,9 +87,9 @@ def predict(
     measure: Annotated[bool, typer.Option("--measure", help="Also time the whole net (exports it; seconds).")] = False,
 ) -> None:
     """Predicted latency (JSON: predicted_ms, units looked up and estimated, time by unit kind)."""
-    import zoo
-    from zoo.latency import LatencyTable
-    from zoo.sizing import parse_size
+    from nasseg import zoo
+    from nasseg.zoo.latency import LatencyTable
+    from nasseg.zoo.sizing import parse_size
 
     table_ = LatencyTable.load(table_path)
     frame = parse_size(size) if size else tuple(table_.data.get("size") or (256, 256))
@@ -97,7 +97,7 @@ def predict(
     result = {"model": genotype.name, "size": list(frame), "runtime": table_.runtime, "threads": table_.threads,
               "table": str(table_path), **table_.predict(genotype, frame).to_dict()}  # fmt: skip
     if measure:
-        from serving.latency_table import measure_genotype_ms
+        from nasseg.serving.latency_table import measure_genotype_ms
 
         with err_console.status(f"exporting {genotype.name} and timing it on {table_.runtime}, {table_.threads} "
                                 f"threads at {frame[0]}x{frame[1]} ...", spinner="dots"):  # fmt: skip

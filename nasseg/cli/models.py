@@ -9,16 +9,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app, console, err_console, print_json
-from zoo.genotype import Genotype
-from zoo.registry import genotype_dirs
-from zoo.units import human as _human
-from zoo.units import mib as _bytes
+from nasseg.zoo.genotype import Genotype
+from nasseg.zoo.registry import genotype_dirs
+from nasseg.zoo.units import human as _human
+from nasseg.zoo.units import mib as _bytes
 
 
 def _has_weights(genotype: Genotype) -> bool:
-    from zoo.weight_files import find_weights
+    from nasseg.zoo.weight_files import find_weights
 
     try:
         find_weights(genotype)
@@ -33,7 +33,7 @@ def _costs() -> dict[str, dict]:
     from importlib import resources
 
     try:
-        return json.loads((resources.files("genotypes") / "costs.json").read_text())
+        return json.loads((resources.files("nasseg.genotypes") / "costs.json").read_text())
     except (OSError, ValueError):
         return {}
 
@@ -237,7 +237,7 @@ def _write_card(
     name: str, out_dir: Path | None, size: tuple[int, int] | None, bench_file: Path | None, no_bench: bool
 ) -> None:
     """``nasseg report NAME --card DIR``: benchmark (or read --bench), then write the card and list its files."""
-    from serving.card import CardError, build_card, card_genotype, load_bench, run_bench
+    from nasseg.serving.card import CardError, build_card, card_genotype, load_bench, run_bench
 
     if out_dir is None:
         raise CardError("--bench and --no-bench go with --card DIR")
@@ -271,8 +271,8 @@ def register(
 ) -> None:
     """Register a trained model (genotype + weights) in $NASSEG_HOME/genotypes, so that
     create_model(NAME, pretrained=True), nasseg predict NAME and nasseg serve NAME find it."""
-    from zoo.registry import register as register_model
-    from zoo.registry import shipped_names
+    from nasseg.zoo.registry import register as register_model
+    from nasseg.zoo.registry import shipped_names
 
     target = register_model(source, name=name, force=force)
     registered = target.stem
@@ -290,7 +290,7 @@ def validate(
 ) -> None:
     """Check genotype files against the contract, and that each builds (on the meta device: no
     memory, under a second). Exit 1 when one is valid but cannot be built."""
-    from zoo.budget import check_build_size
+    from nasseg.zoo.budget import check_build_size
 
     unbuildable = 0
     for path in files:

@@ -17,8 +17,8 @@ import typer
 from nasseg.cli import app
 from nasseg.cli.search_options import JsonOption, OutOption
 from nasseg.cli.search_run import run_config, search_app
-from searchers import SearchError
-from searchers.configs import load_config
+from nasseg.searchers import SearchError
+from nasseg.searchers.configs import load_config
 
 app.add_typer(search_app, name="search")
 

@@ -26,8 +26,8 @@ from nasseg.cli.search_options import (
     ValImagesOption,
 )
 from nasseg.cli.search_run import run_config, search_app
-from searchers.configs import AutoSegNetSearchConfig
-from searchers.latency import DEFAULT_WEIGHT
+from nasseg.searchers.configs import AutoSegNetSearchConfig
+from nasseg.searchers.latency import DEFAULT_WEIGHT
 
 
 @search_app.command("autosegnet")

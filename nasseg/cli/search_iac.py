@@ -27,8 +27,8 @@ from nasseg.cli.search_options import (
     ValImagesOption,
 )
 from nasseg.cli.search_run import run_config, search_app
-from searchers.configs import IacSearchConfig
-from searchers.latency import DEFAULT_WEIGHT
+from nasseg.searchers.configs import IacSearchConfig
+from nasseg.searchers.latency import DEFAULT_WEIGHT
 
 
 @search_app.command("iac")

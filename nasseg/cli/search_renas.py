@@ -28,8 +28,8 @@ from nasseg.cli.search_options import (
     WorkersOption,
 )
 from nasseg.cli.search_run import run_config, search_app
-from searchers.configs import RenasConfig
-from searchers.latency import DEFAULT_WEIGHT
+from nasseg.searchers.configs import RenasConfig
+from nasseg.searchers.latency import DEFAULT_WEIGHT
 
 
 @search_app.command("renas")

@@ -11,10 +11,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from nasseg.cli import console, err_console, print_json
-from searchers import Budget, Searcher, SearchError, SearchResult, StepReport, make_executor
-from searchers.base import Evaluator, Strategy
-from searchers.configs import SearchConfig, versions
-from searchers.latency import LatencyObjective
+from nasseg.searchers import Budget, Searcher, SearchError, SearchResult, StepReport, make_executor
+from nasseg.searchers.base import Evaluator, Strategy
+from nasseg.searchers.configs import SearchConfig, versions
+from nasseg.searchers.latency import LatencyObjective
 
 search_app = typer.Typer(help="Search a segmentation net on a dataset folder (one command per searcher).",
                          no_args_is_help=True)  # fmt: skip
@@ -170,8 +170,8 @@ def fitness_meaning(searcher: Searcher) -> str:
 def measure_best_latency(best_json: Path, objective: LatencyObjective, quiet: bool = False) -> dict[str, Any]:
     """Time the best genotype's whole net on ONNX Runtime (the table's threads and runtime, at the
     objective's size) and write it beside the prediction in ``best.json``'s ``provenance.latency``."""
-    from serving.latency_table import measure_genotype_ms
-    from zoo.genotype import Genotype
+    from nasseg.serving.latency_table import measure_genotype_ms
+    from nasseg.zoo.genotype import Genotype
 
     genotype = Genotype.from_json(best_json)
     record = dict(genotype.provenance.latency or objective.record(genotype))

@@ -15,19 +15,19 @@ from typing import Annotated
 
 import typer
 
-import serving
+import nasseg
 from nasseg.cli import app, err_console
-from serving.settings import ServeSettings, load_settings, to_environ
+from nasseg.serving.settings import ServeSettings, load_settings, to_environ
 
-SERVICE = "serving.service:Segmenter"
+SERVICE = "nasseg.serving.service:Segmenter"
 
 
 def serve_command(settings: ServeSettings, host: str, port: int, graceful_s: int,
                   ssl: tuple[Path, Path] | None = None) -> tuple[list[str], dict[str, str]]:  # fmt: skip
     """The ``bentoml serve`` command line and its environment for ``settings`` (``ssl``: certificate
     and key files, for BentoML's own TLS)."""
-    command = [sys.executable, "-m", "serving.launch", "serve", SERVICE, "--host", host, "--port", str(port),
-               "--working-dir", str(Path(serving.__file__).resolve().parent.parent),
+    command = [sys.executable, "-m", "nasseg.serving.launch", "serve", SERVICE, "--host", host, "--port", str(port),
+               "--working-dir", str(Path(nasseg.__file__).resolve().parent.parent),
                "--timeout-graceful-shutdown", str(graceful_s)]  # fmt: skip
     if ssl is not None:
         command += ["--ssl-certfile", str(ssl[0]), "--ssl-keyfile", str(ssl[1])]
@@ -92,9 +92,9 @@ def serve(
     ] = False,
 ) -> None:
     """Serve a model over HTTP (BentoML): /segment, /inspect, /inspect_batch, /model, /readyz, /metrics."""
-    from serving.export import read_metadata
-    from serving.resolve import is_onnx_spec, resolve_onnx
-    from serving.runtime import RuntimeSetupError, default_threads
+    from nasseg.serving.export import read_metadata
+    from nasseg.serving.resolve import is_onnx_spec, resolve_onnx
+    from nasseg.serving.runtime import RuntimeSetupError, default_threads
 
     if is_onnx_spec(model):
         onnx_file = resolve_onnx(model, allow_random=allow_random_weights)
@@ -103,7 +103,7 @@ def serve(
             onnx_file = resolve_onnx(model, allow_random=allow_random_weights)
     meta = read_metadata(onnx_file)
     if runtime == "openvino":
-        from serving.openvino_runtime import available, check_precision
+        from nasseg.serving.openvino_runtime import available, check_precision
 
         if not available():
             raise RuntimeSetupError("--runtime openvino: OpenVINO is not installed (pip install 'nasseg[openvino]')")

@@ -13,21 +13,21 @@ import typer
 from PIL import Image
 from rich.table import Table
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app, console, err_console, print_json
 from nasseg.cli.progress import progress_bar
-from zoo.data.folder import SegmentationFolder, open_folder
-from zoo.data.images import IMAGE_SUFFIXES, write_png
-from zoo.data.synthetic import make_dataset
-from zoo.errors import NassegError
-from zoo.genotype import Genotype
-from zoo.inference import predict_file
-from zoo.io import atomic_write_text
-from zoo.training.trainer import TrainConfig, Trainer, evaluate, read_train_checkpoint, resolve_device
-from zoo.versions import library_versions
+from nasseg.zoo.data.folder import SegmentationFolder, open_folder
+from nasseg.zoo.data.images import IMAGE_SUFFIXES, write_png
+from nasseg.zoo.data.synthetic import make_dataset
+from nasseg.zoo.errors import NassegError
+from nasseg.zoo.genotype import Genotype
+from nasseg.zoo.inference import predict_file
+from nasseg.zoo.io import atomic_write_text
+from nasseg.zoo.training.trainer import TrainConfig, Trainer, evaluate, read_train_checkpoint, resolve_device
+from nasseg.zoo.versions import library_versions
 
 if TYPE_CHECKING:
-    from serving.runtime import OnnxSegmenter
+    from nasseg.serving.runtime import OnnxSegmenter
 
 METRIC_KEYS = ("iou", "dice", "pixel_accuracy", "precision", "recall", "miou")
 
@@ -129,7 +129,7 @@ def _continue_finished(out: Path, config: TrainConfig) -> tuple[torch.nn.Module,
     ``history.part1.jsonl``. With no epochs to add, a one-line error says what to pass."""
     from dataclasses import replace
 
-    from zoo.io import atomic_copy
+    from nasseg.zoo.io import atomic_copy
 
     finished = json.loads((out / "metrics.json").read_text())
     done = int(finished.get("epochs_run", 0))
@@ -272,7 +272,7 @@ def predict_images(model: torch.nn.Module, images: list[Path], out: Path, thresh
     ``model`` may also be an ONNX Runtime predictor with ``.genotype`` and ``.predict_file(path, threshold)``.
     The overlay is upscaled to 256 px at least, with the truth beside the prediction (and the IoU)
     where the image sits in a dataset folder; ``pictures`` collects them for a contact sheet."""
-    from zoo.overlays import compare_picture, frame_iou, truth_for
+    from nasseg.zoo.overlays import compare_picture, frame_iou, truth_for
 
     records = []
     scale = 255 if model.genotype.task.num_classes == 1 else 1
@@ -322,7 +322,7 @@ def predict(
         model = onnx_predictor(onnx, name, device, allow_random=allow_random_weights, runtime=runtime,
                                precision=precision)  # fmt: skip
     else:
-        from serving.resolve import has_trained_weights, refuse_random
+        from nasseg.serving.resolve import has_trained_weights, refuse_random
 
         if runtime != "onnx" or precision is not None:
             raise NassegError("--runtime and --precision run an export: pass it with --onnx FILE")
@@ -339,7 +339,7 @@ def predict(
             advance()
     sheet = ""
     if len(pictures) > 1:
-        from zoo.overlays import contact_sheet
+        from nasseg.zoo.overlays import contact_sheet
 
         write_png(out / "sheet.png", contact_sheet(pictures))
         sheet = f" and a contact sheet {out / 'sheet.png'}"
@@ -375,9 +375,9 @@ def onnx_predictor(onnx_file: Path, name: str, device: str = "auto", allow_rando
                    runtime: str = "onnx", precision: str | None = None) -> OnnxSegmenter:  # fmt: skip
     """The deploy graph ``onnx_file`` for ``nasseg predict --onnx``; refused if it is not ``name``'s net,
     or if it records random weights and ``allow_random`` is not set."""
-    from serving.export import ExportError
-    from serving.resolve import resolve_onnx
-    from serving.runtime import OnnxSegmenter
+    from nasseg.serving.export import ExportError
+    from nasseg.serving.resolve import resolve_onnx
+    from nasseg.serving.runtime import OnnxSegmenter
 
     resolve_onnx(onnx_file, allow_random=allow_random)
     segmenter = OnnxSegmenter(onnx_file, device="cpu" if device == "cpu" else "auto", runtime=runtime,

@@ -4,10 +4,10 @@
 ``Reinforce`` (controller.py), ``SharedAutoSegNet`` (shared.py), ``AutoSegNetStrategy`` (strategy.py).
 """
 
-from searchers.autosegnet.controller import LSTMController, Reinforce, Sample, UniformController, make_controller
-from searchers.autosegnet.shared import SharedAutoSegNet, SharedLayer, batch_statistics
-from searchers.autosegnet.space import AutoSegNetSpace, Decision
-from searchers.autosegnet.strategy import AutoSegNetConfig, AutoSegNetStrategy
+from nasseg.searchers.autosegnet.controller import LSTMController, Reinforce, Sample, UniformController, make_controller
+from nasseg.searchers.autosegnet.shared import SharedAutoSegNet, SharedLayer, batch_statistics
+from nasseg.searchers.autosegnet.space import AutoSegNetSpace, Decision
+from nasseg.searchers.autosegnet.strategy import AutoSegNetConfig, AutoSegNetStrategy
 
 __all__ = [
     "AutoSegNetConfig",

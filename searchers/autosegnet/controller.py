@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from searchers.autosegnet.space import AutoSegNetSpace, Decision
+from nasseg.searchers.autosegnet.space import AutoSegNetSpace, Decision
 
 KINDS = ("input", "op", "skip")
 

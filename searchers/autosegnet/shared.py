@@ -27,13 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from searchers.autosegnet.space import LAYERS, AutoSegNetSpace
-from zoo.cells import DagCell
-from zoo.families.autosegnet import AutoSegNet, _upsample, long_skip_levels
-from zoo.genotype import AutoSegNetArch
-from zoo.genotype import Cell as CellGenotype
-from zoo.ops import AUTOSEGNET_OPS, ReLUConvBN
-from zoo.supernet import MixedOp
+from nasseg.searchers.autosegnet.space import LAYERS, AutoSegNetSpace
+from nasseg.zoo.cells import DagCell
+from nasseg.zoo.families.autosegnet import AutoSegNet, _upsample, long_skip_levels
+from nasseg.zoo.genotype import AutoSegNetArch
+from nasseg.zoo.genotype import Cell as CellGenotype
+from nasseg.zoo.ops import AUTOSEGNET_OPS, ReLUConvBN
+from nasseg.zoo.supernet import MixedOp
 
 OpKey = tuple[str, int, int, int, int, str]  # (layer, level, node, slot, source, op)
 

@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from searchers.base import SearchError
-from zoo.families.autosegnet import autosegnet_depth
-from zoo.genotype import AutoSegNetArch, Genotype
-from zoo.ops import AUTOSEGNET_OPS
+from nasseg.searchers.base import SearchError
+from nasseg.zoo.families.autosegnet import autosegnet_depth
+from nasseg.zoo.genotype import AutoSegNetArch, Genotype
+from nasseg.zoo.ops import AUTOSEGNET_OPS
 
 LAYERS = ("down", "bridge", "up")
 

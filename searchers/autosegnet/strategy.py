@@ -60,23 +60,23 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from searchers.autosegnet.controller import Reinforce, Sample, make_controller
-from searchers.autosegnet.shared import SharedAutoSegNet, batch_statistics
-from searchers.autosegnet.space import AutoSegNetSpace
-from searchers.base import EvalResult, Fidelity, Proposal, SearchError, Strategy
-from searchers.evaluators import SegmentationEvaluator, measure, subset
-from searchers.latency import scaled
-from zoo.data.dataset import SegmentationDataset
-from zoo.data.folder import SegmentationFolder, open_folder
-from zoo.genotype import Genotype
-from zoo.io import save_figure
-from zoo.sizing import crop_to_original, pad_to_multiple
-from zoo.training.losses import predict_classes
-from zoo.training.metrics import ConfusionMatrix
-from zoo.training.trainer import TrainConfig, Trainer, resolve_device
+from nasseg.searchers.autosegnet.controller import Reinforce, Sample, make_controller
+from nasseg.searchers.autosegnet.shared import SharedAutoSegNet, batch_statistics
+from nasseg.searchers.autosegnet.space import AutoSegNetSpace
+from nasseg.searchers.base import EvalResult, Fidelity, Proposal, SearchError, Strategy
+from nasseg.searchers.evaluators import SegmentationEvaluator, measure, subset
+from nasseg.searchers.latency import scaled
+from nasseg.zoo.data.dataset import SegmentationDataset
+from nasseg.zoo.data.folder import SegmentationFolder, open_folder
+from nasseg.zoo.genotype import Genotype
+from nasseg.zoo.io import save_figure
+from nasseg.zoo.sizing import crop_to_original, pad_to_multiple
+from nasseg.zoo.training.losses import predict_classes
+from nasseg.zoo.training.metrics import ConfusionMatrix
+from nasseg.zoo.training.trainer import TrainConfig, Trainer, resolve_device
 
 if TYPE_CHECKING:
-    from searchers.searcher import SearchContext
+    from nasseg.searchers.searcher import SearchContext
 
 
 @dataclass

@@ -11,13 +11,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from searchers.base import SearchError
-from searchers.configs.autosegnet import AutoSegNetSearchConfig
-from searchers.configs.base import BuiltSearch, LatencySettings, SearchConfig, validated, versions
-from searchers.configs.iac import IacSearchConfig
-from searchers.configs.nas_asdet import NasAsdetSearchConfig
-from searchers.configs.renas import RenasConfig
-from searchers.configs.unet_ga import UNetGAConfig
+from nasseg.searchers.base import SearchError
+from nasseg.searchers.configs.autosegnet import AutoSegNetSearchConfig
+from nasseg.searchers.configs.base import BuiltSearch, LatencySettings, SearchConfig, validated, versions
+from nasseg.searchers.configs.iac import IacSearchConfig
+from nasseg.searchers.configs.nas_asdet import NasAsdetSearchConfig
+from nasseg.searchers.configs.renas import RenasConfig
+from nasseg.searchers.configs.unet_ga import UNetGAConfig
 
 CONFIGS: dict[str, type[SearchConfig]] = {
     "unet-ga": UNetGAConfig,

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from searchers.base import Budget
-from searchers.configs.base import BuiltSearch, SearchConfig
+from nasseg.searchers.base import Budget
+from nasseg.searchers.configs.base import BuiltSearch, SearchConfig
 
 
 class AutoSegNetSearchConfig(SearchConfig):
@@ -42,8 +42,8 @@ class AutoSegNetSearchConfig(SearchConfig):
     min_steps: int = Field(20, ge=1)
 
     def build(self) -> BuiltSearch:
-        from searchers.autosegnet import AutoSegNetConfig, AutoSegNetSpace, AutoSegNetStrategy
-        from searchers.evaluators import search_task
+        from nasseg.searchers.autosegnet import AutoSegNetConfig, AutoSegNetSpace, AutoSegNetStrategy
+        from nasseg.searchers.evaluators import search_task
 
         self.check_data()
         size = (self.image_size, self.image_size)

@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from searchers.base import Budget, Evaluator, SearchError, Strategy
-from searchers.latency import DEFAULT_WEIGHT, LatencyObjective, check_size
+from nasseg.searchers.base import Budget, Evaluator, SearchError, Strategy
+from nasseg.searchers.latency import DEFAULT_WEIGHT, LatencyObjective, check_size
 
 
 def comma_ints(value: Any) -> Any:
@@ -42,7 +42,7 @@ class LatencySettings(BaseModel):
     size: str = "256x256"
 
     def objective(self) -> LatencyObjective | None:
-        from zoo.sizing import parse_size
+        from nasseg.zoo.sizing import parse_size
 
         return LatencyObjective.from_options(self.table, self.target, self.weight, check_size(parse_size(self.size)))
 
@@ -120,7 +120,7 @@ def versions() -> dict[str, str]:
     import numpy
     import torch
 
-    from zoo._version import __version__
+    from nasseg.zoo._version import __version__
 
     return {"nasseg": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
             "python": platform.python_version()}  # fmt: skip

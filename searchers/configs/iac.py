@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from searchers.base import Budget
-from searchers.configs.base import BuiltSearch, SearchConfig, comma_ints
+from nasseg.searchers.base import Budget
+from nasseg.searchers.configs.base import BuiltSearch, SearchConfig, comma_ints
 
 
 class IacSearchConfig(SearchConfig):
@@ -39,7 +39,7 @@ class IacSearchConfig(SearchConfig):
     _record_epochs = field_validator("record_epochs", mode="before")(comma_ints)
 
     def build(self) -> BuiltSearch:
-        from searchers.iac import IacConfig, IacStrategy
+        from nasseg.searchers.iac import IacConfig, IacStrategy
 
         self.check_data()
         config = IacConfig(base=self.base, from_stage=self.from_stage,

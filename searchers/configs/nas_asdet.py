@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from searchers.base import Budget
-from searchers.configs.base import BuiltSearch, SearchConfig, comma_ints
+from nasseg.searchers.base import Budget
+from nasseg.searchers.configs.base import BuiltSearch, SearchConfig, comma_ints
 
 
 class NasAsdetSearchConfig(SearchConfig):
@@ -28,7 +28,7 @@ class NasAsdetSearchConfig(SearchConfig):
     _keep = field_validator("keep", mode="before")(comma_ints)
 
     def build(self) -> BuiltSearch:
-        from searchers.nas_asdet import NasAsdetConfig, NasAsdetStrategy
+        from nasseg.searchers.nas_asdet import NasAsdetConfig, NasAsdetStrategy
 
         self.check_data()
         config = NasAsdetConfig(keep=self.keep, epochs_per_stage=self.epochs_per_stage,

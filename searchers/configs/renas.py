@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from searchers.base import Budget, Fidelity, SearchError
-from searchers.configs.base import BuiltSearch, SearchConfig
+from nasseg.searchers.base import Budget, Fidelity, SearchError
+from nasseg.searchers.configs.base import BuiltSearch, SearchConfig
 
 #: steps per child below which a short training ranks RENAS cells poorly (search_fidelity.json: Spearman 0.83 at 200)
 SEGMENTATION_MIN_STEPS = 200
@@ -57,8 +57,8 @@ class RenasConfig(SearchConfig):
                         min_steps_per_epoch=low)  # fmt: skip
 
     def build(self) -> BuiltSearch:
-        from searchers.evaluators import search_task
-        from searchers.renas import RenasEvaluator, RenasSpace, RenasStrategy
+        from nasseg.searchers.evaluators import search_task
+        from nasseg.searchers.renas import RenasEvaluator, RenasSpace, RenasStrategy
 
         self.check_data()
         size = (self.image_size, self.image_size)

@@ -6,9 +6,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from searchers.base import Budget, Fidelity, SearchError
-from searchers.configs.base import BuiltSearch, SearchConfig, comma_ints
-from searchers.unet_ga.space import default_layers
+from nasseg.searchers.base import Budget, Fidelity, SearchError
+from nasseg.searchers.configs.base import BuiltSearch, SearchConfig, comma_ints
+from nasseg.searchers.unet_ga.space import default_layers
 
 #: steps per candidate below which a short training ranks U-Nets poorly (search_fidelity.json: Spearman 0.90 at 100)
 SEGMENTATION_MIN_STEPS = 100
@@ -68,10 +68,10 @@ class UNetGAConfig(SearchConfig):
         return self.population + self.generations * (self.population - 1 + (self.elite_evaluations > 1))
 
     def build(self) -> BuiltSearch:
-        from searchers import SegmentationEvaluator
-        from searchers.evaluators import search_task
-        from searchers.unet_ga import TranslationEvaluator, UNetGAStrategy, UNetRandomStrategy, UNetSpace
-        from searchers.unet_ga.translation import paired_root
+        from nasseg.searchers import SegmentationEvaluator
+        from nasseg.searchers.evaluators import search_task
+        from nasseg.searchers.unet_ga import TranslationEvaluator, UNetGAStrategy, UNetRandomStrategy, UNetSpace
+        from nasseg.searchers.unet_ga.translation import paired_root
 
         size = (self.image_size, self.image_size)
         if self.levels < 2:

@@ -5,11 +5,11 @@ trainer), ``inheritance`` (copying a parent's parameters), ``evaluator`` (traini
 classification proxy), ``evolution`` (Algorithm 1 and its ablations), ``report`` (plots).
 """
 
-from searchers.renas.controller import ControllerTrainer, MutationController, reward_of
-from searchers.renas.evaluator import RenasEvaluator
-from searchers.renas.evolution import RenasStrategy
-from searchers.renas.inheritance import inherit, parameter_groups
-from searchers.renas.space import PARTS, Mutation, RenasSpace
+from nasseg.searchers.renas.controller import ControllerTrainer, MutationController, reward_of
+from nasseg.searchers.renas.evaluator import RenasEvaluator
+from nasseg.searchers.renas.evolution import RenasStrategy
+from nasseg.searchers.renas.inheritance import inherit, parameter_groups
+from nasseg.searchers.renas.space import PARTS, Mutation, RenasSpace
 
 __all__ = [
     "PARTS",

@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from zoo.data.augment import Augment
-from zoo.data.dataset import SegmentationDataset
-from zoo.data.folder import SegmentationFolder
-from zoo.errors import NassegError
-from zoo.training.trainer import TrainConfig
+from nasseg.zoo.data.augment import Augment
+from nasseg.zoo.data.dataset import SegmentationDataset
+from nasseg.zoo.data.folder import SegmentationFolder
+from nasseg.zoo.errors import NassegError
+from nasseg.zoo.training.trainer import TrainConfig
 
 CLASSIFICATION_METRICS = ("balanced_accuracy", "accuracy", "loss")
 

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from searchers.renas.space import PARTS, CellSpec, Mutation
+from nasseg.searchers.renas.space import PARTS, CellSpec, Mutation
 
 
 @dataclass

@@ -34,11 +34,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from searchers.base import EvalResult, Fidelity, Proposal
-from searchers.evaluators import SegmentationEvaluator, measure
-from searchers.renas.classification import evaluate_classifier, train_classifier_epoch
-from searchers.renas.inheritance import inherit, load_parent, parameter_groups
-from zoo.training.trainer import Trainer, evaluate
+from nasseg.searchers.base import EvalResult, Fidelity, Proposal
+from nasseg.searchers.evaluators import SegmentationEvaluator, measure
+from nasseg.searchers.renas.classification import evaluate_classifier, train_classifier_epoch
+from nasseg.searchers.renas.inheritance import inherit, load_parent, parameter_groups
+from nasseg.zoo.training.trainer import Trainer, evaluate
 
 
 class RenasEvaluator(SegmentationEvaluator):

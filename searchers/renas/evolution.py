@@ -26,13 +26,21 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from searchers.base import AskTellStrategy, EvalResult, Proposal, SearchError, derived_seed, rng_state, set_rng_state
-from searchers.latency import scaled
-from searchers.renas.controller import ControllerTrainer, MutationController
-from searchers.renas.space import PARTS, CellSpec, Mutation, RenasSpace
+from nasseg.searchers.base import (
+    AskTellStrategy,
+    EvalResult,
+    Proposal,
+    SearchError,
+    derived_seed,
+    rng_state,
+    set_rng_state,
+)
+from nasseg.searchers.latency import scaled
+from nasseg.searchers.renas.controller import ControllerTrainer, MutationController
+from nasseg.searchers.renas.space import PARTS, CellSpec, Mutation, RenasSpace
 
 if TYPE_CHECKING:
-    from searchers.searcher import SearchContext
+    from nasseg.searchers.searcher import SearchContext
 
 MutationMode = Literal["controller", "random", "sample"]
 FITNESS_METRIC = {"segmentation": "iou", "classification": "balanced_accuracy"}
@@ -191,7 +199,7 @@ class RenasStrategy(AskTellStrategy):
         """Delete the weights of individuals dead before the last checkpoint, run the step, plot."""
         self.prune(context.run.candidates_dir)
         results = super().step(context)
-        from searchers.renas.report import plot_population
+        from nasseg.searchers.renas.report import plot_population
 
         plot_population({self.mutation: [self.curve]}, context.run.plots_dir / "population.png", self.metric)
         return results

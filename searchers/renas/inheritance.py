@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from searchers.base import SearchError
+from nasseg.searchers.base import SearchError
 
 
 def edge_prefixes(model: nn.Module, edges: Iterable[Sequence[int]]) -> list[str]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.io import save_figure
+from nasseg.zoo.io import save_figure
 
 
 def population_stats(curves: Sequence[Sequence[Mapping[str, Any]]]) -> dict[str, list[float]]:

@@ -32,9 +32,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from searchers.base import SearchError
-from zoo.genotype import Genotype
-from zoo.ops import RENAS_OPS
+from nasseg.searchers.base import SearchError
+from nasseg.zoo.genotype import Genotype
+from nasseg.zoo.ops import RENAS_OPS
 
 #: The parts of a block a mutation can change, in the order of the paper's block string.
 PARTS = ("i1", "i2", "o1", "o2")

@@ -7,10 +7,10 @@ selection / crossover / mutation 0.2 / 0.7 / 0.1, elitism, f = 1 / (L_gen + gamm
 :class:`searchers.evaluators.SegmentationEvaluator` (its ``metrics["loss"]`` is L_gen).
 """
 
-from searchers.unet_ga.patchgan import PatchDiscriminator
-from searchers.unet_ga.space import PAPER_LAYERS, PAPER_WIDTHS, UNetSpace, code_key
-from searchers.unet_ga.strategy import UNetFitness, UNetGAStrategy, UNetRandomStrategy
-from searchers.unet_ga.translation import TranslationEvaluator, paired_root, paired_splits
+from nasseg.searchers.unet_ga.patchgan import PatchDiscriminator
+from nasseg.searchers.unet_ga.space import PAPER_LAYERS, PAPER_WIDTHS, UNetSpace, code_key
+from nasseg.searchers.unet_ga.strategy import UNetFitness, UNetGAStrategy, UNetRandomStrategy
+from nasseg.searchers.unet_ga.translation import TranslationEvaluator, paired_root, paired_splits
 
 __all__ = [
     "PAPER_LAYERS",

@@ -14,8 +14,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from searchers.base import SearchError
-from zoo.genotype import Genotype
+from nasseg.searchers.base import SearchError
+from nasseg.zoo.genotype import Genotype
 
 #: S1 of the paper (eq. 5).
 PAPER_WIDTHS: tuple[int, ...] = (64, 128, 256, 512)

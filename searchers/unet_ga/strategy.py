@@ -35,11 +35,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from searchers.base import AskTellStrategy, EvalResult, Proposal, SearchError, rng_state, set_rng_state
-from searchers.latency import scaled
-from searchers.random_search import RandomStrategy
-from searchers.unet_ga.operators import SELECTIONS, crossover, mutate
-from searchers.unet_ga.space import Codes, UNetSpace, code_key
+from nasseg.searchers.base import AskTellStrategy, EvalResult, Proposal, SearchError, rng_state, set_rng_state
+from nasseg.searchers.latency import scaled
+from nasseg.searchers.random_search import RandomStrategy
+from nasseg.searchers.unet_ga.operators import SELECTIONS, crossover, mutate
+from nasseg.searchers.unet_ga.space import Codes, UNetSpace, code_key
 
 FITNESS_METRICS = ("iou", "loss")
 

@@ -35,16 +35,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import zoo
-from searchers.base import EvalResult, Evaluator, Fidelity, Proposal, SearchError
-from searchers.evaluators import measure
-from searchers.unet_ga.patchgan import PatchDiscriminator
-from zoo.data.augment import random_crop
-from zoo.data.dataset import load_image, normalise
-from zoo.data.folder import Pair, open_paired_folder
-from zoo.errors import NassegError
-from zoo.sizing import crop_to_original, pad_to_multiple
-from zoo.training.trainer import resolve_device
+from nasseg import zoo
+from nasseg.searchers.base import EvalResult, Evaluator, Fidelity, Proposal, SearchError
+from nasseg.searchers.evaluators import measure
+from nasseg.searchers.unet_ga.patchgan import PatchDiscriminator
+from nasseg.zoo.data.augment import random_crop
+from nasseg.zoo.data.dataset import load_image, normalise
+from nasseg.zoo.data.folder import Pair, open_paired_folder
+from nasseg.zoo.errors import NassegError
+from nasseg.zoo.sizing import crop_to_original, pad_to_multiple
+from nasseg.zoo.training.trainer import resolve_device
 
 
 def paired_root(data: str | Path) -> Path:

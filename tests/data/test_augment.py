@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoo.data.augment import Augment, random_crop
+from nasseg.zoo.data.augment import Augment, random_crop
 
 
 def test_image_and_mask_stay_aligned_and_runs_repeat() -> None:

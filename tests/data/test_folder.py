@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zoo.data.folder import DatasetError, mask_to_index, open_folder, open_paired_folder
-from zoo.data.images import read_image, to_channels, to_float, write_png
-from zoo.data.synthetic import make_dataset
+from nasseg.zoo.data.folder import DatasetError, mask_to_index, open_folder, open_paired_folder
+from nasseg.zoo.data.images import read_image, to_channels, to_float, write_png
+from nasseg.zoo.data.synthetic import make_dataset
 
 
 def write_sample(root: Path, split: str, stem: str, image: np.ndarray, mask: np.ndarray, ext: str = ".png") -> None:

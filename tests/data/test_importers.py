@@ -13,9 +13,9 @@ from scipy.io import savemat
 from typer.testing import CliRunner
 
 from nasseg.cli import app
-from zoo.data.folder import DatasetError, open_folder
-from zoo.data.images import read_image
-from zoo.data.importers import import_dataset
+from nasseg.zoo.data.folder import DatasetError, open_folder
+from nasseg.zoo.data.images import read_image
+from nasseg.zoo.data.importers import import_dataset
 
 runner = CliRunner()
 RNG = np.random.default_rng(0)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from zoo.data.synthetic import make_dataset
-from zoo.genotype import Genotype
+from nasseg.zoo.data.synthetic import make_dataset
+from nasseg.zoo.genotype import Genotype
 
 
 class TinyUNetSpace:

@@ -10,10 +10,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app
-from searchers import Budget, Searcher
-from searchers.autosegnet import (
+from nasseg.searchers import Budget, Searcher
+from nasseg.searchers.autosegnet import (
     AutoSegNetConfig,
     AutoSegNetSpace,
     AutoSegNetStrategy,
@@ -22,10 +22,10 @@ from searchers.autosegnet import (
     SharedAutoSegNet,
     UniformController,
 )
-from searchers.run_dir import RunDirectory
-from zoo.families.autosegnet import autosegnet_depth
-from zoo.ops import AUTOSEGNET_OPS
-from zoo.supernet import MixedOp
+from nasseg.searchers.run_dir import RunDirectory
+from nasseg.zoo.families.autosegnet import autosegnet_depth
+from nasseg.zoo.ops import AUTOSEGNET_OPS
+from nasseg.zoo.supernet import MixedOp
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -20,7 +20,7 @@ import search_fidelity  # noqa: E402
 
 def test_cellnet_speed_before_is_the_same_net_in_its_literal_forms() -> None:
     """'before' re-creates the paper forms of the head, FactorizedReduce and the spatial gate: same logits."""
-    import zoo
+    from nasseg import zoo
 
     torch.manual_seed(0)
     model = zoo.create_model("asdet-synth-defects").eval()

@@ -16,22 +16,22 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app
-from searchers import Budget, Searcher
-from searchers.autosegnet import AutoSegNetConfig, AutoSegNetSpace, AutoSegNetStrategy
-from searchers.autosegnet.strategy import SoftOverlap
-from searchers.base import EvalResult, SearchError
-from searchers.differentiable import BiLevelConfig
-from searchers.iac import IacConfig, IacStrategy
-from searchers.nas_asdet import NasAsdetConfig, NasAsdetStrategy
-from searchers.renas.space import RenasSpace, aspp_rates
-from searchers.unet_ga import UNetGAStrategy, UNetSpace
-from searchers.unet_ga.operators import rank_select, roulette
-from zoo.data.folder import open_folder
-from zoo.data.synthetic import make_dataset
-from zoo.training.batchnorm import recalibrate_batchnorm
-from zoo.training.trainer import TrainConfig, Trainer, TrainResult
+from nasseg.searchers import Budget, Searcher
+from nasseg.searchers.autosegnet import AutoSegNetConfig, AutoSegNetSpace, AutoSegNetStrategy
+from nasseg.searchers.autosegnet.strategy import SoftOverlap
+from nasseg.searchers.base import EvalResult, SearchError
+from nasseg.searchers.differentiable import BiLevelConfig
+from nasseg.searchers.iac import IacConfig, IacStrategy
+from nasseg.searchers.nas_asdet import NasAsdetConfig, NasAsdetStrategy
+from nasseg.searchers.renas.space import RenasSpace, aspp_rates
+from nasseg.searchers.unet_ga import UNetGAStrategy, UNetSpace
+from nasseg.searchers.unet_ga.operators import rank_select, roulette
+from nasseg.zoo.data.folder import open_folder
+from nasseg.zoo.data.synthetic import make_dataset
+from nasseg.zoo.training.batchnorm import recalibrate_batchnorm
+from nasseg.zoo.training.trainer import TrainConfig, Trainer, TrainResult
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK = {"kind": "segmentation", "num_classes": 1, "in_channels": 3, "input_size": [32, 32]}
@@ -48,7 +48,7 @@ def test_difficulty_keeps_defect_places_and_raises_contrast(tmp_path: Path) -> N
     easy = make_dataset("synth-defects", tmp_path / "easy", n=6, size=48, seed=3, difficulty="easy")
     assert json.loads((easy / "dataset.json").read_text())["difficulty"] == "easy"
     folder_h, folder_e = open_folder(hard), open_folder(easy)
-    from zoo.data.images import read_image
+    from nasseg.zoo.data.images import read_image
 
     grown = contrast = 0
     for sample_h, sample_e in zip(folder_h.splits["train"], folder_e.splits["train"], strict=True):
@@ -63,7 +63,7 @@ def test_difficulty_keeps_defect_places_and_raises_contrast(tmp_path: Path) -> N
 
 
 def test_difficulty_errors_are_one_line(tmp_path: Path) -> None:
-    from zoo.errors import NassegError
+    from nasseg.zoo.errors import NassegError
 
     with pytest.raises(NassegError, match="unknown difficulty 'brutal'"):
         make_dataset("synth-defects", tmp_path / "x", n=3, size=16, difficulty="brutal")
@@ -110,7 +110,7 @@ def test_rank_selection_prefers_the_best_where_roulette_barely_does() -> None:
 
 
 def _ga_result(strategy: UNetGAStrategy, key: str, c1, c2, loss: float, rescore: bool = False) -> EvalResult:
-    from searchers.unet_ga.space import code_key
+    from nasseg.searchers.unet_ga.space import code_key
 
     genotype = strategy.space.genotype(c1, c2)
     extra = {"code": code_key(c1, c2), **({"rescore": True} if rescore else {})}
@@ -222,7 +222,7 @@ def test_autosegnet_warmup_trains_shared_weights_only(tiny_defects: Path, tmp_pa
 
 
 def test_nas_asdet_ranks_single_op_edges_by_their_weight_over_all_ops(tiny_defects: Path) -> None:
-    from zoo.ops import NAS_ASDET_OPS
+    from nasseg.zoo.ops import NAS_ASDET_OPS
 
     config = NasAsdetConfig(keep=(4, 1), epochs_per_stage=2, warmup_epochs=0, image_size=(32, 32), init_channels=4,
                             batch_size=2, max_steps_per_epoch=1)  # fmt: skip

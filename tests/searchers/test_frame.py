@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-import zoo
-from searchers import Budget, EvalResult, Fidelity, RandomStrategy, Searcher, SearchError, SegmentationEvaluator
-from searchers.base import Proposal
-from searchers.plots import pareto_front
-from searchers.run_dir import RunDirectory
-from zoo.genotype import Genotype
+from nasseg import zoo
+from nasseg.searchers import Budget, EvalResult, Fidelity, RandomStrategy, Searcher, SearchError, SegmentationEvaluator
+from nasseg.searchers.base import Proposal
+from nasseg.searchers.plots import pareto_front
+from nasseg.searchers.run_dir import RunDirectory
+from nasseg.zoo.genotype import Genotype
 
 FIDELITY = Fidelity(epochs=1, image_size=(32, 32), batch_size=2, max_images=4, max_val_images=2, max_steps_per_epoch=2)
 
@@ -131,7 +131,7 @@ def test_pareto_front() -> None:
 
 
 def test_ray_executor_runs_candidates_as_tasks(tiny_space, tiny_defects: Path, tmp_path: Path) -> None:
-    from searchers.executors import RayExecutor
+    from nasseg.searchers.executors import RayExecutor
 
     searcher = _search(tiny_space, tiny_defects, tmp_path / "ray", evaluator=BrokenEvaluator(tiny_defects, FIDELITY),
                        steps=1)  # fmt: skip
@@ -146,7 +146,7 @@ def test_ray_executor_runs_candidates_as_tasks(tiny_space, tiny_defects: Path, t
 
 
 def test_the_run_directory_names_its_layout(tmp_path: Path) -> None:
-    from searchers import RunDirectory
+    from nasseg.searchers import RunDirectory
 
     run = RunDirectory(tmp_path / "run")
     assert run.candidate_weights("c0001") == tmp_path / "run" / "candidates" / "c0001" / "weights.pt"

@@ -11,12 +11,12 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app
-from searchers import Budget, Searcher
-from searchers.iac import IacConfig, IacStrategy, IacSupernet, cosine_power_lr
-from zoo.ops import DARTS_OPS
-from zoo.supernet import ArchitectureWeights, MixedOp, tan_capped_softmax
+from nasseg.searchers import Budget, Searcher
+from nasseg.searchers.iac import IacConfig, IacStrategy, IacSupernet, cosine_power_lr
+from nasseg.zoo.ops import DARTS_OPS
+from nasseg.zoo.supernet import ArchitectureWeights, MixedOp, tan_capped_softmax
 
 runner = CliRunner()
 TINY = dict(base="iac-base-unet-small", base_epochs=1, warmup_epochs=1, search_epochs=1, cell_epochs=1, batch_size=2,

@@ -10,14 +10,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app
-from searchers import Budget, Searcher
-from searchers.autosegnet import AutoSegNetConfig, AutoSegNetSpace, AutoSegNetStrategy
-from searchers.base import EvalResult, SearchError
-from searchers.latency import ExpectedLatency, LatencyObjective, fixed_ms
-from searchers.nas_asdet import NasAsdetConfig, NasAsdetStrategy
-from searchers.renas import RenasSpace, RenasStrategy
+from nasseg.searchers import Budget, Searcher
+from nasseg.searchers.autosegnet import AutoSegNetConfig, AutoSegNetSpace, AutoSegNetStrategy
+from nasseg.searchers.base import EvalResult, SearchError
+from nasseg.searchers.latency import ExpectedLatency, LatencyObjective, fixed_ms
+from nasseg.searchers.nas_asdet import NasAsdetConfig, NasAsdetStrategy
+from nasseg.searchers.renas import RenasSpace, RenasStrategy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 runner = CliRunner()
@@ -166,8 +166,8 @@ def test_objective_checks_its_numbers(tiny_latency_table: Path) -> None:
 def test_a_tight_target_changes_what_the_ga_breeds_and_picks() -> None:
     """One objective (issue 29): the GA's selection, elite and best() rank by the fitness with the
     latency factor, so a target that makes wide nets slow moves the answer to a narrow one."""
-    from searchers.unet_ga import UNetGAStrategy, UNetSpace
-    from zoo.latency import latency_factor
+    from nasseg.searchers.unet_ga import UNetGAStrategy, UNetSpace
+    from nasseg.zoo.latency import latency_factor
 
     task = {"kind": "segmentation", "in_channels": 3, "num_classes": 1, "input_size": [32, 32]}
 

@@ -9,15 +9,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app
-from searchers import Budget, Searcher
-from searchers.differentiable import count_skips, derive_capped
-from searchers.nas_asdet import KINDS, NasAsdetConfig, NasAsdetStrategy
-from zoo.data.folder import open_folder
-from zoo.ops import NAS_ASDET_OPS
-from zoo.supernet import MixedOp
-from zoo.training.trainer import TrainConfig, Trainer
+from nasseg.searchers import Budget, Searcher
+from nasseg.searchers.differentiable import count_skips, derive_capped
+from nasseg.searchers.nas_asdet import KINDS, NasAsdetConfig, NasAsdetStrategy
+from nasseg.zoo.data.folder import open_folder
+from nasseg.zoo.ops import NAS_ASDET_OPS
+from nasseg.zoo.supernet import MixedOp
+from nasseg.zoo.training.trainer import TrainConfig, Trainer
 
 runner = CliRunner()
 TINY = dict(batch_size=2, image_size=(32, 32), init_channels=4, stem_multiplier=1, max_steps_per_epoch=1,

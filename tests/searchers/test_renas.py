@@ -11,12 +11,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app
-from searchers import Budget, EvalResult, Fidelity, Searcher
-from searchers.base import Proposal
-from searchers.evaluators import search_task
-from searchers.renas import (
+from nasseg.searchers import Budget, EvalResult, Fidelity, Searcher
+from nasseg.searchers.base import Proposal
+from nasseg.searchers.evaluators import search_task
+from nasseg.searchers.renas import (
     PARTS,
     ControllerTrainer,
     Mutation,
@@ -26,9 +26,9 @@ from searchers.renas import (
     RenasStrategy,
     reward_of,
 )
-from searchers.renas.evolution import new_edges
-from searchers.renas.inheritance import edge_prefixes
-from searchers.run_dir import RunDirectory
+from nasseg.searchers.renas.evolution import new_edges
+from nasseg.searchers.renas.inheritance import edge_prefixes
+from nasseg.searchers.run_dir import RunDirectory
 
 FIDELITY = Fidelity(epochs=1, image_size=(32, 32), batch_size=2, max_images=4, max_val_images=2, max_steps_per_epoch=2)
 SEG_TASK = {"kind": "segmentation", "num_classes": 1, "in_channels": 3, "input_size": [32, 32]}

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nasseg.cli import app
-from searchers.configs import CONFIGS, UNetGAConfig, load_config
+from nasseg.searchers.configs import CONFIGS, UNetGAConfig, load_config
 
 runner = CliRunner()
 
@@ -40,7 +40,7 @@ def _history(run: Path) -> list[tuple[str, str]]:
 
 
 def _best_hash(run: Path) -> str:
-    import zoo
+    from nasseg import zoo
 
     return zoo.Genotype.from_json(run / "best.json").arch_hash
 

@@ -16,13 +16,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app
-from searchers.base import EvalResult, SearchError
-from searchers.evaluators import measure
-from searchers.unet_ga import UNetFitness, UNetGAStrategy, UNetSpace, code_key
-from searchers.unet_ga.operators import crossover, flip_bit, mutate, mutate_width, roulette
-from zoo.data.synthetic import make_dataset
+from nasseg.searchers.base import EvalResult, SearchError
+from nasseg.searchers.evaluators import measure
+from nasseg.searchers.unet_ga import UNetFitness, UNetGAStrategy, UNetSpace, code_key
+from nasseg.searchers.unet_ga.operators import crossover, flip_bit, mutate, mutate_width, roulette
+from nasseg.zoo.data.synthetic import make_dataset
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]

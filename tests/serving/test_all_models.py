@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import zoo
-from serving import NOT_EXPORTABLE, ExportError, check, export
-from serving.check import default_sizes
+from nasseg import zoo
+from nasseg.serving import NOT_EXPORTABLE, ExportError, check, export
+from nasseg.serving.check import default_sizes
 
 
 def test_not_exportable_names_are_registered() -> None:

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app
-from serving.bench import BenchError, bench_model, parse_threads
-from serving.quantize import compare_int8, read_quantization
-from zoo.data.synthetic import make_dataset
-from zoo.profiling import CONVENTION
-from zoo.sizing import SizeError, parse_size
+from nasseg.serving.bench import BenchError, bench_model, parse_threads
+from nasseg.serving.quantize import compare_int8, read_quantization
+from nasseg.zoo.data.synthetic import make_dataset
+from nasseg.zoo.profiling import CONVENTION
+from nasseg.zoo.sizing import SizeError, parse_size
 
 runner = CliRunner()
 RUNTIMES = ("onnx-fp32", "onnx-int8", "torch")

@@ -13,11 +13,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app
-from serving import ExportError, export
-from serving.card import CardError, build_card, card_from_onnx, check_bench, model_figures
-from zoo.profiling import CONVENTION
+from nasseg.serving import ExportError, export
+from nasseg.serving.card import CardError, build_card, card_from_onnx, check_bench, model_figures
+from nasseg.zoo.profiling import CONVENTION
 
 runner = CliRunner()
 CARD_FILES = ("card.md", "card.json", "cells.png")

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from upload_images import corrupt_idat, encode, good_images, png_header_only, rgb
 
-from serving.decode import DecodeError, DecodeLimits, decode_frame, sniff, to_frame
-from zoo.data.images import read_image, to_channels, to_float
+from nasseg.serving.decode import DecodeError, DecodeLimits, decode_frame, sniff, to_frame
+from nasseg.zoo.data.images import read_image, to_channels, to_float
 
 GOOD = good_images()
 
@@ -102,7 +102,7 @@ def test_errors_name_no_object_address() -> None:
     with pytest.raises(DecodeError) as info:
         decode_frame(bytes(png), 3)
     assert not re.search(r"0x[0-9a-f]{6,}", str(info.value)), str(info.value)
-    from serving.decode import _first_line
+    from nasseg.serving.decode import _first_line
 
     text = _first_line(
         SyntaxError("broken PNG file (bad header checksum in <PIL.PngImagePlugin.PngStream object at 0x7f3a>)")

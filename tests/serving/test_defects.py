@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving.defects import find_defects
+from nasseg.serving.defects import find_defects
 
 NAMES = ["background", "scratch", "stain"]
 

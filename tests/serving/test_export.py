@@ -14,9 +14,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app
-from serving import (
+from nasseg.serving import (
     CheckError,
     ExportError,
     OnnxSegmenter,
@@ -27,10 +27,10 @@ from serving import (
     providers_for,
     read_metadata,
 )
-from serving.export import pad_in_graph
-from serving.runtime import MAX_SHAPES, free_dimensions
-from zoo.data.dataset import MEAN, STD
-from zoo.inference import predict_array
+from nasseg.serving.export import pad_in_graph
+from nasseg.serving.runtime import MAX_SHAPES, free_dimensions
+from nasseg.zoo.data.dataset import MEAN, STD
+from nasseg.zoo.inference import predict_array
 
 runner = CliRunner()
 

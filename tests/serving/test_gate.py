@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from serving.gate import UNAVAILABLE, error_body, is_known_path, presented_key
+from nasseg.serving.gate import UNAVAILABLE, error_body, is_known_path, presented_key
 
 
 def test_error_bodies_become_one_json_object() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-from serving.int8_select import NodeGroup, node_groups, select_nodes
+from nasseg.serving.int8_select import NodeGroup, node_groups, select_nodes
 
 
 def conv(name: str, x: str, y: str, out_ch: int, in_ch: int, k: int, group: int = 1) -> tuple:

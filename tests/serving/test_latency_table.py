@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app
-from serving.latency_table import build_table, measure_genotype_ms
-from zoo.latency import LatencyTable, trace_genotype
+from nasseg.serving.latency_table import build_table, measure_genotype_ms
+from nasseg.zoo.latency import LatencyTable, trace_genotype
 
 runner = CliRunner()
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app
-from serving.export import export, read_metadata
-from serving.runtime import OnnxSegmenter, RuntimeSetupError
+from nasseg.serving.export import export, read_metadata
+from nasseg.serving.runtime import OnnxSegmenter, RuntimeSetupError
 
 runner = CliRunner()
 TRAINED = "unet-small-synth-defects"
@@ -32,8 +32,8 @@ def genotype_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
-    from zoo.data.images import read_image
-    from zoo.data.synthetic import make_dataset
+    from nasseg.zoo.data.images import read_image
+    from nasseg.zoo.data.synthetic import make_dataset
 
     data = make_dataset("synth-defects", tmp_path_factory.mktemp("frames") / "d", n=6, size=64, seed=3,
                         difficulty="medium")  # fmt: skip
@@ -96,7 +96,7 @@ def test_predict_runs_the_ir_and_bad_runtime_options_are_one_line(exports: dict[
 
 
 def test_an_int8_ir_is_calibrated_and_runs(exports: dict[str, Path], genotype_file: Path, tmp_path: Path) -> None:
-    from zoo.data.synthetic import make_dataset
+    from nasseg.zoo.data.synthetic import make_dataset
 
     data = make_dataset("synth-defects", tmp_path / "calib", n=8, size=64, seed=0)
     out = tmp_path / "ov-tiny-int8.xml"
@@ -137,7 +137,7 @@ def test_serve_runs_the_ir_and_its_masks_agree_with_onnx_runtime(exports: dict[s
 
 
 def test_the_runtime_table_scores_times_and_picks(tmp_path: Path) -> None:
-    from zoo.data.synthetic import make_dataset
+    from nasseg.zoo.data.synthetic import make_dataset
 
     data = make_dataset("synth-defects", tmp_path / "data", n=10, size=64, seed=4, difficulty="medium")
     out = tmp_path / "table.json"

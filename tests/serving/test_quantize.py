@@ -16,10 +16,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app
-from serving import OnnxSegmenter, export, read_metadata
-from serving.quantize import (
+from nasseg.serving import OnnxSegmenter, export, read_metadata
+from nasseg.serving.quantize import (
     FolderCalibrationReader,
     QuantizeError,
     calibration_files,
@@ -30,7 +30,7 @@ from serving.quantize import (
     quantize,
     read_quantization,
 )
-from zoo.data.synthetic import make_dataset
+from nasseg.zoo.data.synthetic import make_dataset
 
 runner = CliRunner()
 

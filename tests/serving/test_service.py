@@ -29,12 +29,12 @@ from PIL import Image
 from typer.testing import CliRunner
 from upload_images import corrupt_idat, encode, good_images, png_header_only, rgb
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app
-from serving.decode import decode_frame
-from serving.defects import find_defects
-from serving.resolve import resolve_onnx
-from serving.runtime import OnnxSegmenter
+from nasseg.serving.decode import decode_frame
+from nasseg.serving.defects import find_defects
+from nasseg.serving.resolve import resolve_onnx
+from nasseg.serving.runtime import OnnxSegmenter
 
 GOOD = good_images()
 MIN_DEFECT_AREA = 5
@@ -530,7 +530,7 @@ def test_serve_dry_run_prints_the_bentoml_command(onnx_file: Path) -> None:
                                  "--allow-random-weights"])  # fmt: skip
     assert result.exit_code == 0, result.output
     line = result.stdout.strip().splitlines()[-1]
-    assert "-m serving.launch serve serving.service:Segmenter" in line and "--port 3999" in line
+    assert "-m nasseg.serving.launch serve nasseg.serving.service:Segmenter" in line and "--port 3999" in line
     assert f"NASSEG_SERVE_MODEL={onnx_file}" in line and "NASSEG_SERVE_WORKERS=2" in line
     assert "NASSEG_SERVE_MAX_BODY_MB=5.0" in line and "NASSEG_SERVE_STREAMS=3" in line
     assert "--host 127.0.0.1" in line  # this machine only, unless --host says otherwise
@@ -543,7 +543,7 @@ def test_serve_refuses_bad_models_in_one_line(spec: str, words: str) -> None:
 
 
 def test_settings_from_environment_and_arguments() -> None:
-    from serving.settings import SettingsError, load_settings
+    from nasseg.serving.settings import SettingsError, load_settings
 
     settings = load_settings({"threads": "3"}, {"NASSEG_SERVE_MODEL": "m.onnx", "NASSEG_SERVE_THREADS": "2"})
     assert (settings.model, settings.threads, settings.max_body_bytes) == ("m.onnx", 3, 20 * 2**20)

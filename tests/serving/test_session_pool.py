@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from serving.session_pool import SessionPool, WideLock, default_streams
+from nasseg.serving.session_pool import SessionPool, WideLock, default_streams
 
 
 class Recorder:

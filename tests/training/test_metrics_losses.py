@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from zoo.training.losses import predict_classes, segmentation_loss, soft_dice_loss, total_loss
-from zoo.training.metrics import ConfusionMatrix
+from nasseg.zoo.training.losses import predict_classes, segmentation_loss, soft_dice_loss, total_loss
+from nasseg.zoo.training.metrics import ConfusionMatrix
 
 
 def test_binary_metrics_by_hand() -> None:

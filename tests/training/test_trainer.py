@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import zoo
-from zoo.data.folder import open_folder
-from zoo.data.synthetic import make_dataset
-from zoo.training.trainer import TrainConfig, Trainer
+from nasseg import zoo
+from nasseg.zoo.data.folder import open_folder
+from nasseg.zoo.data.synthetic import make_dataset
+from nasseg.zoo.training.trainer import TrainConfig, Trainer
 
 TINY = {"channels": [8, 16], "skips": [True], "dropout": 0.0, "input_size": [32, 32]}
 
@@ -129,7 +129,7 @@ def test_frozen_base_mode_trains_only_the_cells(dataset: Path, tmp_path: Path) -
 
 
 def test_batched_evaluation_equals_one_image_at_a_time(dataset: Path) -> None:
-    from zoo.training.trainer import evaluate
+    from nasseg.zoo.training.trainer import evaluate
 
     model = tiny_model()
     folder = open_folder(dataset)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from zoo.cells import Cell, DagCell
-from zoo.genotype import Cell as CellGenotype
-from zoo.ops import DARTS_OPS, NAS_ASDET_OPS
-from zoo.supernet import ArchitectureWeights, MixedCell, MixedOp, derive_cell, full_dag_edges
+from nasseg.zoo.cells import Cell, DagCell
+from nasseg.zoo.genotype import Cell as CellGenotype
+from nasseg.zoo.ops import DARTS_OPS, NAS_ASDET_OPS
+from nasseg.zoo.supernet import ArchitectureWeights, MixedCell, MixedOp, derive_cell, full_dag_edges
 
 NORMAL = CellGenotype(
     nodes=[

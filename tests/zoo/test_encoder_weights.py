@@ -9,8 +9,8 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-import zoo
-from zoo.encoder_weights import encoder_weight_candidates, find_encoder_weights
+from nasseg import zoo
+from nasseg.zoo.encoder_weights import encoder_weight_candidates, find_encoder_weights
 
 
 @pytest.fixture

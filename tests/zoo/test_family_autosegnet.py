@@ -8,11 +8,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app
-from zoo.families import autosegnet
-from zoo.families.autosegnet import autosegnet_depth, long_skip_levels
-from zoo.ops import AUTOSEGNET_OPS, HybridDilatedConv, Identity, SepConv
+from nasseg.zoo.families import autosegnet
+from nasseg.zoo.families.autosegnet import autosegnet_depth, long_skip_levels
+from nasseg.zoo.ops import AUTOSEGNET_OPS, HybridDilatedConv, Identity, SepConv
 
 OP_TYPES = {"sep_conv_3x3": SepConv, "sep_conv_5x5": SepConv, "hdc_3x3": HybridDilatedConv, "skip_connect": Identity}
 MIXED = {"nodes": [[["sep_conv_3x3", 0], ["hdc_3x3", 1]], [["sep_conv_5x5", 2], ["skip_connect", 1]]]}

@@ -8,10 +8,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app
-from zoo.heads import ASPP
-from zoo.ops import FactorizedReduce
+from nasseg.zoo.heads import ASPP
+from nasseg.zoo.ops import FactorizedReduce
 
 ASDET, RENAS = "nas-asdet-darts-v2", "renas-deeplabv3"
 SMALL_ASPP = {"type": "aspp", "output_stride": 16, "rates": [2, 3, 5], "channels": 8}

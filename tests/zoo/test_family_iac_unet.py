@@ -9,9 +9,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app
-from zoo.families.iac_unet import IACImplant, freeze_base
+from nasseg.zoo.families.iac_unet import IACImplant, freeze_base
 
 SEG_TASK = {"kind": "segmentation", "in_channels": 3, "num_classes": 1, "input_size": [64, 64]}
 RESNET18_SKIPS = 4  # features at strides 2, 4, 8, 16 feed skips; stride 32 feeds the decoder
@@ -175,7 +175,7 @@ def test_cli_report_of_an_implant() -> None:
 
 
 def test_the_family_finds_its_base_only_through_the_registry_s_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
-    from zoo.families import iac_unet
+    from nasseg.zoo.families import iac_unet
 
     implant = zoo.resolve_genotype("iac-unet-small-synth-defects")
     zoo.build_model(implant)  # the registry has bound its resolver

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-import zoo
-from zoo.genotype import Genotype, json_schema
-from zoo.registry import SHIPPED_DATA_FILES
+from nasseg import zoo
+from nasseg.zoo.genotype import Genotype, json_schema
+from nasseg.zoo.registry import SHIPPED_DATA_FILES
 
 GENOTYPE_DIR = Path(__file__).resolve().parents[2] / "genotypes"
 SHIPPED = sorted(p for p in GENOTYPE_DIR.glob("*.json") if p.name not in SHIPPED_DATA_FILES)

@@ -10,12 +10,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app
-from zoo.budget import check_build_size
-from zoo.errors import BuildError, GenotypeError, InputSizeError
-from zoo.genotype import Genotype
-from zoo.registry import get_genotype
+from nasseg.zoo.budget import check_build_size
+from nasseg.zoo.errors import BuildError, GenotypeError, InputSizeError
+from nasseg.zoo.genotype import Genotype
+from nasseg.zoo.registry import get_genotype
 
 runner = CliRunner()
 

@@ -11,9 +11,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import zoo
-from zoo.genotype import Genotype
-from zoo.ops import OP_NAMES
+from nasseg import zoo
+from nasseg.zoo.genotype import Genotype
+from nasseg.zoo.ops import OP_NAMES
 
 SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SHIPPED = [json.loads(p.read_text()) for p in sorted((Path(__file__).parents[2] / "genotypes").glob("*-*.json"))]

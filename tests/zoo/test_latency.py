@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import zoo
-from zoo.latency import (
+from nasseg import zoo
+from nasseg.zoo.latency import (
     TABLE_SCHEMA,
     EdgeContext,
     LatencyTable,
@@ -112,7 +112,7 @@ def test_an_estimate_never_falls_below_the_measured_roof() -> None:
 def test_a_search_is_warned_once_when_the_table_does_not_cover_it(tiny_latency_table: Path) -> None:
     import warnings
 
-    from searchers.latency import LatencyObjective
+    from nasseg.searchers.latency import LatencyObjective
 
     objective = LatencyObjective.from_options(tiny_latency_table, 1.0, 0.07, (48, 48))  # a size the table lacks
     space = [zoo.apply_overrides(zoo.resolve_genotype("unet-small"), {"channels": [4, w, 16], "skips": [True, True]})

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import zoo
+from nasseg import zoo
 
 MODELS = zoo.list_models()
 RECORDED = json.loads((Path(__file__).parent / "param_counts.json").read_text())
@@ -143,7 +143,7 @@ def test_input_size_checks() -> None:
 def test_the_cost_index_matches_the_models() -> None:
     """``genotypes/costs.json`` (what ``nasseg list`` shows without torch) covers every shipped model,
     and its parameters add up to the recorded counts; spot-check MACs against a fresh profile."""
-    from zoo.registry import genotype_dirs, shipped_names
+    from nasseg.zoo.registry import genotype_dirs, shipped_names
 
     costs = json.loads((genotype_dirs()[0] / "costs.json").read_text())
     assert set(costs) == shipped_names()

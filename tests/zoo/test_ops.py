@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from zoo.ops import AUTOSEGNET_OPS, DARTS_OPS, NAS_ASDET_OPS, OP_NAMES, OPS, RENAS_OPS, create_op
+from nasseg.zoo.ops import AUTOSEGNET_OPS, DARTS_OPS, NAS_ASDET_OPS, OP_NAMES, OPS, RENAS_OPS, create_op
 
 
 @pytest.mark.parametrize("name", OP_NAMES)

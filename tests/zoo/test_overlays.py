@@ -7,8 +7,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from nasseg.cli import app
-from zoo.data.synthetic import make_dataset
-from zoo.overlays import compare_picture, contact_sheet, frame_iou
+from nasseg.zoo.data.synthetic import make_dataset
+from nasseg.zoo.overlays import compare_picture, contact_sheet, frame_iou
 
 
 def test_compare_picture_paints_prediction_and_truth_apart_and_upscales() -> None:

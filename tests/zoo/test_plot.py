@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from matplotlib.figure import Figure
 
-import zoo
-from zoo.genotype import Cell
-from zoo.plot import plot_cell, plot_genotype
+from nasseg import zoo
+from nasseg.zoo.genotype import Cell
+from nasseg.zoo.plot import plot_cell, plot_genotype
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

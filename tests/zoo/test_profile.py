@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from zoo.errors import InputSizeError
-from zoo.profiling import LayerRow, ModelProfile, profile
+from nasseg.zoo.errors import InputSizeError
+from nasseg.zoo.profiling import LayerRow, ModelProfile, profile
 
 
 def stack() -> nn.Module:

@@ -9,11 +9,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import zoo
+from nasseg import zoo
 from nasseg.cli import app
-from zoo.data.folder import open_folder
-from zoo.data.synthetic import make_dataset
-from zoo.training.trainer import evaluate
+from nasseg.zoo.data.folder import open_folder
+from nasseg.zoo.data.synthetic import make_dataset
+from nasseg.zoo.training.trainer import evaluate
 
 runner = CliRunner()
 SHIPPED = [name for name in zoo.list_models() if zoo.get_genotype(name).weights is not None]
@@ -62,7 +62,7 @@ def test_shipped_entry_predicts_and_exports_from_the_cli(tmp_path: Path, fresh_d
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["check"]["passed"] and summary["weights"] == "trained weights"
-    from serving.export import read_metadata
+    from nasseg.serving.export import read_metadata
 
     assert read_metadata(tmp_path / "m.onnx").weights == "trained"
 

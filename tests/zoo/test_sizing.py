@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-import zoo
-from zoo.sizing import padded_size
+from nasseg import zoo
+from nasseg.zoo.sizing import padded_size
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "constant"])

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-import zoo
-from zoo.inference import predict_array
-from zoo.tiling import Abandoned, predict_tiled, tile_for, windows
+from nasseg import zoo
+from nasseg.zoo.inference import predict_array
+from nasseg.zoo.tiling import Abandoned, predict_tiled, tile_for, windows
 
 
 @pytest.mark.parametrize(("height", "width"), [(1, 1), (256, 256), (257, 256), (3000, 8192), (1000, 2049)])

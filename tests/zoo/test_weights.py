@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import zoo
-from zoo.weights import read_arch_hash
+from nasseg import zoo
+from nasseg.zoo.weights import read_arch_hash
 
 
 def small_genotype(name: str = "tiny", layers: int = 3) -> zoo.Genotype:

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from zoo.data.augment import Augment
-from zoo.data.folder import Sample, mask_to_index
-from zoo.data.images import read_image, to_channels, to_float
+from nasseg.zoo.data.augment import Augment
+from nasseg.zoo.data.folder import Sample, mask_to_index
+from nasseg.zoo.data.images import read_image, to_channels, to_float
 
 #: Images are scaled to [0, 1] by their bit depth, then normalised with these (the export
 #: issue puts them into the ONNX graph).

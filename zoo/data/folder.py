@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.data.images import IMAGE_SUFFIXES, ImageReadError, read_image
-from zoo.errors import NassegError
+from nasseg.zoo.data.images import IMAGE_SUFFIXES, ImageReadError, read_image
+from nasseg.zoo.errors import NassegError
 
 SPLITS = ("train", "val", "test")
 DEFAULT_CLASSES = ("background", "foreground")

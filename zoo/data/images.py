@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from zoo.errors import NassegError
-from zoo.io import atomic_output
+from nasseg.zoo.errors import NassegError
+from nasseg.zoo.io import atomic_output
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 Image.MAX_IMAGE_PIXELS = 2**28  # refuse decompression bombs beyond ~268 Mpixel

@@ -23,10 +23,10 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from zoo._version import __version__
-from zoo.data.images import write_png
-from zoo.errors import NassegError
-from zoo.io import atomic_write_text
+from nasseg.zoo._version import __version__
+from nasseg.zoo.data.images import write_png
+from nasseg.zoo.errors import NassegError
+from nasseg.zoo.io import atomic_write_text
 
 SPLIT_FRACTIONS = (("train", 0.7), ("val", 0.15), ("test", 0.15))
 

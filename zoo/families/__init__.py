@@ -17,10 +17,10 @@ from pathlib import Path
 
 from torch import nn
 
-from zoo._version import __version__
-from zoo.errors import BuildError
-from zoo.families import autosegnet, cellnet, iac_unet, smp, unet
-from zoo.genotype import Genotype
+from nasseg.zoo._version import __version__
+from nasseg.zoo.errors import BuildError
+from nasseg.zoo.families import autosegnet, cellnet, iac_unet, smp, unet
+from nasseg.zoo.genotype import Genotype
 
 #: A model name or genotype file -> its genotype (:func:`zoo.registry.resolve_genotype`).
 Resolver = Callable[[str | Path], Genotype]

@@ -57,10 +57,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from zoo.cells import Cell
-from zoo.genotype import AutoSegNetArch, Genotype
-from zoo.genotype import Cell as CellGenotype
-from zoo.ops import ReLUConvBN, create_op
+from nasseg.zoo.cells import Cell
+from nasseg.zoo.genotype import AutoSegNetArch, Genotype
+from nasseg.zoo.genotype import Cell as CellGenotype
+from nasseg.zoo.ops import ReLUConvBN, create_op
 
 __all__ = ["AutoSegNet", "SearchedLayer", "autosegnet_depth", "build", "divisor", "long_skip_levels"]
 

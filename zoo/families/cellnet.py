@@ -32,10 +32,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from zoo.cells import Cell, DagCell
-from zoo.genotype import ASPPHead, CellNetArch, FusionHead, Genotype
-from zoo.genotype import Cell as CellGenotype
-from zoo.heads import AdaptiveFusionHead, DeepLabV3Head
+from nasseg.zoo.cells import Cell, DagCell
+from nasseg.zoo.genotype import ASPPHead, CellNetArch, FusionHead, Genotype
+from nasseg.zoo.genotype import Cell as CellGenotype
+from nasseg.zoo.heads import AdaptiveFusionHead, DeepLabV3Head
 
 #: Builds one cell: ``(genotype cell, C_pp, C_p, C, reduction, reduction_prev) -> DagCell``. The default
 #: is :class:`zoo.cells.Cell`; supernets pass a factory of mixed-op cells (``zoo.supernet.MixedCell``).

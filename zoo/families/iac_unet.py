@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.cells import Cell
-from zoo.errors import BuildError, GenotypeError
-from zoo.genotype import Cell as CellGenotype
-from zoo.genotype import Genotype, IACBaseRef, IACBaseUNet
+from nasseg.zoo.cells import Cell
+from nasseg.zoo.errors import BuildError, GenotypeError
+from nasseg.zoo.genotype import Cell as CellGenotype
+from nasseg.zoo.genotype import Genotype, IACBaseRef, IACBaseUNet
 
 __all__ = [
     "AdaptiveCell",
@@ -403,8 +403,8 @@ def load_pretrained(model: nn.Module, genotype: Genotype) -> Path:
     (its weight file, or else as a base) into ``model.base`` and freezes the base; its cells stay
     freshly initialised (Algorithm 3: "Load specific U-Net weights omega_U and freeze them",
     "Random initialize cells' weights omega"). The plain U-Net base without weights is an error."""
-    from zoo.encoder_weights import load_encoder_weights
-    from zoo.weights import load_weights
+    from nasseg.zoo.encoder_weights import load_encoder_weights
+    from nasseg.zoo.weights import load_weights
 
     if not isinstance(model, IACImplant):
         encoder = genotype.arch.base.encoder

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from zoo.errors import BuildError
-from zoo.genotype import Genotype
+from nasseg.zoo.errors import BuildError
+from nasseg.zoo.genotype import Genotype
 
 _TAKES_DECODER_CHANNELS = ("Unet", "UnetPlusPlus", "MAnet")
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from zoo.genotype import Genotype, UNetArch
+from nasseg.zoo.genotype import Genotype, UNetArch
 
 
 def _norm(kind: str, channels: int) -> nn.Module:

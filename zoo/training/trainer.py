@@ -22,15 +22,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from zoo import checkpoint
-from zoo.data.augment import Augment
-from zoo.data.dataset import SegmentationDataset
-from zoo.data.folder import SegmentationFolder
-from zoo.errors import NassegError
-from zoo.io import atomic_write_bytes
-from zoo.sizing import crop_to_original, pad_to_multiple
-from zoo.training.losses import default_loss, flatten_outputs, predict_classes, segmentation_loss, total_loss
-from zoo.training.metrics import ConfusionMatrix
+from nasseg.zoo import checkpoint
+from nasseg.zoo.data.augment import Augment
+from nasseg.zoo.data.dataset import SegmentationDataset
+from nasseg.zoo.data.folder import SegmentationFolder
+from nasseg.zoo.errors import NassegError
+from nasseg.zoo.io import atomic_write_bytes
+from nasseg.zoo.sizing import crop_to_original, pad_to_multiple
+from nasseg.zoo.training.losses import default_loss, flatten_outputs, predict_classes, segmentation_loss, total_loss
+from nasseg.zoo.training.metrics import ConfusionMatrix
 
 
 @dataclass

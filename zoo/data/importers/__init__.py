@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from zoo.data.folder import DatasetError
-from zoo.data.importers import crackforest, dagm, isbi_em, kolektor2, magnetic_tile, mvtec, neu_seg
-from zoo.data.importers.common import ImportPlan, write_folder
+from nasseg.zoo.data.folder import DatasetError
+from nasseg.zoo.data.importers import crackforest, dagm, isbi_em, kolektor2, magnetic_tile, mvtec, neu_seg
+from nasseg.zoo.data.importers.common import ImportPlan, write_folder
 
 #: format -> (planner, takes per-defect classes, has its own split)
 FORMATS: dict[str, tuple[Callable[..., ImportPlan], bool, bool]] = {

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo._version import __version__
-from zoo.data.folder import SPLITS, DatasetError
-from zoo.data.images import ImageReadError, file_kind, read_image, write_png
-from zoo.io import atomic_write_text, current_umask
+from nasseg.zoo._version import __version__
+from nasseg.zoo.data.folder import SPLITS, DatasetError
+from nasseg.zoo.data.images import ImageReadError, file_kind, read_image, write_png
+from nasseg.zoo.io import atomic_write_text, current_umask
 
 #: A seeded split for sources without one: train / val / test fractions.
 SEEDED_FRACTIONS = (0.7, 0.15, 0.15)

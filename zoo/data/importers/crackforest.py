@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from scipy.io import loadmat
 
-from zoo.data.images import require_regular_file
-from zoo.data.importers.common import ImportPlan, paired_samples, seeded_splits
+from nasseg.zoo.data.images import require_regular_file
+from nasseg.zoo.data.importers.common import ImportPlan, paired_samples, seeded_splits
 
 
 def read_ground_truth(path: Path) -> np.ndarray:

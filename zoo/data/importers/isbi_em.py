@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageSequence
 
-from zoo.data.images import require_regular_file
-from zoo.data.importers.common import ImportPlan, SourceSample, seeded_splits
+from nasseg.zoo.data.images import require_regular_file
+from nasseg.zoo.data.importers.common import ImportPlan, SourceSample, seeded_splits
 
 
 def read_stack(path: Path) -> list[np.ndarray]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoo.data.importers.common import ImportPlan, SourceSample, binary_mask_reader, paired_samples, seeded_splits
+from nasseg.zoo.data.importers.common import ImportPlan, SourceSample, binary_mask_reader, paired_samples, seeded_splits
 
 
 def plan(src: Path, seeded: bool = False, seed: int = 0) -> ImportPlan:

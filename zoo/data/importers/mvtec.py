@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoo.data.importers.common import (
+from nasseg.zoo.data.importers.common import (
     ImportPlan,
     SourceSample,
     binary_mask_reader,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.data.images import read_image
-from zoo.data.importers.common import ImportPlan, Reader, SourceSample, paired_samples, seeded_splits
+from nasseg.zoo.data.images import read_image
+from nasseg.zoo.data.importers.common import ImportPlan, Reader, SourceSample, paired_samples, seeded_splits
 
 CLASSES = ["background", "inclusion", "patches", "scratches"]
 
