@@ -51,13 +51,8 @@ LENGTHS = {"tiny": (1, 2), "cpu": (8, 16, 32, 48)}
 
 def search_cell(seed: int, data: Path, work: Path, s: dict[str, Any], size: int, device: str) -> dict[str, Any]:
     """Stages I and II of one seed (stage III cut to one epoch: the sweep trains it)."""
-    from nasseg.searchers import Budget
-    from nasseg.searchers.iac import IacStrategy
-
     run_dir = work / "runs" / f"iac-s{seed}"
-    config = sq.iac_config({**s, "cell_epochs": 1}, size)
-    strategy = IacStrategy(data, config, seed=seed, device=device)
-    sq.run_searcher(strategy, None, Budget(steps=config.total_steps), run_dir, seed, data)
+    sq.run_searcher(sq.iac_config({**s, "cell_epochs": 1}, seed, data, size, device), run_dir)
     return {"implant": str(run_dir / "implant.json"), "base_json": str(run_dir / "base.json")}
 
 

@@ -26,9 +26,7 @@ from typing import Any
 
 import torch
 
-from nasseg.searchers import Budget, Fidelity, Searcher
-from nasseg.searchers.evaluators import search_task
-from nasseg.searchers.renas import RenasEvaluator, RenasSpace, RenasStrategy
+from nasseg.searchers.configs import RenasConfig, make_searcher
 from nasseg.searchers.renas.report import plot_population, population_stats
 from nasseg.zoo.data.synthetic import make_dataset
 from nasseg.zoo.versions import library_versions
@@ -41,20 +39,17 @@ def run_one(
     data: Path, out: Path, args: argparse.Namespace, mode: str, seed: int, inherit: bool = True
 ) -> dict[str, Any]:
     """One search; its population curve, child timings and (optionally) final retraining scores."""
-    size = (args.image_size, args.image_size)
-    fidelity = Fidelity(epochs=args.epochs, image_size=size, batch_size=args.batch_size, max_images=args.max_images,
-                        max_val_images=args.max_val_images, max_steps_per_epoch=args.max_steps)  # fmt: skip
-    final = Fidelity(epochs=max(args.final_epochs, 1), image_size=size, batch_size=args.batch_size,
-                     max_val_images=args.max_val_images)  # fmt: skip
-    space = RenasSpace(search_task(data, size), blocks=5, cells=args.cells, init_channels=args.filters,
-                       aspp_channels=args.aspp_channels)  # fmt: skip
-    strategy = RenasStrategy(space, population=args.population, sample_size=args.sample, steps=args.steps,
-                             mutation=mode, inherit=inherit, final=args.final_epochs > 0, seed=seed,
-                             metric=args.fitness)  # fmt: skip
-    evaluator = RenasEvaluator(data, fidelity, final_fidelity=final)
-    budget = Budget(steps=1 + args.steps + (1 if args.final_epochs > 0 else 0))
+    config = RenasConfig(data=data, seed=seed, image_size=args.image_size, epochs=args.epochs,
+                         batch_size=args.batch_size, max_images=args.max_images, max_val_images=args.max_val_images,
+                         max_steps=args.max_steps, min_steps=20, final_epochs=args.final_epochs,
+                         final_val_images=args.max_val_images, blocks=5, cells=args.cells, filters=args.filters,
+                         aspp_channels=args.aspp_channels, population=args.population, sample=args.sample,
+                         steps=args.steps, mutation=mode, inherit=inherit, fitness=args.fitness,
+                         entropy_weight=None)  # fmt: skip
+    searcher = make_searcher(config, out)
+    strategy = searcher.strategy
     start = time.perf_counter()
-    result = Searcher(strategy, evaluator, budget, out, seed=seed, dataset=str(data)).run()
+    result = searcher.run()
     children = [r for r in result.history if r.extra.get("kind") == "child" and r.ok]
     finals = [r.fitness for r in result.history if r.extra.get("kind") == "final" and r.ok]
     return {

@@ -43,7 +43,6 @@ import json
 import math
 import os
 import platform
-import random
 import statistics
 import sys
 import time
@@ -53,9 +52,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from search_quality_report import (  # noqa: F401
+    CONTROLS,
+    SEARCHERS,
+    _finite,
+    _jsonable,
+    _mean_std,
+    difference_interval,
+    markdown_table,
+    plot,
+)
+from search_quality_searches import SEARCH, iac_config, run_searcher  # noqa: F401 (benchmarks built on this one use them)
 
 from nasseg import zoo
-from nasseg.searchers import Budget, Searcher, SegmentationEvaluator
 from nasseg.searchers.evaluators import measure, search_task
 from nasseg.zoo.data.folder import open_folder
 from nasseg.zoo.data.synthetic import make_dataset
@@ -66,8 +75,6 @@ from nasseg.zoo.versions import library_versions
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "search_quality.json"
-SEARCHERS = ("unet-ga", "renas", "nas-asdet", "iac", "autosegnet")
-CONTROLS = ("unet-small", "smp-unet-resnet18")
 
 
 @dataclass(frozen=True)
@@ -174,9 +181,7 @@ DATA_OF = {"unet-ga": "synth-defects", "renas": "synth-defects", "nas-asdet": "s
            "iac": "synth-membranes", "autosegnet": "synth-membranes"}  # fmt: skip
 
 
-# ---------------------------------------------------------------------------------------------
-# Storage
-# ---------------------------------------------------------------------------------------------
+# -- Storage -----------------------------------------------------------------------------------
 
 
 class Units:
@@ -214,9 +219,7 @@ def _short(value: dict[str, Any]) -> str:
                      if isinstance(v, (int, float, str)) and k != "genotype")  # fmt: skip
 
 
-# ---------------------------------------------------------------------------------------------
-# Retraining by the one recipe
-# ---------------------------------------------------------------------------------------------
+# -- Retraining by the one recipe --------------------------------------------------------------
 
 
 def scores(model: torch.nn.Module, data: Path, split: str, device: str) -> dict[str, float]:
@@ -244,139 +247,11 @@ def cost(genotype: Genotype, size: int) -> dict[str, int]:
     return {"macs": macs, "params": params}
 
 
-# ---------------------------------------------------------------------------------------------
-# Searches: (searcher, arm, seed) -> the pick's genotype
-# ---------------------------------------------------------------------------------------------
+# -- Searches: (searcher, arm, seed) -> the pick's genotype: search_quality_searches.SEARCH ------
 
 
-def run_searcher(strategy: Any, evaluator: Any, budget: Budget, run_dir: Path, seed: int, data: Path,
-                 latency: Any = None) -> Any:  # fmt: skip
-    """Run a search (resuming its run directory); ``latency``: a :class:`searchers.latency.LatencyObjective`."""
-    strategy.latency = latency
-    config = {"latency": latency.describe()} if latency is not None else None
-    searcher = Searcher(strategy, evaluator, budget, run_dir, seed=seed, dataset=str(data), config=config)
-    return searcher.run(resume=(run_dir / "run.json").is_file())
 
-
-def search_fidelity(s: dict[str, Any], size: int) -> Any:
-    """A candidate's training at search fidelity: one epoch of exactly ``s["steps"]`` steps."""
-    from nasseg.searchers.base import Fidelity
-
-    return Fidelity(epochs=1, image_size=(size, size), batch_size=8, max_images=s["images"], max_val_images=s["val"],
-                    max_steps_per_epoch=s["steps"], min_steps_per_epoch=s["steps"])  # fmt: skip
-
-
-def search_unet_ga(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, Any], size: int, device: str,
-                   units: Units) -> dict[str, Any]:  # fmt: skip
-    from nasseg.searchers.unet_ga import UNetGAStrategy, UNetRandomStrategy, UNetSpace
-
-    space = UNetSpace(widths=s["widths"], layers=s["layers"], task=search_task(data, (size, size), 3))
-    fidelity = search_fidelity(s, size)
-    evaluator = SegmentationEvaluator(data, fidelity, device=device)
-    if arm == "search":
-        strategy = UNetGAStrategy(space, s["K"], s["T"], gamma=s.get("gamma", 0.01), seed=seed,
-                                  metric=s.get("fitness", "loss"))  # fmt: skip
-        result = run_searcher(strategy, evaluator, Budget(steps=s["T"] + 1), run_dir, seed, data, s.get("latency"))
-        report = strategy.flops_report()
-    else:  # random sampling, the GA's evaluation count of the same seed
-        total = units.get(f"unet-ga/search/s{seed}/search")["evaluations"]
-        strategy = UNetRandomStrategy(space, per_step=s["K"], seed=seed, gamma=s.get("gamma", 0.01), total=total,
-                                      metric=s.get("fitness", "loss"))  # fmt: skip
-        result = run_searcher(strategy, evaluator, Budget(evaluations=total), run_dir, seed, data, s.get("latency"))
-        report = None
-    return {"genotype": result.genotype.to_dict(), "evaluations": len(result.history), "flops_report": report,
-            "search_fitness": result.best.fitness}  # fmt: skip
-
-
-def search_renas(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, Any], size: int, device: str,
-                 units: Units) -> dict[str, Any]:  # fmt: skip
-    from nasseg.searchers.base import Fidelity
-    from nasseg.searchers.renas import RenasEvaluator, RenasSpace, RenasStrategy
-
-    task = search_task(data, (size, size))
-    space = RenasSpace(task, blocks=s["blocks"], cells=2, init_channels=s["filters"], aspp_channels=32)
-    fidelity = search_fidelity(s, size)
-    final = Fidelity(epochs=s["final_epochs"], image_size=(size, size), batch_size=8, max_val_images=s["val"],
-                     max_steps_per_epoch=s["steps"], min_steps_per_epoch=s["steps"])  # fmt: skip
-    mutation = "controller" if arm == "search" else "sample"
-    strategy = RenasStrategy(space, population=s["P"], steps=s["E"], mutation=mutation, seed=seed, final=True)
-    evaluator = RenasEvaluator(data, fidelity, device=device, final_fidelity=final)
-    result = run_searcher(strategy, evaluator, Budget(steps=1 + s["E"] + 1), run_dir, seed, data, s.get("latency"))
-    return {"genotype": result.genotype.to_dict(), "evaluations": len(result.history),
-            "search_fitness": result.best.fitness}  # fmt: skip
-
-
-def search_nas_asdet(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, Any], size: int, device: str,
-                     units: Units) -> dict[str, Any]:  # fmt: skip
-    from nasseg.searchers.differentiable import random_cell
-    from nasseg.searchers.nas_asdet import NasAsdetConfig, NasAsdetStrategy, supernet_genotype
-    from nasseg.zoo.ops import NAS_ASDET_OPS
-
-    config = NasAsdetConfig(epochs_per_stage=s["epochs_per_stage"], warmup_epochs=s["warmup"], batch_size=8,
-                            image_size=(size, size), init_channels=s["init_channels"],
-                            max_steps_per_epoch=s["steps"], min_steps_per_epoch=s["steps"], max_images=s["images"],
-                            max_val_images=s["val"])  # fmt: skip
-    if arm == "random":
-        rng = random.Random(seed)
-        normal, reduce = random_cell(NAS_ASDET_OPS, rng, True), random_cell(NAS_ASDET_OPS, rng, True)
-        genotype = supernet_genotype(search_task(data, (size, size)), config, normal, reduce,
-                                     name=f"nas-asdet-random-s{seed}")  # fmt: skip
-        return {"genotype": genotype.to_dict()}
-    strategy = NasAsdetStrategy(data, config, seed=seed, device=device)
-    result = run_searcher(strategy, None, Budget(steps=config.total_epochs), run_dir, seed, data, s.get("latency"))
-    return {"genotype": result.genotype.to_dict(), "supernet_val_iou": result.best.metrics.get("iou"),
-            "skip_connects": result.best.extra.get("skip_connects")}  # fmt: skip
-
-
-def iac_config(s: dict[str, Any], size: int, **extra: Any) -> Any:
-    from nasseg.searchers.iac import IacConfig
-
-    return IacConfig(base="iac-base-unet-small", base_epochs=s["base_epochs"], warmup_epochs=s["warmup"],
-                     search_epochs=s["search"], cell_epochs=s["cell_epochs"], batch_size=8, image_size=(size, size),
-                     cell_channels=s["cell_channels"], max_steps_per_epoch=s["steps"], min_steps_per_epoch=s["steps"],
-                     max_images=s["images"], max_val_images=s["val"], record_epochs=(), **extra)  # fmt: skip
-
-
-def search_iac(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, Any], size: int, device: str,
-               units: Units) -> dict[str, Any]:  # fmt: skip
-    from nasseg.searchers.iac import IacStrategy
-
-    if arm == "search":
-        config = iac_config(s, size)
-    else:  # the same stage I base as the search of this seed, a random cell, the same stage III
-        base = run_dir.parent / f"iac-search-s{seed}" / "base.safetensors"
-        config = iac_config(s, size, from_stage=2, base_weights=str(base), random_cell=True)
-    strategy = IacStrategy(data, config, seed=seed, device=device)
-    result = run_searcher(strategy, None, Budget(steps=config.total_steps), run_dir, seed, data, s.get("latency"))
-    implant = next(r for r in result.history if r.key == "implant")
-    return {"genotype": Genotype.from_json(run_dir / "implant.json").to_dict(), "base_json": str(run_dir / "base.json"),
-            "stage3_val_iou": implant.metrics.get("iou"), "base_val_iou": implant.extra["base"].get("iou"),
-            "kept_base": implant.extra.get("kept_base")}  # fmt: skip
-
-
-def search_autosegnet(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, Any], size: int, device: str,
-                      units: Units) -> dict[str, Any]:  # fmt: skip
-    from nasseg.searchers.autosegnet import AutoSegNetConfig, AutoSegNetSpace, AutoSegNetStrategy
-
-    task = search_task(data, (size, size), 3)
-    space = AutoSegNetSpace((size, size), 3, task["num_classes"], genotype_name=f"autosegnet-{arm}-s{seed}")
-    config = AutoSegNetConfig(image_size=(size, size), batch_size=8, max_images=s["images"], max_val_images=s["val"],
-                              max_steps_per_epoch=s["steps"], controller="lstm" if arm == "search" else "uniform",
-                              controller_steps=s["controller_steps"], epochs_max=s["epochs"], device=device,
-                              min_steps_per_epoch=s["steps"], warmup_epochs=s["warm"],
-                              rerank_top=s.get("rerank_top", 0), rerank_steps=s.get("rerank_steps", 100))  # fmt: skip
-    strategy = AutoSegNetStrategy(data, space, config, seed=seed)
-    result = run_searcher(strategy, None, Budget(steps=s["epochs"]), run_dir, seed, data, s.get("latency"))
-    return {"genotype": result.genotype.to_dict(), "curves": strategy.curves}
-
-
-SEARCH = {"unet-ga": search_unet_ga, "renas": search_renas, "nas-asdet": search_nas_asdet, "iac": search_iac,
-          "autosegnet": search_autosegnet}  # fmt: skip
-
-
-# ---------------------------------------------------------------------------------------------
-# Retraining a pick (IAC: the implant's cell on its frozen base)
-# ---------------------------------------------------------------------------------------------
+# -- Retraining a pick (IAC: the implant's cell on its frozen base) ----------------------------
 
 
 def retrain_pick(name: str, pick: dict[str, Any], data: Path, recipe: Recipe, size: int, seed: int, device: str,
@@ -413,44 +288,7 @@ def iac_controls(pick: dict[str, Any], data: Path, recipe: Recipe, size: int, se
             "finetuned_test_dice": tuned["test_dice"], **cost(Genotype.from_json(base_json), size)}  # fmt: skip
 
 
-# ---------------------------------------------------------------------------------------------
-# Statistics
-# ---------------------------------------------------------------------------------------------
-
-
-def bootstrap_ci(values: list[float], level: float = 0.90, draws: int = 10_000, seed: int = 0) -> list[float]:
-    """Percentile bootstrap interval of the mean of ``values``."""
-    if len(values) < 2:
-        return [math.nan, math.nan]
-    rng = random.Random(seed)
-    means = sorted(statistics.fmean(rng.choices(values, k=len(values))) for _ in range(draws))
-    low, high = (1 - level) / 2, 1 - (1 - level) / 2
-    return [means[int(low * (draws - 1))], means[int(high * (draws - 1))]]
-
-
-def student_t_ci(values: list[float], level: float = 0.90) -> list[float]:
-    """Student t interval of the mean of ``values`` (n - 1 degrees of freedom): the honest interval
-    for a handful of paired differences, where a bootstrap can only resample the few numbers there are."""
-    from scipy import stats
-
-    if len(values) < 2:
-        return [math.nan, math.nan]
-    mean, sem = statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
-    half = float(stats.t.ppf(1 - (1 - level) / 2, len(values) - 1)) * sem
-    return [mean - half, mean + half]
-
-
-def difference_interval(values: list[float]) -> tuple[list[float], str]:
-    """The 90 % interval of paired differences and its method: Student t under 10 seeds, bootstrap from 10."""
-    if len(values) >= 10:
-        return bootstrap_ci(values), "percentile bootstrap"
-    return student_t_ci(values), "Student t"
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    if not values:
-        return math.nan, math.nan
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+# -- Statistics --------------------------------------------------------------------------------
 
 
 def summarise(name: str, units: Units, seeds: list[int], retrain_seeds: list[int]) -> dict[str, Any] | None:
@@ -541,9 +379,7 @@ def controls_summary(units: Units, scale: dict[str, Any], retrain_seeds: list[in
     return out
 
 
-# ---------------------------------------------------------------------------------------------
-# The run
-# ---------------------------------------------------------------------------------------------
+# -- The run -----------------------------------------------------------------------------------
 
 
 def prepare_data(work: Path, scale: dict[str, Any]) -> dict[str, Path]:
@@ -627,81 +463,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         p, data["synth-membranes"], recipe, size, rs, args.device, w))  # fmt: skip
                 write()
     return write()
-
-
-def markdown_table(report: dict[str, Any]) -> str:
-    """The README's table: searcher, random counterpart, paired difference, controls, MACs, minutes."""
-    controls = report.get("controls", {})
-    lines = ["| searcher (data) | search seeds x retrain seeds | searcher test IoU | random counterpart | difference "
-             "(90 % CI) | controls (same recipe) | MACs searcher / random | minutes |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for name in SEARCHERS:
-        row = report.get("searchers", {}).get(name)
-        if row is None:
-            continue
-        low, high = (math.nan if v is None else v for v in row["difference_ci90"])
-        interval = f"[{low:+.3f}, {high:+.3f}]" if math.isfinite(low) else "(one seed: no interval)"
-        data = row["data"]
-        ctrl = ", ".join(f"{m} {controls[f'{data}/{m}']['test_iou_mean']:.3f}" for m in CONTROLS
-                         if f"{data}/{m}" in controls)  # fmt: skip
-        if name == "iac":
-            ctrl += f"; base {row.get('base_iou_mean', math.nan):.3f}, base fine-tuned "
-            ctrl += f"{row.get('base_finetuned_iou_mean', math.nan):.3f}"
-        lines.append(
-            f"| {name} ({data}) | {row['complete_seeds']} x {len(row['retrain_seeds'])} | "
-            f"{row['searcher_iou_mean']:.3f} +- {row['searcher_iou_std']:.3f} | "
-            f"{row['random_iou_mean']:.3f} +- {row['random_iou_std']:.3f} | "
-            f"{row['difference_mean']:+.3f} {interval} | {ctrl} | "
-            f"{row['searcher_macs_mean'] / 1e6:.1f} M / {row['random_macs_mean'] / 1e6:.1f} M | {row['minutes']:.0f} |"
-        )
-    return "\n".join(lines)
-
-
-def plot(report: dict[str, Any], path: Path) -> None:
-    """Per searcher: test IoU of every retrained pick (searcher vs random counterpart, paired by
-    search seed) and the paired difference with its 90 % interval."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [(n, report["searchers"][n]) for n in SEARCHERS if n in report.get("searchers", {})]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for i, (_, row) in enumerate(rows):
-        for seed_row in row["per_seed"]:
-            for arm, dx, color in (("search", -0.12, "tab:blue"), ("random", 0.12, "tab:gray")):
-                values = seed_row.get(f"{arm}_test_iou", [])
-                left.scatter([i + dx] * len(values), values, color=color, s=14,
-                             label=arm if i == 0 and seed_row is row["per_seed"][0] else None)  # fmt: skip
-        low, high = row["difference_ci90"]
-        mean = row["difference_mean"]
-        if low is None or high is None or not math.isfinite(low):  # one seed: the mean alone
-            right.plot([i], [mean], "o", color="tab:blue", fillstyle="none")
-            continue
-        right.errorbar([i], [mean], yerr=[[mean - low], [high - mean]], fmt="o", color="tab:blue", capsize=4)
-    for ax, title in ((left, "test IoU of retrained picks"), (right, "searcher - random, mean and 90 % CI")):
-        ax.set_xticks(range(len(rows)), [f"{n}\n({r['data']})" for n, r in rows], fontsize=8)
-        ax.set_title(f"{title} ({report.get('scale')} scale)", fontsize=9)
-        ax.grid(alpha=0.3)
-    right.axhline(0, color="black", linewidth=0.8)
-    left.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with NaN (an interval of one seed) as ``null``: strict JSON readers reject NaN."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=lambda v: list(v) if isinstance(v, tuple) else str(v)))
 
 
 def main(argv: list[str] | None = None) -> None:

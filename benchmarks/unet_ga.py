@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nasseg.searchers import Budget, Fidelity, Searcher, SegmentationEvaluator, make_executor
+from nasseg.searchers import Fidelity, SegmentationEvaluator
 from nasseg.searchers.base import Proposal
-from nasseg.searchers.evaluators import search_task
-from nasseg.searchers.unet_ga import UNetGAStrategy, UNetRandomStrategy, UNetSpace
+from nasseg.searchers.configs import UNetGAConfig, make_searcher
+from nasseg.searchers.unet_ga import UNetGAStrategy
 from nasseg.zoo.data.synthetic import make_dataset
 from nasseg.zoo.versions import library_versions
 
@@ -33,33 +33,26 @@ RESULTS = Path(__file__).parent / "results" / "unet_ga.json"
 _DONE: dict[tuple[int, float], tuple[UNetGAStrategy, Any]] = {}  # GA runs already made, by (seed, gamma)
 
 
-def _space(args: argparse.Namespace, data: Path) -> UNetSpace:
-    task = search_task(data, (args.size, args.size), in_channels=3)
-    return UNetSpace(widths=tuple(args.widths), layers=args.layers, task=task, dropout=args.dropout)
-
-
-def _fidelity(args: argparse.Namespace) -> Fidelity:
-    return Fidelity(epochs=1, image_size=(args.size, args.size), batch_size=args.batch_size,
-                    max_images=args.max_images, max_val_images=args.max_val_images,
-                    max_steps_per_epoch=args.max_steps)  # fmt: skip
+def ga_config(args: argparse.Namespace, data: Path, seed: int, gamma: float, **settings: Any) -> UNetGAConfig:
+    """The GA (or, with ``random_search=True``, its random counterpart) at this benchmark's settings:
+    the paper's loss fitness, 20 steps per candidate at least."""
+    return UNetGAConfig(data=data, seed=seed, image_size=args.size, widths=tuple(args.widths), layers=args.layers,
+                        dropout=args.dropout, epochs=1, batch_size=args.batch_size, max_images=args.max_images,
+                        max_val_images=args.max_val_images, max_steps=args.max_steps, min_steps=20,
+                        population=args.population, gamma=gamma, flops_size=args.flops_size, fitness="loss",
+                        **settings)  # fmt: skip
 
 
 def run_ga(args: argparse.Namespace, data: Path, out: Path, seed: int, gamma: float, workers: int | None = None,
            generations: int | None = None) -> tuple[UNetGAStrategy, Any]:  # fmt: skip
     generations = args.generations if generations is None else generations
-    strategy = UNetGAStrategy(_space(args, data), args.population, generations, gamma, seed=seed,
-                              flops_size=(args.flops_size, args.flops_size))  # fmt: skip
-    searcher = Searcher(strategy, SegmentationEvaluator(data, _fidelity(args)), Budget(steps=generations + 1),
-                        out, executor=make_executor(workers), seed=seed, dataset=str(data))  # fmt: skip
-    return strategy, searcher.run()
+    searcher = make_searcher(ga_config(args, data, seed, gamma, generations=generations, workers=workers), out)
+    return searcher.strategy, searcher.run()
 
 
 def run_random(args: argparse.Namespace, data: Path, out: Path, seed: int, gamma: float, total: int) -> Any:
-    strategy = UNetRandomStrategy(_space(args, data), per_step=args.population, seed=seed, gamma=gamma,
-                                  flops_size=(args.flops_size, args.flops_size), total=total)  # fmt: skip
-    searcher = Searcher(strategy, SegmentationEvaluator(data, _fidelity(args)), Budget(evaluations=total), out,
-                        seed=seed, dataset=str(data))  # fmt: skip
-    return searcher.run()
+    config = ga_config(args, data, seed, gamma, generations=args.generations, random_search=True, evaluations=total)
+    return make_searcher(config, out).run()
 
 
 def _stats(values: list[float]) -> dict[str, float]:

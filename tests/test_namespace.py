@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,10 +14,16 @@ FOLDERS = ("zoo", "searchers", "serving", "genotypes")
 
 
 def test_the_built_wheel_holds_one_top_level_package(tmp_path: Path) -> None:
+    source = tmp_path / "source"  # a copy: building in the checkout would leave its build/ folder there
+    for folder in ("nasseg", *FOLDERS):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                           "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=600)  # fmt: skip
+                           "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    [wheel] = tmp_path.glob("nasseg-*.whl")
+    [wheel] = (tmp_path / "dist").glob("nasseg-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     top = {name.split("/")[0] for name in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"nasseg"}, top

@@ -1,9 +1,8 @@
 """``nasseg search``: the group of the five searchers' commands, and replaying a run.
 
-Each strategy's command lives in its own module (``nasseg/cli/search_<name>.py``): it fills the
-searcher's config (:mod:`searchers.configs`) from its options (:mod:`nasseg.cli.search_options`)
-and hands it to :func:`nasseg.cli.search_run.run_config`, which builds the search, records the
-config in ``run.json`` and runs it. ``nasseg search --config RUN/run.json --out NEW`` replays a
+Each strategy's command is made from its config class (:mod:`nasseg.cli.search_commands`): its
+options fill the config, and :func:`nasseg.cli.search_run.run_config` builds the search, records
+the config in ``run.json`` and runs it. ``nasseg search --config RUN/run.json --out NEW`` replays a
 run from its config, and ``nasseg search --resume RUN`` continues one without repeating its options.
 """
 
@@ -48,11 +47,5 @@ def search_group(
     run_config(load_config(config if config is not None else resume), out, resume, as_json)
 
 
-# The strategies' commands (each module registers one `nasseg search NAME` on search_app).
-from nasseg.cli import (  # noqa: E402,F401
-    search_autosegnet,
-    search_iac,
-    search_nas_asdet,
-    search_renas,
-    search_unet_ga,
-)
+# The strategies' commands: one per config class (nasseg.searchers.configs.CONFIGS).
+from nasseg.cli import search_commands  # noqa: E402,F401

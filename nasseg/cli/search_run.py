@@ -1,6 +1,6 @@
 """Running a search from its config: build it, record it in ``run.json``, run it with a progress
 bar (step, best fitness so far, ETA) and say where the result is. The strategies' commands
-(``nasseg/cli/search_<name>.py``) register on :data:`search_app` and end in :func:`run_config`."""
+(:mod:`nasseg.cli.search_commands`) register on :data:`search_app` and end in :func:`run_config`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from nasseg.cli import console, err_console, print_json
-from nasseg.searchers import Budget, Searcher, SearchError, SearchResult, StepReport, make_executor
-from nasseg.searchers.base import Evaluator, Strategy
-from nasseg.searchers.configs import SearchConfig, versions
+from nasseg.searchers import Searcher, SearchError, SearchResult, StepReport
+from nasseg.searchers.configs import SearchConfig, make_searcher
 from nasseg.searchers.latency import LatencyObjective
 
 search_app = typer.Typer(help="Search a segmentation net on a dataset folder (one command per searcher).",
@@ -29,10 +28,8 @@ def run_config(config: SearchConfig, out: Path | None, resume: Path | None, as_j
         return None
     built = config.build()
     run_dir, resuming = run_directory(built.name, out, resume)
-    record = {**built.record, "config": config.model_dump(mode="json"), "versions": versions()}
-    searcher = common_searcher(built.strategy, built.evaluator, built.budget, run_dir, config.seed, config.data,
-                               getattr(config, "workers", None), getattr(config, "ray", None), config=record,
-                               latency=config.latency.objective())  # fmt: skip
+    config.check_data()
+    searcher = make_searcher(config, run_dir, built)
     result = run_search(searcher, resuming, built.label, as_json)
     line = built.epilogue(result) if built.epilogue is not None else None
     if line and not as_json:
@@ -47,21 +44,6 @@ def run_directory(strategy: str, out: Path | None, resume: Path | None) -> tuple
     if resume is not None:
         return resume, True
     return out or Path("runs") / f"search-{strategy}", False
-
-
-def common_searcher(strategy: Strategy, evaluator: Evaluator | None, budget: Budget, run_dir: Path, seed: int,
-                    data: Path, workers: int | None = None, ray: str | None = None,
-                    config: dict[str, Any] | None = None,
-                    latency: LatencyObjective | None = None) -> Searcher:  # fmt: skip
-    """A :class:`Searcher` with the executor the options ask for (and the latency objective, if any)."""
-    if not data.is_dir():
-        raise SearchError(f"--data {data}: no such dataset folder")
-    if latency is not None:
-        strategy.latency = latency
-        config = {**(config or {}), "latency": latency.describe()}
-    executor = make_executor(workers, ray)
-    return Searcher(strategy, evaluator, budget, run_dir, executor=executor, seed=seed, dataset=str(data),
-                    config=config)  # fmt: skip
 
 
 def run_search(searcher: Searcher, resume: bool, label: str, as_json: bool = False) -> SearchResult:

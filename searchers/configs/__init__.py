@@ -13,7 +13,7 @@ from typing import Any
 
 from nasseg.searchers.base import SearchError
 from nasseg.searchers.configs.autosegnet import AutoSegNetSearchConfig
-from nasseg.searchers.configs.base import BuiltSearch, LatencySettings, SearchConfig, validated, versions
+from nasseg.searchers.configs.base import BuiltSearch, LatencySettings, SearchConfig, make_searcher, validated, versions
 from nasseg.searchers.configs.iac import IacSearchConfig
 from nasseg.searchers.configs.nas_asdet import NasAsdetSearchConfig
 from nasseg.searchers.configs.renas import RenasConfig
@@ -67,5 +67,6 @@ __all__ = [
     "UNetGAConfig",
     "config_from_dict",
     "load_config",
+    "make_searcher",
     "versions",
 ]

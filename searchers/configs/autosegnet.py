@@ -2,44 +2,54 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field
+from typing import ClassVar, Literal
 
 from nasseg.searchers.base import Budget
-from nasseg.searchers.configs.base import BuiltSearch, SearchConfig
+from nasseg.searchers.configs.base import BuiltSearch, SearchConfig, option
 
 
 class AutoSegNetSearchConfig(SearchConfig):
     """Every setting of an AutoSegNet search (the strategy's :class:`AutoSegNetConfig` and the space's)."""
 
     searcher: Literal["autosegnet"] = "autosegnet"
-    cells_per_layer: int = Field(3, ge=1)
-    ops_per_cell: int = Field(2, ge=1)
-    epochs_max: int = Field(200, ge=1)
-    target_iou: float | None = Field(None, ge=0, le=1)
-    target_loss: float | None = Field(None, ge=0)
-    controller: Literal["lstm", "uniform"] = "lstm"
-    controller_steps: int = Field(20, ge=0)
-    controller_lr: float = Field(5e-4, ge=0)
-    entropy_weight: float = Field(1e-4, ge=0)
-    baseline_decay: float = Field(0.99, ge=0, le=1)
-    derive_samples: int = Field(8, ge=1)
-    rerank_top: int = Field(4, ge=0)
-    rerank_steps: int = Field(100, ge=1)
-    reward_images: int | None = Field(None, ge=1)
-    lr: float = Field(0.5, ge=0)
-    loss: str | None = None
-    clip: float = Field(0.5, ge=0)
-    stem_channels: int = Field(32, ge=1)
-    min_size: int = Field(16, ge=1)
-    min_ratio: float = Field(1 / 32, ge=0, le=1)
-    in_channels: int = Field(3, ge=1)
-    image_size: int = Field(64, ge=8)
-    batch_size: int = Field(8, ge=2)
-    reward: Literal["soft_iou", "soft_dice", "iou"] = "soft_iou"
-    warmup_epochs: int = Field(10, ge=0)
-    min_steps: int = Field(20, ge=1)
+    summary: ClassVar[str] = """Search an AutoSegNet (down/bridge/up layer cells and long skips) on a dataset folder.
+
+The depth follows from --image-size (min size 16, ratio 1/32, an HDC layer instead of the last
+downsampling); train the result at another size with `nasseg train RUN/best.json --crop H W`."""
+    cells_per_layer: int = option(3, "Cells per searched layer (paper: 3).", ge=1)
+    ops_per_cell: int = option(2, "Ops per cell (paper: 2).", ge=1)
+    epochs_max: int = option(200, "MAX_EPOCH of the stop rule.", ge=1)
+    target_iou: float | None = option(None, "Stop once the derived child's val IoU reaches this.", ge=0, le=1)
+    target_loss: float | None = option(None, "Stop once the shared weights' training loss falls to this.", ge=0)
+    controller: Literal["lstm", "uniform"] = option("lstm", "lstm (the paper's) or uniform (random sampling).")
+    controller_steps: int = option(20, "REINFORCE updates per epoch.", ge=0)
+    controller_lr: float = option(5e-4, "Adam lr of the controller.", ge=0)
+    entropy_weight: float = option(1e-4, "Entropy bonus of the controller loss.", ge=0)
+    baseline_decay: float = option(0.99, "Moving-average baseline decay.", ge=0, le=1)
+    derive_samples: int = option(8, "Children sampled to derive the answer.", ge=1)
+    rerank_top: int = option(
+        4,
+        "At the end, train the best N derived children alone; the best on val is the answer (0: the "
+        "paper's, the controller's child as it is).",
+        ge=0,
+    )
+    rerank_steps: int = option(100, "Adam steps of each reranked child.", ge=1)
+    reward_images: int | None = option(None, "Validation images per reward (default: all of --max-val-images).", ge=1)
+    lr: float = option(0.5, "SGD lr of the shared weights (paper: 0.5).", ge=0)
+    loss: str | None = option(None, "Shared-weight loss (default: cross-entropy, bce for one-channel nets).")
+    clip: float = option(0.5, "Gradient-norm clip of the shared weights.", ge=0)
+    stem_channels: int = option(32, "Stem width (widths double per level).", ge=1)
+    min_size: int = option(16, "Minimum downsampled side (paper: 16).", ge=1)
+    min_ratio: float = option(1 / 32, "Maximum downsampling ratio (paper: 1/32).", ge=0, le=1)
+    in_channels: int = option(3, "Input channels of the searched net.", ge=1)
+    image_size: int = option(64, "Training crop side while searching.", ge=8)
+    batch_size: int = option(8, "Minibatch of the shared weights.", ge=2)
+    reward: Literal["soft_iou", "soft_dice", "iou"] = option(
+        "soft_iou", "Controller reward: soft_iou (default), soft_dice or iou (the paper's, thresholded)."
+    )
+    warmup_epochs: int = option(10, "First epochs train the shared weights on uniform children, no controller.", ge=0)
+    name: str | None = option(None, "Name of the searched genotype (default: autosegnet-DATA-sSEED).")
+    min_steps: int = option(20, "Optimiser steps per epoch at least (small sets are reused).", ge=1)
 
     def build(self) -> BuiltSearch:
         from nasseg.searchers.autosegnet import AutoSegNetConfig, AutoSegNetSpace, AutoSegNetStrategy
@@ -50,7 +60,7 @@ class AutoSegNetSearchConfig(SearchConfig):
         task = search_task(self.data, size, self.in_channels)
         space = AutoSegNetSpace(size, self.in_channels, task["num_classes"], self.cells_per_layer, self.ops_per_cell,
                                 stem_channels=self.stem_channels, min_size=self.min_size, min_ratio=self.min_ratio,
-                                genotype_name=f"autosegnet-{self.data.name}-s{self.seed}")  # fmt: skip
+                                genotype_name=self.name or f"autosegnet-{self.data.name}-s{self.seed}")  # fmt: skip
         config = AutoSegNetConfig(
             image_size=size, batch_size=self.batch_size, max_images=self.max_images,
             max_val_images=self.max_val_images, max_steps_per_epoch=self.max_steps, lr=self.lr,

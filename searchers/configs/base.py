@@ -13,12 +13,23 @@ import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nasseg.searchers.base import Budget, Evaluator, SearchError, Strategy
+
+if TYPE_CHECKING:
+    from nasseg.searchers.searcher import Searcher
 from nasseg.searchers.latency import DEFAULT_WEIGHT, LatencyObjective, check_size
+
+
+def option(default: Any, help: str, *flags: str, **constraints: Any) -> Any:
+    """A config field that is also an option of its ``nasseg search`` command: ``help`` is its help
+    text and ``flags`` its names where they are not ``--field-name`` (``"-K"``, ``"--random"``); a
+    boolean that defaults to true is ``--name/--no-name``."""
+    extra = {"flags": list(flags)} if flags else None
+    return Field(default, description=help, json_schema_extra=extra, **constraints)
 
 
 def comma_ints(value: Any) -> Any:
@@ -36,10 +47,21 @@ class LatencySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    table: Path | None = None
-    target: float | None = Field(None, gt=0)
-    weight: float = Field(DEFAULT_WEIGHT, ge=0)
-    size: str = "256x256"
+    table: Path | None = option(
+        None,
+        "Latency table of the target machine (`nasseg latency table`): every "
+        "candidate's predicted latency is recorded, and --latency-target penalises slow ones.",
+    )
+    target: float | None = option(
+        None,
+        "Latency budget in ms at --latency-size (MnasNet's soft constraint: a "
+        "score is multiplied by (LAT / target) ** -weight over it).",
+        gt=0,
+    )
+    weight: float = option(
+        DEFAULT_WEIGHT, "The penalty's exponent (0.07: MnasNet; 0.5 or more is nearly a hard limit).", ge=0
+    )
+    size: str = option("256x256", "Frame size HxW the latency is for.")
 
     def objective(self) -> LatencyObjective | None:
         from nasseg.zoo.sizing import parse_size
@@ -65,18 +87,18 @@ class SearchConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
     searcher: str
-    data: Path
-    seed: int = 0
-    device: str = Field("cpu", pattern="^(cpu|cuda|auto)$")
-    image_size: int = Field(ge=8)
-    max_images: int | None = Field(None, ge=2)
-    max_val_images: int | None = Field(None, ge=1)
-    max_steps: int | None = Field(None, ge=1)
-    max_seconds: float | None = Field(None, ge=1)
+    data: Path = Field(description="Dataset folder (ROOT/{train,val,test}/{images,masks}).")
+    seed: int = option(0, "One seed fixes the search on CPU.")
+    device: str = option("cpu", "cpu, cuda, auto.", pattern="^(cpu|cuda|auto)$")
+    image_size: int = option(..., "Training crop side while searching.", ge=8)
+    max_images: int | None = option(None, "Training images per candidate.", ge=2)
+    max_val_images: int | None = option(None, "Validation images scored.", ge=1)
+    max_steps: int | None = option(None, "Optimiser steps per epoch at most.", ge=1)
+    max_seconds: float | None = option(None, "Stop after this much search time.", ge=1)
     latency: LatencySettings = LatencySettings()
 
-    #: option names the CLI has that are not settings of the search (where it runs, how it prints)
-    RUN_OPTIONS: ClassVar[frozenset[str]] = frozenset({"out", "resume", "as_json", "print_config"})
+    #: the ``nasseg search NAME`` command's help (its first line is the listing's)
+    summary: ClassVar[str] = ""
 
     @field_validator("data")
     @classmethod
@@ -113,6 +135,26 @@ def validated(model: type[SearchConfig], values: dict[str, Any], where: str) -> 
             raise SearchError(problems) from None
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
         raise SearchError(f"{where}: {problems}") from None
+
+
+def make_searcher(config: SearchConfig, run_dir: str | Path, built: BuiltSearch | None = None,
+                  latency: LatencyObjective | None = None) -> Searcher:  # fmt: skip
+    """The :class:`Searcher` of ``config`` (``built``: what :meth:`SearchConfig.build` gave, if it
+    ran already) in ``run_dir``, with the executor and the latency objective the config asks for
+    (``latency``: an objective made elsewhere, e.g. from a table in memory); its ``run.json``
+    records the config and the versions it ran under."""
+    from nasseg.searchers.executors import make_executor
+    from nasseg.searchers.searcher import Searcher
+
+    built = built or config.build()
+    latency = latency or config.latency.objective()
+    record = {**built.record, "config": config.model_dump(mode="json"), "versions": versions()}
+    if latency is not None:
+        built.strategy.latency = latency
+        record["latency"] = latency.describe()
+    executor = make_executor(getattr(config, "workers", None), getattr(config, "ray", None))
+    return Searcher(built.strategy, built.evaluator, built.budget, run_dir, executor=executor, seed=config.seed,
+                    dataset=str(config.data), config=record)  # fmt: skip
 
 
 def versions() -> dict[str, str]:

@@ -3,38 +3,43 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import field_validator
 
 from nasseg.searchers.base import Budget
-from nasseg.searchers.configs.base import BuiltSearch, SearchConfig, comma_ints
+from nasseg.searchers.configs.base import BuiltSearch, SearchConfig, comma_ints, option
 
 
 class IacSearchConfig(SearchConfig):
     """Every setting of an IAC search, stages I-III (the strategy's :class:`IacConfig`)."""
 
     searcher: Literal["iac"] = "iac"
-    base: str = "iac-base-unet-small"
-    from_stage: int = Field(1, ge=1, le=2)
-    base_weights: Path | None = None
-    image_size: int = Field(128, ge=8)
-    base_epochs: int = Field(200, ge=1)
-    warmup_epochs: int = Field(15, ge=0)
-    search_epochs: int = Field(200, ge=1)
-    cell_epochs: int = Field(200, ge=1)
-    batch_size: int = Field(16, ge=2)
-    cell_channels: int = Field(16, ge=1)
-    partial_channels: int = Field(4, ge=1)
-    record_epochs: tuple[int, ...] = (25, 50, 100, 150, 200)
-    select_epoch: int | None = Field(None, ge=1)
-    max_skip: int | None = Field(None, ge=0)
-    implant: Literal["residual", "replace"] = "residual"
-    keep_base: bool = True
-    cell_lr: float = Field(3e-3, ge=0)
-    cell_flips: bool = True
-    min_steps: int = Field(20, ge=1)
-    random_cell: bool = False
+    summary: ClassVar[str] = (
+        "Run IAC stages I-III: base U-Net, cell search on the frozen base, cell training; report vs the base."
+    )
+    base: str = option("iac-base-unet-small", "Base U-Net: an iac-base-* model name or base genotype .json.")
+    from_stage: int = option(1, "1: train the base; 2: load it (--base-weights).", ge=1, le=2)
+    base_weights: Path | None = option(None, "Trained base weights (.safetensors) for stage 2.")
+    image_size: int = option(128, "Training crop side while searching.", ge=8)
+    base_epochs: int = option(200, "Stage I epochs (paper 200).", ge=1)
+    warmup_epochs: int = option(15, "Stage II cell-weights-only epochs (paper 15).", ge=0)
+    search_epochs: int = option(200, "Stage II search epochs after warm-up (paper 200).", ge=1)
+    cell_epochs: int = option(200, "Stage III epochs (paper 200).", ge=1)
+    batch_size: int = option(16, "Batch size (paper 128 on a GPU).", ge=2)
+    cell_channels: int = option(16, "Channels inside each cell.", ge=1)
+    partial_channels: int = option(4, "1/K of the channels go through the mixed ops.", "-K", "--partial-channels", ge=1)
+    record_epochs: tuple[int, ...] = option((25, 50, 100, 150, 200), "Stage II epochs whose genotype is saved.")
+    select_epoch: int | None = option(None, "Stage II epoch whose cell stage III trains (default: the last).", ge=1)
+    max_skip: int | None = option(None, "Cap skip_connect edges in the derived cell.", ge=0)
+    implant: Literal["residual", "replace"] = option(
+        "residual", "residual (skip + zero-initialised cell: starts at the base) or replace (the paper)."
+    )
+    keep_base: bool = option(True, "Fall back to the base when it is better on val.", "--keep-base/--no-keep-base")
+    cell_lr: float = option(3e-3, "Stage III learning rate (set by benchmarks/iac_stage3.py).", ge=0)
+    cell_flips: bool = option(True, "Random flips in stage III (the paper: none).", "--cell-flips/--no-cell-flips")
+    min_steps: int = option(20, "Optimiser steps per epoch at least (small sets are reused).", ge=1)
+    random_cell: bool = option(False, "Random counterpart: no stage II, a random cell through stage III.", "--random")
 
     _record_epochs = field_validator("record_epochs", mode="before")(comma_ints)
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import Field
+from typing import Any, ClassVar, Literal
 
 from nasseg.searchers.base import Budget, Fidelity, SearchError
-from nasseg.searchers.configs.base import BuiltSearch, SearchConfig
+from nasseg.searchers.configs.base import BuiltSearch, SearchConfig, option
 
 #: steps per child below which a short training ranks RENAS cells poorly (search_fidelity.json: Spearman 0.83 at 200)
 SEGMENTATION_MIN_STEPS = 200
@@ -17,31 +15,60 @@ class RenasConfig(SearchConfig):
     """Every setting of a RENAS search (its ablations: ``mutation`` random or sample)."""
 
     searcher: Literal["renas"] = "renas"
-    task: Literal["segmentation", "classification"] = "segmentation"
-    population: int = Field(20, ge=2)
-    sample: int | None = Field(None, ge=2)
-    steps: int = Field(20, ge=0)
-    mutation: Literal["controller", "random", "sample"] = "controller"
-    children: int = Field(1, ge=1)
-    inherit: bool = True
-    finetune_epochs: int = Field(1, ge=1)
-    final_epochs: int = Field(5, ge=0)
-    blocks: int = Field(5, ge=1)
-    cells: int = Field(2, ge=1)
-    filters: int = Field(24, ge=2)
-    aspp_channels: int = Field(256, ge=1)
-    output_stride: Literal[8, 16] | None = None
-    bn_recalibration: int = Field(8, ge=0)
-    entropy_weight: float = Field(0.01, ge=0)
-    fitness: str | None = None
-    evaluations: int | None = Field(None, ge=1)
-    epochs: int = Field(1, ge=1)
-    image_size: int = Field(64, ge=8)
-    batch_size: int = Field(4, ge=2)
-    lr: float = Field(1e-3, ge=0)
-    min_steps: int | None = Field(None, ge=1)
-    workers: int | None = Field(None, ge=1)
-    ray: str | None = None
+    summary: ClassVar[str] = (
+        "Evolve a RENAS cell (tournament selection, reinforced mutation, parameter inheritance; --resume RUN)."
+    )
+    task: Literal["segmentation", "classification"] = option(
+        "segmentation",
+        "segmentation (DeepLabv3/ASPP head) or classification (proxy: 'has a defect' labels from the masks).",
+    )
+    population: int = option(20, "Population size P.", "--population", "-P", ge=2)
+    sample: int | None = option(None, "Tournament size S (default P/4).", "--sample", "-S", ge=2)
+    steps: int = option(20, "Evolution steps E (one child each).", "--steps", "-E", ge=0)
+    mutation: Literal["controller", "random", "sample"] = option(
+        "controller", "controller (RENAS), random (plain EA) or sample (random sampling): the paper's ablation."
+    )
+    children: int = option(1, "Tournaments (children) per step; >1 feeds --workers.", ge=1)
+    inherit: bool = option(
+        True, "Parameter inheritance (off: every child trains from scratch).", "--inherit/--no-inherit"
+    )
+    finetune_epochs: int = option(1, "Fine-tuning passes of an inheriting child.", ge=1)
+    final_epochs: int = option(
+        5, "Retrain the final population from scratch for this many epochs on all images; 0 skips it.", ge=0
+    )
+    blocks: int = option(5, "Blocks per cell #B.", ge=1)
+    cells: int = option(2, "Cells between reductions #N.", ge=1)
+    filters: int = option(24, "Filters of the first cell #F.", ge=2)
+    aspp_channels: int = option(256, "ASPP branch width (DeepLabv3: 256).", ge=1)
+    output_stride: Literal[8, 16] | None = option(
+        None, "ASPP output stride 8 or 16 (default: 16 where features stay >= 8x8, else 8)."
+    )
+    bn_recalibration: int = option(8, "Re-estimate BatchNorm statistics on N training batches before scoring.", ge=0)
+    entropy_weight: float | None = option(0.01, "Controller entropy bonus in the reward (paper 0.1).", ge=0)
+    final_steps: int | None = option(
+        None,
+        "Optimiser steps per epoch of the final retraining, at least and at most (default: every training "
+        "image once, at least 20).",
+        ge=1,
+    )
+    final_val_images: int | None = option(None, "Validation images the final retraining scores (default: all).", ge=1)
+    fitness: str | None = option(
+        None,
+        "Validation metric maximised (default: iou; classification: balanced_accuracy; soft_dice for tiny fidelities).",
+    )
+    evaluations: int | None = option(None, "Stop after N evaluations.", ge=1)
+    epochs: int = option(1, "Training epochs per candidate (fidelity).", ge=1)
+    image_size: int = option(64, "Training crop side while searching.", ge=8)
+    batch_size: int = option(4, "Training batch size per candidate.", ge=2)
+    lr: float = option(1e-3, "Learning rate of inherited (and from-scratch) parameters; new ones get 10x.", ge=0)
+    min_steps: int | None = option(
+        None,
+        "Optimiser steps per child at least (default: 200 for segmentation, where fewer rank cells "
+        "poorly (search_fidelity.json: Spearman 0.83 at 200); 20 otherwise).",
+        ge=1,
+    )
+    workers: int | None = option(None, "Evaluate N candidates at once in one-thread worker processes.", ge=1)
+    ray: str | None = option(None, "Evaluate as Ray tasks: 'local' (with --workers N) or a cluster's address.")
 
     def fidelity(self, epochs: int | None = None, capped: bool = True) -> Fidelity:
         """A child's training (``capped``: the search's image and step limits; the final retraining
@@ -51,7 +78,8 @@ class RenasConfig(SearchConfig):
         size = (self.image_size, self.image_size)
         if not capped:
             return Fidelity(epochs=epochs or self.epochs, image_size=size, batch_size=self.batch_size, lr=self.lr,
-                            min_steps_per_epoch=20)  # fmt: skip
+                            max_val_images=self.final_val_images, max_steps_per_epoch=self.final_steps,
+                            min_steps_per_epoch=self.final_steps or 20)  # fmt: skip
         return Fidelity(epochs=self.epochs, image_size=size, batch_size=self.batch_size, max_images=self.max_images,
                         max_val_images=self.max_val_images, max_steps_per_epoch=self.max_steps, lr=self.lr,
                         min_steps_per_epoch=low)  # fmt: skip
@@ -75,11 +103,16 @@ class RenasConfig(SearchConfig):
         strategy = RenasStrategy(space, population=self.population, sample_size=self.sample, steps=self.steps,
                                  mutation=self.mutation, children=self.children, finetune_epochs=self.finetune_epochs,
                                  inherit=self.inherit, final=self.final_epochs > 0, seed=self.seed,
-                                 metric=self.fitness, controller={"entropy_weight": self.entropy_weight})  # fmt: skip
+                                 metric=self.fitness, controller=self.controller_options)  # fmt: skip
         evaluator = RenasEvaluator(self.data, self.fidelity(), device=self.device, task=self.task,
                                    final_fidelity=final, bn_recalibration=self.bn_recalibration)  # fmt: skip
         budget = Budget(steps=self.total_steps, evaluations=self.evaluations, seconds=self.max_seconds)
         return BuiltSearch(strategy, evaluator, budget, "renas", f"renas ({self.mutation})", {"task": self.task})
+
+    @property
+    def controller_options(self) -> dict[str, float]:
+        """The controller's settings (none given: its defaults)."""
+        return {} if self.entropy_weight is None else {"entropy_weight": self.entropy_weight}
 
     @property
     def total_steps(self) -> int:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import field_validator
 
 from nasseg.searchers.base import Budget, Fidelity, SearchError
-from nasseg.searchers.configs.base import BuiltSearch, SearchConfig, comma_ints
+from nasseg.searchers.configs.base import BuiltSearch, SearchConfig, comma_ints, option
 from nasseg.searchers.unet_ga.space import default_layers
 
 #: steps per candidate below which a short training ranks U-Nets poorly (search_fidelity.json: Spearman 0.90 at 100)
@@ -18,28 +18,44 @@ class UNetGAConfig(SearchConfig):
     """Every setting of a GA search (or its random-sampling counterpart, ``random_search``)."""
 
     searcher: Literal["unet-ga"] = "unet-ga"
-    task: Literal["segmentation", "translation"] = "segmentation"
-    population: int = Field(32, ge=2)
-    generations: int = Field(100, ge=0)
-    gamma: float = Field(0.01, ge=0)
-    fitness: Literal["iou", "loss"] | None = None
-    widths: tuple[int, ...] = (64, 128, 256, 512)
-    layers: int | None = Field(None, ge=2)
-    flops_size: int | None = Field(None, ge=8)
-    dropout: float = Field(0.5, ge=0, le=0.95)
-    lam: float = Field(100.0, ge=0)
-    disc_width: int = Field(64, ge=1)
-    selection: Literal["rank", "roulette"] = "rank"
-    elite_evaluations: int = Field(3, ge=1)
-    random_search: bool = False
-    evaluations: int | None = Field(None, ge=1)
-    epochs: int = Field(1, ge=1)
-    image_size: int = Field(256, ge=8)
-    batch_size: int = Field(4, ge=2)
-    lr: float | None = Field(None, ge=0)
-    min_steps: int | None = Field(None, ge=1)
-    workers: int | None = Field(None, ge=1)
-    ray: str | None = None
+    summary: ClassVar[str] = (
+        "Evolve U-Net encoder widths and skip connections (GA of seed 002; resume with --resume RUN)."
+    )
+    task: Literal["segmentation", "translation"] = option(
+        "segmentation", "segmentation (masks) or translation (pix2pix on A/B pairs)."
+    )
+    population: int = option(32, "Population size K.", "--population", "-K", ge=2)
+    generations: int = option(100, "Generations T.", "--generations", "-T", ge=0)
+    gamma: float = option(0.01, "FLOPs weight in f = 1/(L_gen + gamma * GFLOPs).", ge=0)
+    fitness: Literal["iou", "loss"] | None = option(
+        None, "L_gen of the fitness: iou (1 - val IoU; default for segmentation) or loss (the paper's)."
+    )
+    widths: tuple[int, ...] = option((64, 128, 256, 512), "S1: the encoder widths to choose from.")
+    layers: int | None = option(None, "Encoder levels L (default: 8, fewer for small sizes).", ge=2)
+    flops_size: int | None = option(None, "Count FLOPs at this image side (default: search size).", ge=8)
+    dropout: float = option(0.5, "Decoder dropout (pix2pix: 0.5).", ge=0, le=0.95)
+    lam: float = option(100.0, "L1 weight lambda (translation).", "--lambda", ge=0)
+    disc_width: int = option(64, "PatchGAN width (pix2pix: 64; translation).", ge=1)
+    selection: Literal["rank", "roulette"] = option(
+        "rank", "Parent selection: rank (default) or roulette (the paper's eq. 4)."
+    )
+    elite_evaluations: int = option(3, "Re-score the elite until its fitness averages N seeds (1: the paper).", ge=1)
+    random_search: bool = option(
+        False, "Random sampling from the same space instead (the GA's evaluation count).", "--random"
+    )
+    evaluations: int | None = option(None, "Stop after N evaluations.", ge=1)
+    epochs: int = option(1, "Training epochs per candidate (fidelity).", ge=1)
+    image_size: int = option(256, "Training crop side while searching.", ge=8)
+    batch_size: int = option(4, "Training batch size per candidate.", ge=2)
+    lr: float | None = option(None, "Learning rate (default 1e-3; pix2pix's 2e-4).", ge=0)
+    min_steps: int | None = option(
+        None,
+        "Optimiser steps per candidate at least (default: 100 for segmentation, where a shorter "
+        "training ranks nets poorly; 20 for translation).",
+        ge=1,
+    )
+    workers: int | None = option(None, "Evaluate N candidates at once in one-thread worker processes.", ge=1)
+    ray: str | None = option(None, "Evaluate as Ray tasks: 'local' (with --workers N) or a cluster's address.")
 
     _widths = field_validator("widths", mode="before")(comma_ints)
 

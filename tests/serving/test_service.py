@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from serve_server import Server, start_server
 from typer.testing import CliRunner
 from upload_images import corrupt_idat, encode, good_images, png_header_only, rgb
 
@@ -43,61 +39,7 @@ SERVER_OPTIONS = ["--max-body-mb", "1", "--max-pixels", "2000000", "--max-concur
                   "--min-defect-area", str(MIN_DEFECT_AREA), "--max-batch-size", "4", "--max-latency-ms", "10000",
                   "--threads", "1", "--streams", "2", "--graceful-timeout", "20", "--device", "cpu", "--tile", "256",
                   "--body-timeout", "2", "--max-request-pixels", "2000000", "--allow-random-weights"]  # fmt: skip
-START_DEADLINE_S = 120
 runner = CliRunner()
-
-
-# -- the server ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen
-    url: str
-    log: Path
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self, timeout: float = 30) -> int:
-        """SIGTERM (as a supervisor would), then SIGKILL of the process group if it hangs."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            return self.process.wait(10)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(spec: str | Path, home: Path, *options: str) -> Server:
-    """``nasseg serve SPEC`` on a free loopback port; returns once /readyz answers 200."""
-    port = _free_port()
-    log = home / f"server-{port}.log"
-    command = [sys.executable, "-c", "from nasseg.cli import main; main()", "serve", str(spec),
-               "--host", "127.0.0.1", "--port", str(port), *options]  # fmt: skip
-    with log.open("wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
-                                   env={**os.environ, "NASSEG_HOME": str(home)})  # fmt: skip
-    server = Server(process, f"http://127.0.0.1:{port}", log)
-    deadline = time.monotonic() + START_DEADLINE_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"nasseg serve exited with {process.returncode}:\n{server.log_text()[-3000:]}")
-        try:
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    server.stop()
-    pytest.fail(f"server not ready within {START_DEADLINE_S} s:\n{server.log_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -524,34 +466,6 @@ def test_the_server_process_tree_listens_on_one_tcp_port(server: Server) -> None
     assert control and all((path.parent.stat().st_mode & 0o777) == 0o700 for path in control), unix
 
 
-def test_serve_dry_run_prints_the_bentoml_command(onnx_file: Path) -> None:
-    result = runner.invoke(app, ["serve", str(onnx_file), "--port", "3999", "--workers", "2", "--threads", "1",
-                                 "--streams", "3", "--max-body-mb", "5", "--dry-run",
-                                 "--allow-random-weights"])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    line = result.stdout.strip().splitlines()[-1]
-    assert "-m nasseg.serving.launch serve nasseg.serving.service:Segmenter" in line and "--port 3999" in line
-    assert f"NASSEG_SERVE_MODEL={onnx_file}" in line and "NASSEG_SERVE_WORKERS=2" in line
-    assert "NASSEG_SERVE_MAX_BODY_MB=5.0" in line and "NASSEG_SERVE_STREAMS=3" in line
-    assert "--host 127.0.0.1" in line  # this machine only, unless --host says otherwise
-
-
-@pytest.mark.parametrize(("spec", "words"), [("missing.onnx", "no such ONNX file"), ("no-such-model", "unknown model")])
-def test_serve_refuses_bad_models_in_one_line(spec: str, words: str) -> None:
-    result = runner.invoke(app, ["serve", spec, "--dry-run"])
-    assert result.exit_code == 2 and words in result.output
-
-
-def test_settings_from_environment_and_arguments() -> None:
-    from nasseg.serving.settings import SettingsError, load_settings
-
-    settings = load_settings({"threads": "3"}, {"NASSEG_SERVE_MODEL": "m.onnx", "NASSEG_SERVE_THREADS": "2"})
-    assert (settings.model, settings.threads, settings.max_body_bytes) == ("m.onnx", 3, 20 * 2**20)
-    with pytest.raises(SettingsError, match="max_pixels"):
-        load_settings({}, {"NASSEG_SERVE_MAX_PIXELS": "lots"})
-    assert json.loads(json.dumps(settings.model_dump()))["model"] == "m.onnx"
-
-
 # -- last: SIGTERM finishes the requests in flight (this stops the module's server) -------------------
 
 
@@ -571,21 +485,3 @@ def test_sigterm_finishes_requests_in_flight(server: Server) -> None:
     assert answer["response"].status_code == 200
     assert Image.open(io.BytesIO(answer["response"].content)).size == (1400, 1400)
     assert code == 0, server.log_text()[-3000:]
-
-
-# -- a zoo name on a fresh NASSEG_HOME: exported, cached, served (what the README shows) ----------------
-
-
-@pytest.mark.slow
-def test_serve_zoo_name_on_a_fresh_home(tmp_path: Path) -> None:
-    server = start_server("unet-small-synth-defects", tmp_path, "--threads", "1")  # device auto: CUDA if a GPU
-    try:
-        with httpx.Client(base_url=server.url, timeout=60) as client:
-            response = client.post("/inspect", files={"image": ("frame.png", encode(Image.fromarray(rgb(96, 128))))})
-            assert response.status_code == 200, response.text
-            assert response.json()["model"] == "unet-small-synth-defects"
-            assert client.get("/model").json()["name"] == "unet-small-synth-defects"
-    finally:
-        assert server.stop() == 0, server.log_text()[-3000:]
-    assert len(list((tmp_path / "onnx").glob("unet-small-synth-defects-*.onnx"))) == 1
-    assert not list((tmp_path / "onnx").glob("*-random.onnx"))
