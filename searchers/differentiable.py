@@ -41,6 +41,7 @@ from nasseg.zoo.genotype import Cell as CellGenotype
 from nasseg.zoo.genotype import Genotype
 from nasseg.zoo.io import save_figure
 from nasseg.zoo.supernet import MixedCell, MixedOp, derive_cell, full_dag_edges
+from nasseg.zoo.training.batches import passes, planned_steps
 from nasseg.zoo.training.losses import total_loss
 from nasseg.zoo.training.trainer import evaluate, resolve_device
 
@@ -187,11 +188,8 @@ def epoch_loader(dataset: SegmentationDataset, spec: LoaderSpec, epoch: int, sal
 
 
 def cycle_batches(dataset: SegmentationDataset, spec: LoaderSpec, epoch: int, salt: int) -> Iterator[Any]:
-    """Endless batches of ``dataset`` for ``epoch`` (reshuffled each pass, deterministically)."""
-    n = 0
-    while True:
-        yield from epoch_loader(dataset, spec, epoch * 1000 + n, salt)
-        n += 1
+    """Batches of ``dataset`` for ``epoch``, pass after pass (reshuffled each pass, deterministically)."""
+    return passes(lambda number: epoch_loader(dataset, spec, epoch * 1000 + number, salt))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,10 +260,7 @@ class BiLevelConfig:
 
     def steps(self, batches_per_pass: int) -> int:
         """Weight steps of one epoch when one pass over the weight split has ``batches_per_pass``."""
-        if batches_per_pass == 0:
-            return 0
-        steps = max(batches_per_pass, self.min_steps_per_epoch or 0)
-        return min(steps, self.max_steps_per_epoch or steps)
+        return planned_steps(batches_per_pass, self.min_steps_per_epoch, self.max_steps_per_epoch)
 
 
 class DifferentiableStrategy(Strategy):

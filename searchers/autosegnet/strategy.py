@@ -221,7 +221,7 @@ class AutoSegNetStrategy(Strategy):
         )  # fmt: skip
         self.uniform = make_controller("uniform", space)
         self.net = SamplingNet(self.shared, template, self._sample_for_training)
-        self.trainer = Trainer(self.net, self.folder, train_config, Path("."))
+        self.trainer = Trainer(self.net, self.folder, train_config)  # epochs in memory: the search checkpoints
         self._val = self._validation_batches()
         self.epoch = 0
         self.curves: list[dict[str, float]] = []

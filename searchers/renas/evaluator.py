@@ -1,10 +1,12 @@
 """The RENAS evaluator: initial individuals from scratch, children by inheritance and fine-tuning.
 
-A proposal's ``extra`` says how to train it (set by :class:`searchers.renas.evolution.RenasStrategy`):
+A proposal's :class:`~nasseg.searchers.renas.plan.TrainingPlan` says how to train it (set by
+:class:`searchers.renas.evolution.RenasStrategy`):
 
 - no ``inherit``: a random initialisation trained at the fidelity (the initial population, random
   sampling, or every child when inheritance is off);
-- ``inherit`` true: the parent's ``weights.pt`` is copied in (:func:`searchers.renas.inheritance.inherit`)
+- ``parent_weights`` given: the parent's ``weights.pt`` (the file the plan names) is copied in
+  (:func:`searchers.renas.inheritance.inherit`)
   and the child is fine-tuned for ``epochs`` passes (paper: one) with the new parameters at
   ``new_lr_factor`` (10) times the learning rate of the inherited ones;
 - ``final`` true: retrained from scratch at ``final_fidelity`` (section 4.3, "Deriving Architectures").
@@ -38,6 +40,7 @@ from nasseg.searchers.base import EvalResult, Fidelity, Proposal
 from nasseg.searchers.evaluators import SegmentationEvaluator, measure
 from nasseg.searchers.renas.classification import evaluate_classifier, train_classifier_epoch
 from nasseg.searchers.renas.inheritance import inherit, load_parent, parameter_groups
+from nasseg.searchers.renas.plan import TrainingPlan
 from nasseg.zoo.training.trainer import Trainer, evaluate
 
 
@@ -58,10 +61,10 @@ class RenasEvaluator(SegmentationEvaluator):
 
     def for_proposal(self, proposal: Proposal) -> RenasEvaluator:
         """This evaluator, or a copy at the fidelity the proposal asks for (final retraining, epochs)."""
-        extra = proposal.extra
-        fidelity = self.final_fidelity if extra.get("final") else self.fidelity
-        if extra.get("epochs"):
-            fidelity = dataclasses.replace(fidelity, epochs=int(extra["epochs"]))
+        plan = TrainingPlan.of_proposal(proposal)
+        fidelity = self.final_fidelity if plan.final else self.fidelity
+        if plan.epochs:
+            fidelity = dataclasses.replace(fidelity, epochs=plan.epochs)
         if fidelity == self.fidelity:
             return self
         clone = copy.copy(self)
@@ -75,9 +78,10 @@ class RenasEvaluator(SegmentationEvaluator):
     def build(self, proposal: Proposal, seed: int, workdir: Path) -> nn.Module:
         model = super().build(proposal, seed, workdir)
         model.renas_new = None  # type: ignore[attr-defined]  (None: every parameter at the base rate)
-        if proposal.extra.get("inherit") and proposal.parent:
-            state = load_parent(workdir.parent / proposal.parent / "weights.pt")
-            inherited, new = inherit(model, state, proposal.extra.get("new_edges", []))
+        plan = TrainingPlan.of_proposal(proposal)
+        if plan.parent_weights is not None:
+            state = load_parent(Path(plan.parent_weights))
+            inherited, new = inherit(model, state, [list(edge) for edge in plan.new_edges])
             model.renas_new = new  # type: ignore[attr-defined]
             model.renas_counts = {  # type: ignore[attr-defined]
                 "inherited_params": sum(p.numel() for n, p in model.named_parameters() if n in set(inherited)),

@@ -37,9 +37,11 @@ from nasseg.searchers.base import (
 )
 from nasseg.searchers.latency import scaled
 from nasseg.searchers.renas.controller import ControllerTrainer, MutationController
+from nasseg.searchers.renas.plan import TrainingPlan
 from nasseg.searchers.renas.space import PARTS, CellSpec, Mutation, RenasSpace
 
 if TYPE_CHECKING:
+    from nasseg.searchers.run_dir import RunDirectory
     from nasseg.searchers.searcher import SearchContext
 
 MutationMode = Literal["controller", "random", "sample"]
@@ -104,6 +106,7 @@ class RenasStrategy(AskTellStrategy):
         self.controller_log: list[dict[str, float]] = []
         self.final_done = False
         self._pending: dict[str, dict[str, Any]] = {}
+        self.run: RunDirectory | None = None
 
     # -- the phases ------------------------------------------------------------------------------
 
@@ -123,12 +126,12 @@ class RenasStrategy(AskTellStrategy):
         phase = self.phase(step)
         if phase == "init":
             return [Proposal(f"s000-{i:02d}", self.space.genotype(self.space.sample_cell(self.rng)),
-                             extra={"kind": "init"}) for i in range(self.population_size)]  # fmt: skip
+                             extra=TrainingPlan("init").to_extra()) for i in range(self.population_size)]  # fmt: skip
         if not self.population:
             raise SearchError("renas: every individual of the population failed; nothing to evolve")
         if phase == "final":
             return [Proposal(f"final-{i:02d}", self.space.genotype(tuple(map(tuple, ind["cell"]))),
-                             extra={"kind": "final", "final": True, "of": ind["key"]})
+                             extra=TrainingPlan("final", of=ind["key"]).to_extra())
                     for i, ind in enumerate(sorted(self.population, key=lambda ind: ind["key"]))]  # fmt: skip
         proposals = []
         for child in range(min(self.children, len(self.population) - 1)):
@@ -163,14 +166,18 @@ class RenasStrategy(AskTellStrategy):
         if self.mutation == "sample":
             child = self.space.sample_cell(self.rng)
             self._pending[key] = {"parent": parent["key"], "cell": cell, "mutations": []}
-            return Proposal(key, self.space.genotype(child), extra={"kind": "child", "mode": "sample"})
+            return Proposal(key, self.space.genotype(child), extra=TrainingPlan("child", mode="sample").to_extra())
         mutations = self.mutations(key, cell)
         child = self.space.mutate(cell, mutations)
-        extra: dict[str, Any] = {"kind": "child", "mode": self.mutation, "mutations": [m.to_list() for m in mutations],
-                                 "new_edges": new_edges(cell, mutations)}  # fmt: skip
-        if self.inherit:
-            extra.update(inherit=True, epochs=self.finetune_epochs)
+        weights = self.run.candidate_weights(parent["key"]) if self.inherit and self.run is not None else None
+        if self.inherit and weights is None:
+            raise SearchError("renas: inheritance needs the run folder (the strategy runs inside a Searcher)")
+        plan = TrainingPlan("child", mode=self.mutation, mutations=tuple(tuple(m.to_list()) for m in mutations),
+                            new_edges=tuple(tuple(e) for e in new_edges(cell, mutations)),
+                            parent_weights=str(weights) if weights is not None else None,
+                            epochs=self.finetune_epochs if self.inherit else None)  # fmt: skip
         self._pending[key] = {"parent": parent["key"], "cell": cell, "mutations": mutations}
+        extra = plan.to_extra()
         return Proposal(key, self.space.genotype(child), parent=parent["key"], extra=extra)
 
     def tell(self, step: int, results: list[EvalResult]) -> None:
@@ -197,6 +204,7 @@ class RenasStrategy(AskTellStrategy):
 
     def step(self, context: SearchContext) -> list[EvalResult]:
         """Delete the weights of individuals dead before the last checkpoint, run the step, plot."""
+        self.run = context.run  # where the parents' weights are (a child's plan names its parent's file)
         self.prune(context.run.candidates_dir)
         results = super().step(context)
         from nasseg.searchers.renas.report import plot_population

@@ -28,6 +28,7 @@ from nasseg.searchers.renas import (
 )
 from nasseg.searchers.renas.evolution import new_edges
 from nasseg.searchers.renas.inheritance import edge_prefixes
+from nasseg.searchers.renas.plan import TrainingPlan
 from nasseg.searchers.run_dir import RunDirectory
 
 FIDELITY = Fidelity(epochs=1, image_size=(32, 32), batch_size=2, max_images=4, max_val_images=2, max_steps_per_epoch=2)
@@ -113,10 +114,11 @@ def test_reinforce_moves_the_policy_towards_rewarded_and_away_from_punished_acti
         assert (after - before) * direction > 0, (fitness, before, after)
 
 
-def test_mutations_are_valid_and_change_only_the_chosen_part() -> None:
+def test_mutations_are_valid_and_change_only_the_chosen_part(tmp_path: Path) -> None:
     space = tiny_space()
     for mode in ("controller", "random"):
         strategy = RenasStrategy(space, population=4, mutation=mode, seed=3)
+        strategy.run = RunDirectory(tmp_path / "run")  # a Searcher's step sets it: the parents' weights are there
         for i in range(10):
             parent_cell = space.sample_cell(random.Random(i))
             parent = {"key": f"p{i}", "cell": [list(b) for b in parent_cell], "fitness": 0.5}
@@ -130,6 +132,7 @@ def test_mutations_are_valid_and_change_only_the_chosen_part() -> None:
                 assert [v for k, v in enumerate(new) if k != part] == [v for k, v in enumerate(old) if k != part]
             assert proposal.extra["new_edges"] == new_edges(parent_cell, mutations)
             assert proposal.parent == f"p{i}" and proposal.extra["inherit"] and proposal.extra["epochs"] == 1
+            assert proposal.extra["parent_weights"] == str(tmp_path / "run" / "candidates" / f"p{i}" / "weights.pt")
 
 
 def _parent_on_disk(space: RenasSpace, run: Path) -> tuple[tuple, dict[str, torch.Tensor]]:
@@ -155,8 +158,9 @@ def test_inheritance_copies_unchanged_parameters_and_trains_new_ones_at_10x(tiny
     child_cell = space.mutate(cell, mutations)
     fresh_edges = new_edges(cell, mutations)
     assert fresh_edges == [[0, 0]]
-    proposal = Proposal("kid", space.genotype(child_cell), parent="par",
-                        extra={"inherit": True, "new_edges": fresh_edges, "epochs": 1})  # fmt: skip
+    plan = TrainingPlan("child", mode="controller", new_edges=tuple(map(tuple, fresh_edges)), epochs=1,
+                        parent_weights=str(RunDirectory(tmp_path).candidate_weights("par")))  # fmt: skip
+    proposal = Proposal("kid", space.genotype(child_cell), parent="par", extra=plan.to_extra())
     evaluator = RenasEvaluator(tiny_defects, FIDELITY)
     model = evaluator.build(proposal, 11, tmp_path / "candidates" / "kid")
     state = model.state_dict()
@@ -291,3 +295,14 @@ def test_ablation_modes_and_the_classification_proxy_run(tiny_defects: Path, tmp
         assert child.fitness == child.metrics["balanced_accuracy"]
     else:
         assert child.fitness == child.metrics["iou"] and 0 < child.metrics["soft_dice"] < 1
+
+
+def test_a_training_plan_travels_as_json_and_comes_back_the_same(tmp_path: Path) -> None:
+    plans = [TrainingPlan("init"), TrainingPlan("child", mode="sample"), TrainingPlan("final", of="s003-00"),
+             TrainingPlan("child", mode="controller", mutations=((0, "o1", "sep_conv_5x5"),), new_edges=((0, 0),),
+                          parent_weights=str(tmp_path / "candidates" / "p" / "weights.pt"), epochs=1)]  # fmt: skip
+    for plan in plans:
+        extra = json.loads(json.dumps(plan.to_extra()))
+        assert TrainingPlan.of_proposal(Proposal("k", tiny_space().genotype(tiny_space().sample_cell(random.Random(0))),
+                                                 extra=extra)) == plan  # fmt: skip
+    assert plans[3].to_extra()["inherit"] and plans[2].to_extra() == {"kind": "final", "final": True, "of": "s003-00"}

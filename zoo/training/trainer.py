@@ -29,6 +29,7 @@ from nasseg.zoo.data.folder import SegmentationFolder
 from nasseg.zoo.errors import NassegError
 from nasseg.zoo.io import atomic_write_bytes
 from nasseg.zoo.sizing import crop_to_original, pad_to_multiple
+from nasseg.zoo.training.batches import passes, planned_steps
 from nasseg.zoo.training.losses import default_loss, flatten_outputs, predict_classes, segmentation_loss, total_loss
 from nasseg.zoo.training.metrics import ConfusionMatrix
 
@@ -110,12 +111,13 @@ def read_train_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, An
 class Trainer:
     """Train ``model`` on ``data`` (train split) and select on the val split."""
 
-    def __init__(self, model: nn.Module, data: SegmentationFolder, config: TrainConfig, run_dir: str | Path,
+    def __init__(self, model: nn.Module, data: SegmentationFolder, config: TrainConfig,
+                 run_dir: str | Path | None = None,
                  on_step: Callable[[dict[str, Any]], None] | None = None):  # fmt: skip
         self.model = model
         self.data = data
         self.config = config
-        self.run_dir = Path(run_dir)
+        self._run_dir = None if run_dir is None else Path(run_dir)  # None: epochs in memory, no files (supernets)
         self.on_step = on_step
         self.device = resolve_device(config.device)
         self.model.to(self.device)
@@ -173,10 +175,17 @@ class Trainer:
     def steps_per_epoch(self) -> int:
         """Optimiser steps per epoch (the last partial batch is dropped, BatchNorm needs 2+ samples):
         one pass, raised to ``min_steps_per_epoch`` and capped by ``max_steps_per_epoch``."""
-        steps = max(1, len(self.train_set) // self.config.batch_size, self.config.min_steps_per_epoch or 0)
-        return min(steps, self.config.max_steps_per_epoch or steps)
+        batches = len(self.train_set) // self.config.batch_size
+        return max(1, planned_steps(batches, self.config.min_steps_per_epoch, self.config.max_steps_per_epoch))
 
     # -- checkpoints -------------------------------------------------------------------------------
+
+    @property
+    def run_dir(self) -> Path:
+        """The folder of checkpoints, history and best weights (:meth:`fit` needs one)."""
+        if self._run_dir is None:
+            raise NassegError("this trainer has no run folder: fit() and checkpoints need one (Trainer(..., run_dir))")
+        return self._run_dir
 
     @property
     def checkpoint_path(self) -> Path:
@@ -237,15 +246,7 @@ class Trainer:
     def epoch_batches(self) -> Any:
         """The epoch's batches: pass after pass over the training set (only the first pass unless
         ``min_steps_per_epoch`` asks for more steps than one pass has)."""
-        repeat = 0
-        while True:
-            empty = True
-            for batch in self._loader(repeat):
-                empty = False
-                yield batch
-            if empty:  # fewer images than one batch: no steps at all
-                return
-            repeat += 1
+        return passes(self._loader)
 
     def train_epoch(self) -> float:
         """One epoch of optimiser steps; returns the mean loss."""
