@@ -101,7 +101,7 @@ class SegmentationEvaluator(Evaluator):
 
     def make_trainer(self, model: nn.Module, proposal: Proposal, seed: int, workdir: Path) -> Trainer:
         """The trainer (subclasses may change its optimiser, e.g. per-parameter learning rates)."""
-        return Trainer(model, self.folder(), self.train_config(seed), workdir)
+        return Trainer(model, self.folder(), self.train_config(seed))  # trained in memory: weights kept below
 
     def after_training(self, model: nn.Module, proposal: Proposal, workdir: Path) -> None:
         """Keep the trained weights in the candidate's folder when asked (children may inherit them)."""
@@ -117,9 +117,7 @@ class SegmentationEvaluator(Evaluator):
                               f"needs {folder.model_classes}")  # fmt: skip
         model = self.build(proposal, seed, workdir)
         trainer = self.make_trainer(model, proposal, seed, workdir)
-        for _ in range(self.fidelity.epochs):
-            trainer.train_epoch()
-            trainer.epoch += 1
+        trainer.train_epochs(self.fidelity.epochs)
         if self.bn_recalibration:
             batches = (
                 images for _, (images, _) in zip(range(self.bn_recalibration), trainer.epoch_batches(), strict=False)

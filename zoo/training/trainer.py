@@ -287,6 +287,15 @@ class Trainer:
                 self.on_step({"epoch": self.epoch + 1, "step": step + 1, "loss": losses[-1]})
         return sum(losses) / max(len(losses), 1)
 
+    def train_epochs(self, epochs: int) -> list[float]:
+        """``epochs`` epochs of optimiser steps from the current one, without validation or files
+        (a search's candidate at its fidelity); returns each epoch's mean loss."""
+        losses = []
+        for _ in range(epochs):
+            losses.append(self.train_epoch())
+            self.epoch += 1
+        return losses
+
     def fit(self, resume: bool = False) -> TrainResult:
         """Train for ``config.epochs`` (from the checkpoint when ``resume``); keep the best weights."""
         start = time.perf_counter()
