@@ -110,13 +110,20 @@ class SegmentationEvaluator(Evaluator):
 
     def evaluate(self, proposal: Proposal, seed: int, workdir: Path) -> EvalResult:
         start = time.perf_counter()
-        genotype = proposal.genotype
-        folder = self.folder()
-        if genotype.task.num_classes != folder.model_classes:
-            raise SearchError(f"candidate {proposal.key}: {genotype.task.num_classes} output(s), but {self.data} "
-                              f"needs {folder.model_classes}")  # fmt: skip
+        self.check_outputs(proposal)
         model = self.build(proposal, seed, workdir)
-        trainer = self.make_trainer(model, proposal, seed, workdir)
+        return self.train_and_score(proposal, model, self.make_trainer(model, proposal, seed, workdir), workdir, start)
+
+    def check_outputs(self, proposal: Proposal) -> None:
+        """A candidate's outputs must match the dataset's classes (one line that says both)."""
+        outputs, needed = proposal.genotype.task.num_classes, self.folder().model_classes
+        if outputs != needed:
+            raise SearchError(f"candidate {proposal.key}: {outputs} output(s), but {self.data} needs {needed}")
+
+    def train_and_score(self, proposal: Proposal, model: nn.Module, trainer: Trainer, workdir: Path,
+                        start: float) -> EvalResult:  # fmt: skip
+        """Train ``model`` for the fidelity's epochs, re-estimate BatchNorm (if asked) and score it on val."""
+        genotype = proposal.genotype
         trainer.train_epochs(self.fidelity.epochs)
         if self.bn_recalibration:
             batches = (
@@ -124,7 +131,7 @@ class SegmentationEvaluator(Evaluator):
             )
             recalibrate_batchnorm(model, batches, trainer.device)
         loss_name = self.loss or default_loss(genotype.task.num_classes)
-        metrics = evaluate(model, folder, "val", trainer.device, loss=loss_name)
+        metrics = evaluate(model, self.folder(), "val", trainer.device, loss=loss_name)
         self.after_training(model, proposal, workdir)
         macs, params = measure(genotype, self.fidelity.image_size)
         scores = {k: float(metrics[k]) for k in METRIC_KEYS if k in metrics}

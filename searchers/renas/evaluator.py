@@ -41,7 +41,7 @@ from nasseg.searchers.evaluators import SegmentationEvaluator, measure
 from nasseg.searchers.renas.classification import evaluate_classifier, train_classifier_epoch
 from nasseg.searchers.renas.inheritance import inherit, load_parent, parameter_groups
 from nasseg.searchers.renas.plan import TrainingPlan
-from nasseg.zoo.training.trainer import Trainer, evaluate
+from nasseg.zoo.training.trainer import evaluate
 
 
 class RenasEvaluator(SegmentationEvaluator):
@@ -75,24 +75,24 @@ class RenasEvaluator(SegmentationEvaluator):
 
     # -- hooks -----------------------------------------------------------------------------------
 
-    def build(self, proposal: Proposal, seed: int, workdir: Path) -> nn.Module:
-        model = super().build(proposal, seed, workdir)
-        model.renas_new = None  # type: ignore[attr-defined]  (None: every parameter at the base rate)
+    def inherit_parent(self, model: nn.Module, proposal: Proposal) -> tuple[list[str] | None, dict[str, int]]:
+        """Copy the parent's weights into ``model`` when the proposal's plan names them: (the names of
+        the parameters that are new, None when every one is at the base rate; the counts)."""
         plan = TrainingPlan.of_proposal(proposal)
-        if plan.parent_weights is not None:
-            state = load_parent(Path(plan.parent_weights))
-            inherited, new = inherit(model, state, [list(edge) for edge in plan.new_edges])
-            model.renas_new = new  # type: ignore[attr-defined]
-            model.renas_counts = {  # type: ignore[attr-defined]
-                "inherited_params": sum(p.numel() for n, p in model.named_parameters() if n in set(inherited)),
-                "new_params": sum(p.numel() for n, p in model.named_parameters() if n in set(new)),
-            }
-        return model
+        if plan.parent_weights is None:
+            return None, {}
+        state = load_parent(Path(plan.parent_weights))
+        inherited, new = inherit(model, state, [list(edge) for edge in plan.new_edges])
+        named = dict(model.named_parameters())
+        counts = {"inherited_params": sum(named[n].numel() for n in set(inherited) if n in named),
+                  "new_params": sum(named[n].numel() for n in set(new) if n in named)}  # fmt: skip
+        return new, counts
 
-    def optimizer(self, model: nn.Module, weight_decay: float = 1e-4) -> torch.optim.Optimizer:
-        """The fidelity's optimiser; with inheritance, new parameters at ``new_lr_factor`` x ``lr``."""
+    def optimizer(self, model: nn.Module, new: list[str] | None = None,
+                  weight_decay: float = 1e-4) -> torch.optim.Optimizer:  # fmt: skip
+        """The fidelity's optimiser; with inheritance (``new``: the new parameters' names), the new
+        parameters at ``new_lr_factor`` x ``lr``."""
         lr = self.fidelity.lr
-        new = getattr(model, "renas_new", None)
         if new is None:
             groups: list[dict[str, Any]] = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
         else:
@@ -101,11 +101,6 @@ class RenasEvaluator(SegmentationEvaluator):
             return torch.optim.SGD(groups, lr=lr, momentum=0.9, weight_decay=weight_decay)
         return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
 
-    def make_trainer(self, model: nn.Module, proposal: Proposal, seed: int, workdir: Path) -> Trainer:
-        trainer = super().make_trainer(model, proposal, seed, workdir)
-        trainer.optimizer = self.optimizer(model, trainer.config.weight_decay)
-        return trainer
-
     # -- evaluation ------------------------------------------------------------------------------
 
     def evaluate(self, proposal: Proposal, seed: int, workdir: Path) -> EvalResult:
@@ -113,29 +108,26 @@ class RenasEvaluator(SegmentationEvaluator):
         if evaluator is not self:  # the copy runs this method itself (not a subclass' wrapper twice)
             return RenasEvaluator.evaluate(evaluator, proposal, seed, workdir)
         start = time.perf_counter()
-        self._counts: dict[str, int] = {}
+        model = self.build(proposal, seed, workdir)
+        new, counts = self.inherit_parent(model, proposal)
         if self.task == "classification":
-            result = self._evaluate_classifier(proposal, seed, workdir)
+            result = self._evaluate_classifier(proposal, model, new, seed, workdir)
         else:
-            result = super().evaluate(proposal, seed, workdir)
-        soft_dice = self._counts.pop("soft_dice", None)
-        if soft_dice is not None:
-            result.metrics["soft_dice"] = soft_dice
-        result.extra.update(self._counts, epochs=self.fidelity.epochs)
+            self.check_outputs(proposal)
+            trainer = self.make_trainer(model, proposal, seed, workdir)
+            trainer.optimizer = self.optimizer(model, new, trainer.config.weight_decay)
+            result = self.train_and_score(proposal, model, trainer, workdir, start)
+            # a graded score for fidelities at which every thresholded IoU is 0
+            dice_loss = evaluate(model, self.folder(), "val", next(model.parameters()).device, loss="dice")["loss"]
+            result.metrics["soft_dice"] = 1.0 - float(dice_loss)
+        result.extra.update(counts, epochs=self.fidelity.epochs)
         result.seconds = time.perf_counter() - start
         return result
 
-    def after_training(self, model: nn.Module, proposal: Proposal, workdir: Path) -> None:
-        super().after_training(model, proposal, workdir)
-        self._counts = dict(getattr(model, "renas_counts", {}))
-        if self.task == "segmentation":  # a graded score for fidelities at which every thresholded IoU is 0
-            dice_loss = evaluate(model, self.folder(), "val", next(model.parameters()).device, loss="dice")["loss"]
-            self._counts["soft_dice"] = 1.0 - float(dice_loss)
-
-    def _evaluate_classifier(self, proposal: Proposal, seed: int, workdir: Path) -> EvalResult:
+    def _evaluate_classifier(self, proposal: Proposal, model: nn.Module, new: list[str] | None, seed: int,
+                             workdir: Path) -> EvalResult:  # fmt: skip
         folder = self.folder()
-        model = self.build(proposal, seed, workdir)
-        optimizer = self.optimizer(model)
+        optimizer = self.optimizer(model, new)
         config = self.train_config(seed)
         for epoch in range(self.fidelity.epochs):
             train_classifier_epoch(model, folder, config, optimizer, epoch)

@@ -163,6 +163,7 @@ def test_inheritance_copies_unchanged_parameters_and_trains_new_ones_at_10x(tiny
     proposal = Proposal("kid", space.genotype(child_cell), parent="par", extra=plan.to_extra())
     evaluator = RenasEvaluator(tiny_defects, FIDELITY)
     model = evaluator.build(proposal, 11, tmp_path / "candidates" / "kid")
+    new, counts = evaluator.inherit_parent(model, proposal)
     state = model.state_dict()
     fresh = tuple(edge_prefixes(model, fresh_edges))
     assert len(fresh) == len(model.stack.cells)  # the mutated op is new in every cell of the stack
@@ -171,23 +172,25 @@ def test_inheritance_copies_unchanged_parameters_and_trains_new_ones_at_10x(tiny
     assert len(copied) > 0.8 * len(state)
     for key in copied:
         assert torch.equal(state[key], parent_state[key]), key
-    assert any(k.startswith(fresh) for k in model.renas_new)
-    for name in model.renas_new:
+    assert any(k.startswith(fresh) for k in new)
+    for name in new:
         assert not torch.equal(state[name], parent_state.get(name, torch.empty(0))), name
     rewired = "stack.cells.0.edges.3.1."
-    assert any(k.startswith(rewired) for k in copied) and not any(k.startswith(rewired) for k in model.renas_new)
-    groups = evaluator.optimizer(model).param_groups
+    assert any(k.startswith(rewired) for k in copied) and not any(k.startswith(rewired) for k in new)
+    groups = evaluator.optimizer(model, new).param_groups
     by_name = {g["name"]: g for g in groups}
     assert by_name["inherited"]["lr"] == pytest.approx(1e-3) and by_name["new"]["lr"] == pytest.approx(1e-2)
-    new_ids = {id(p) for n, p in model.named_parameters() if n in set(model.renas_new)}
+    new_ids = {id(p) for n, p in model.named_parameters() if n in set(new)}
     assert {id(p) for p in by_name["new"]["params"]} == new_ids
     result = evaluator.evaluate(proposal, 11, tmp_path / "candidates" / "kid")  # fine-tune one pass, score, keep
     total = sum(p.numel() for p in model.parameters())
     assert result.extra["inherited_params"] + result.extra["new_params"] == total
+    assert counts == {k: result.extra[k] for k in ("inherited_params", "new_params")}
     assert result.extra["new_params"] > 0 and (tmp_path / "candidates" / "kid" / "weights.pt").is_file()
     # without inheritance the same child is a random initialisation at the base rate
     scratch = evaluator.build(Proposal("s", proposal.genotype), 11, tmp_path / "candidates" / "s")
-    assert scratch.renas_new is None and len(evaluator.optimizer(scratch).param_groups) == 1
+    assert evaluator.inherit_parent(scratch, Proposal("s", proposal.genotype)) == (None, {})
+    assert len(evaluator.optimizer(scratch).param_groups) == 1
     assert not torch.equal(scratch.state_dict()[copied[-1]], parent_state[copied[-1]])
 
 
