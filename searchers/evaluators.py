@@ -28,7 +28,7 @@ from nasseg.zoo.genotype import Genotype
 from nasseg.zoo.io import atomic_write_bytes
 from nasseg.zoo.training.batchnorm import recalibrate_batchnorm
 from nasseg.zoo.training.losses import default_loss
-from nasseg.zoo.training.trainer import TrainConfig, Trainer, evaluate
+from nasseg.zoo.training.trainer import OptimizerFactory, TrainConfig, Trainer, evaluate
 
 METRIC_KEYS = ("iou", "dice", "miou", "pixel_accuracy", "loss")
 
@@ -99,9 +99,11 @@ class SegmentationEvaluator(Evaluator):
         torch.manual_seed(seed)
         return zoo.build_model(proposal.genotype)
 
-    def make_trainer(self, model: nn.Module, proposal: Proposal, seed: int, workdir: Path) -> Trainer:
-        """The trainer (subclasses may change its optimiser, e.g. per-parameter learning rates)."""
-        return Trainer(model, self.folder(), self.train_config(seed))  # trained in memory: weights kept below
+    def make_trainer(self, model: nn.Module, proposal: Proposal, seed: int, workdir: Path,
+                     optimizer: OptimizerFactory | None = None) -> Trainer:  # fmt: skip
+        """The trainer, in memory (the weights are kept by :meth:`after_training`); ``optimizer``:
+        a factory for another optimiser (e.g. per-parameter learning rates)."""
+        return Trainer(model, self.folder(), self.train_config(seed), optimizer=optimizer)
 
     def after_training(self, model: nn.Module, proposal: Proposal, workdir: Path) -> None:
         """Keep the trained weights in the candidate's folder when asked (children may inherit them)."""

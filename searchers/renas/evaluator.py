@@ -114,8 +114,8 @@ class RenasEvaluator(SegmentationEvaluator):
             result = self._evaluate_classifier(proposal, model, new, seed, workdir)
         else:
             self.check_outputs(proposal)
-            trainer = self.make_trainer(model, proposal, seed, workdir)
-            trainer.optimizer = self.optimizer(model, new, trainer.config.weight_decay)
+            trainer = self.make_trainer(model, proposal, seed, workdir,
+                                        optimizer=lambda net, config: self.optimizer(net, new, config.weight_decay))
             result = self.train_and_score(proposal, model, trainer, workdir, start)
             # a graded score for fidelities at which every thresholded IoU is 0
             dice_loss = evaluate(model, self.folder(), "val", next(model.parameters()).device, loss="dice")["loss"]

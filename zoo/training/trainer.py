@@ -108,12 +108,25 @@ def read_train_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, An
     return checkpoint.load_checkpoint(path, "train", TRAIN_CHECKPOINT_KEYS, map_location)
 
 
+#: makes a trainer's optimiser for its model and config (default: :func:`default_optimizer`)
+OptimizerFactory = Callable[[nn.Module, "TrainConfig"], torch.optim.Optimizer]
+
+
+def default_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (momentum) or Adam over the trainable parameters, as ``config`` says."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
 class Trainer:
     """Train ``model`` on ``data`` (train split) and select on the val split."""
 
     def __init__(self, model: nn.Module, data: SegmentationFolder, config: TrainConfig,
                  run_dir: str | Path | None = None,
-                 on_step: Callable[[dict[str, Any]], None] | None = None):  # fmt: skip
+                 on_step: Callable[[dict[str, Any]], None] | None = None,
+                 optimizer: OptimizerFactory | None = None):  # fmt: skip
         self.model = model
         self.data = data
         self.config = config
@@ -150,13 +163,7 @@ class Trainer:
         self.train_set = SegmentationDataset(
             data.splits["train"], data.num_classes, self.in_channels, augment, seed=config.seed
         )
-        params = [p for p in model.parameters() if p.requires_grad]
-        if config.optimizer == "sgd":
-            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-            )
-        else:
-            self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = (optimizer or default_optimizer)(model, config)
         steps = self.steps_per_epoch()
         self.scheduler = (
             torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
