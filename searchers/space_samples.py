@@ -7,6 +7,7 @@ What ``nasseg latency table`` times (the shapes the spaces use) and what
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -24,26 +25,27 @@ def _task(size: tuple[int, int]) -> dict[str, Any]:
     return {"kind": "segmentation", "in_channels": 3, "num_classes": 1, "input_size": list(size)}
 
 
-def _unet_ga(size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
-    from nasseg.searchers.unet_ga import PAPER_WIDTHS, UNetSpace
-    from nasseg.searchers.unet_ga.space import default_layers
+def _config(space: str, size: tuple[int, int]) -> Any:
+    """The searcher's config at its command-line defaults, searching at ``size`` (no data needed)."""
+    from nasseg.searchers.configs import CONFIGS
 
-    space = UNetSpace(widths=PAPER_WIDTHS, layers=default_layers(size[0]), task=_task(size), dropout=0.5)
-    return space.sample
+    return CONFIGS[space](data=".", image_size=size[0])
+
+
+def _unet_ga(size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
+    return _config("unet-ga", size).space(_task(size)).sample
 
 
 def _renas(size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
-    from nasseg.searchers.renas.space import RenasSpace
-
-    return RenasSpace(_task(size)).sample
+    return _config("renas", size).space(_task(size)).sample
 
 
 def _nas_asdet(size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
     from nasseg.searchers.differentiable import random_cell
-    from nasseg.searchers.nas_asdet import NasAsdetConfig, supernet_genotype
+    from nasseg.searchers.nas_asdet import supernet_genotype
     from nasseg.zoo.ops import NAS_ASDET_OPS
 
-    config = NasAsdetConfig(image_size=size)
+    config = dataclasses.replace(_config("nas-asdet", size).strategy_config(), image_size=size)
     return lambda rng: supernet_genotype(
         _task(size),
         config,
@@ -56,10 +58,9 @@ def _nas_asdet(size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
 def _iac(size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
     from nasseg import zoo
     from nasseg.searchers.differentiable import random_cell
-    from nasseg.searchers.iac import IacConfig
     from nasseg.zoo.ops import DARTS_OPS
 
-    config = IacConfig()
+    config = _config("iac", size).strategy_config()
     base = zoo.resolve_genotype(config.base)
 
     def sample(rng: random.Random) -> Genotype:
@@ -74,9 +75,7 @@ def _iac(size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
 
 
 def _autosegnet(size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
-    from nasseg.searchers.autosegnet import AutoSegNetSpace
-
-    return AutoSegNetSpace(size, 3, 1).sample
+    return _config("autosegnet", size).space(1, size).sample
 
 
 _SAMPLERS = {"unet-ga": _unet_ga, "renas": _renas, "nas-asdet": _nas_asdet, "iac": _iac, "autosegnet": _autosegnet}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from nasseg.searchers.base import Budget
 from nasseg.searchers.configs.base import BuiltSearch, SearchConfig, option
@@ -51,16 +51,23 @@ downsampling); train the result at another size with `nasseg train RUN/best.json
     name: str | None = option(None, "Name of the searched genotype (default: autosegnet-DATA-sSEED).")
     min_steps: int = option(20, "Optimiser steps per epoch at least (small sets are reused).", ge=1)
 
+    def space(self, num_classes: int, size: tuple[int, int] | None = None) -> Any:
+        """The AutoSegNet space these settings search (its depth follows ``size``, default the search size)."""
+        from nasseg.searchers.autosegnet import AutoSegNetSpace
+
+        size = size or (self.image_size, self.image_size)
+        return AutoSegNetSpace(size, self.in_channels, num_classes, self.cells_per_layer, self.ops_per_cell,
+                               stem_channels=self.stem_channels, min_size=self.min_size, min_ratio=self.min_ratio,
+                               genotype_name=self.name or f"autosegnet-{self.data.name}-s{self.seed}")  # fmt: skip
+
     def build(self) -> BuiltSearch:
-        from nasseg.searchers.autosegnet import AutoSegNetConfig, AutoSegNetSpace, AutoSegNetStrategy
+        from nasseg.searchers.autosegnet import AutoSegNetConfig, AutoSegNetStrategy
         from nasseg.searchers.evaluators import search_task
 
         self.check_data()
         size = (self.image_size, self.image_size)
         task = search_task(self.data, size, self.in_channels)
-        space = AutoSegNetSpace(size, self.in_channels, task["num_classes"], self.cells_per_layer, self.ops_per_cell,
-                                stem_channels=self.stem_channels, min_size=self.min_size, min_ratio=self.min_ratio,
-                                genotype_name=self.name or f"autosegnet-{self.data.name}-s{self.seed}")  # fmt: skip
+        space = self.space(task["num_classes"])
         config = AutoSegNetConfig(
             image_size=size, batch_size=self.batch_size, max_images=self.max_images,
             max_val_images=self.max_val_images, max_steps_per_epoch=self.max_steps, lr=self.lr,

@@ -43,21 +43,27 @@ class IacSearchConfig(SearchConfig):
 
     _record_epochs = field_validator("record_epochs", mode="before")(comma_ints)
 
+    def strategy_config(self) -> Any:
+        """The strategy's :class:`IacConfig` for these settings."""
+        from nasseg.searchers.iac import IacConfig
+
+        return IacConfig(base=self.base, from_stage=self.from_stage,
+                         base_weights=str(self.base_weights) if self.base_weights else None,
+                         base_epochs=self.base_epochs, warmup_epochs=self.warmup_epochs,
+                         search_epochs=self.search_epochs, cell_epochs=self.cell_epochs,
+                         batch_size=self.batch_size, image_size=(self.image_size, self.image_size),
+                         cell_channels=self.cell_channels, partial_channels=self.partial_channels,
+                         record_epochs=self.record_epochs, select_epoch=self.select_epoch,
+                         max_steps_per_epoch=self.max_steps, max_images=self.max_images,
+                         max_val_images=self.max_val_images, max_skip=self.max_skip, implant=self.implant,
+                         keep_base=self.keep_base, cell_lr=self.cell_lr, cell_flips=self.cell_flips,
+                         min_steps_per_epoch=self.min_steps, random_cell=self.random_cell)  # fmt: skip
+
     def build(self) -> BuiltSearch:
-        from nasseg.searchers.iac import IacConfig, IacStrategy
+        from nasseg.searchers.iac import IacStrategy
 
         self.check_data()
-        config = IacConfig(base=self.base, from_stage=self.from_stage,
-                           base_weights=str(self.base_weights) if self.base_weights else None,
-                           base_epochs=self.base_epochs, warmup_epochs=self.warmup_epochs,
-                           search_epochs=self.search_epochs, cell_epochs=self.cell_epochs,
-                           batch_size=self.batch_size, image_size=(self.image_size, self.image_size),
-                           cell_channels=self.cell_channels, partial_channels=self.partial_channels,
-                           record_epochs=self.record_epochs, select_epoch=self.select_epoch,
-                           max_steps_per_epoch=self.max_steps, max_images=self.max_images,
-                           max_val_images=self.max_val_images, max_skip=self.max_skip, implant=self.implant,
-                           keep_base=self.keep_base, cell_lr=self.cell_lr, cell_flips=self.cell_flips,
-                           min_steps_per_epoch=self.min_steps, random_cell=self.random_cell)  # fmt: skip
+        config = self.strategy_config()
         strategy = IacStrategy(self.data, config, seed=self.seed, device=self.device)
         budget = Budget(steps=config.total_steps, seconds=self.max_seconds)
         return BuiltSearch(strategy, None, budget, "iac", "iac", epilogue=implant_line)

@@ -86,7 +86,7 @@ class RenasConfig(SearchConfig):
 
     def build(self) -> BuiltSearch:
         from nasseg.searchers.evaluators import search_task
-        from nasseg.searchers.renas import RenasEvaluator, RenasSpace, RenasStrategy
+        from nasseg.searchers.renas import RenasEvaluator, RenasStrategy
 
         self.check_data()
         size = (self.image_size, self.image_size)
@@ -98,8 +98,7 @@ class RenasConfig(SearchConfig):
         else:
             task = {"kind": "classification", "num_classes": 2, "input_size": list(size)}
         final = self.fidelity(max(self.final_epochs, 1), capped=False)
-        space = RenasSpace(task, blocks=self.blocks, cells=self.cells, init_channels=self.filters,
-                           aspp_channels=self.aspp_channels, output_stride=self.output_stride)  # fmt: skip
+        space = self.space(task)
         strategy = RenasStrategy(space, population=self.population, sample_size=self.sample, steps=self.steps,
                                  mutation=self.mutation, children=self.children, finetune_epochs=self.finetune_epochs,
                                  inherit=self.inherit, final=self.final_epochs > 0, seed=self.seed,
@@ -108,6 +107,13 @@ class RenasConfig(SearchConfig):
                                    final_fidelity=final, bn_recalibration=self.bn_recalibration)  # fmt: skip
         budget = Budget(steps=self.total_steps, evaluations=self.evaluations, seconds=self.max_seconds)
         return BuiltSearch(strategy, evaluator, budget, "renas", f"renas ({self.mutation})", {"task": self.task})
+
+    def space(self, task: dict[str, Any]) -> Any:
+        """The RENAS cell space these settings search, for ``task``."""
+        from nasseg.searchers.renas import RenasSpace
+
+        return RenasSpace(task, blocks=self.blocks, cells=self.cells, init_channels=self.filters,
+                          aspp_channels=self.aspp_channels, output_stride=self.output_stride)  # fmt: skip
 
     @property
     def controller_options(self) -> dict[str, float]:

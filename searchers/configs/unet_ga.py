@@ -79,6 +79,12 @@ class UNetGAConfig(SearchConfig):
                         max_images=self.max_images, max_val_images=self.max_val_images,
                         max_steps_per_epoch=self.max_steps, lr=lr, min_steps_per_epoch=low)  # fmt: skip
 
+    def space(self, task: dict[str, Any]) -> Any:
+        """The U-Net space these settings search, for ``task``."""
+        from nasseg.searchers.unet_ga import UNetSpace
+
+        return UNetSpace(widths=self.widths, layers=self.levels, task=task, dropout=self.dropout)
+
     def most_evaluations(self) -> int:
         """The GA's evaluations at most: P_0, then K - 1 children and one elite re-scoring per generation."""
         return self.population + self.generations * (self.population - 1 + (self.elite_evaluations > 1))
@@ -86,7 +92,7 @@ class UNetGAConfig(SearchConfig):
     def build(self) -> BuiltSearch:
         from nasseg.searchers import SegmentationEvaluator
         from nasseg.searchers.evaluators import search_task
-        from nasseg.searchers.unet_ga import TranslationEvaluator, UNetGAStrategy, UNetRandomStrategy, UNetSpace
+        from nasseg.searchers.unet_ga import TranslationEvaluator, UNetGAStrategy, UNetRandomStrategy
         from nasseg.searchers.unet_ga.translation import paired_root
 
         size = (self.image_size, self.image_size)
@@ -104,7 +110,7 @@ class UNetGAConfig(SearchConfig):
             self.check_data()
             task = search_task(self.data, size, in_channels=3)
             evaluator = SegmentationEvaluator(self.data, self.fidelity, device=self.device)
-        space = UNetSpace(widths=self.widths, layers=self.levels, task=task, dropout=self.dropout)
+        space = self.space(task)
         flops = (self.flops_size, self.flops_size) if self.flops_size else None
         if self.random_search:
             most = self.most_evaluations()
