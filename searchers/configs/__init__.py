@@ -49,8 +49,9 @@ def load_config(path: str | Path) -> SearchConfig:
         raise SearchError(f"{path}: a search config is a JSON object")
     if "searcher" not in values:
         if "config" not in values:
-            raise SearchError(f"{path}: no search config in it (a run.json written before configs were recorded "
-                              "cannot be replayed)")  # fmt: skip
+            raise SearchError(f"{path}: no search config in it (written before run.json recorded configs): "
+                              "replay it with its options, or resume it with `nasseg search STRATEGY ... --resume "
+                              "RUN`")  # fmt: skip
         values = values["config"]
     return config_from_dict(values, str(path))
 
