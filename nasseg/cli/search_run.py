@@ -28,7 +28,6 @@ def run_config(config: SearchConfig, out: Path | None, resume: Path | None, as_j
         return None
     built = config.build()
     run_dir, resuming = run_directory(built.name, out, resume)
-    config.check_data()
     searcher = make_searcher(config, run_dir, built)
     result = run_search(searcher, resuming, built.label, as_json)
     line = built.epilogue(result) if built.epilogue is not None else None

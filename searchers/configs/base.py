@@ -10,6 +10,7 @@ versions it ran under, so ``nasseg search --config RUN/run.json --out NEW`` repl
 from __future__ import annotations
 
 import platform
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,7 +83,7 @@ class BuiltSearch:
     epilogue: Callable[[Any], str | None] | None = None  # a line about the result, for people
 
 
-class SearchConfig(BaseModel):
+class SearchConfig(BaseModel, ABC):
     """Settings every searcher has; subclasses add their own and set ``searcher``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
@@ -105,8 +106,9 @@ class SearchConfig(BaseModel):
     def _absolute(cls, value: Path) -> Path:
         return Path(value).expanduser().absolute()
 
+    @abstractmethod
     def build(self) -> BuiltSearch:
-        raise NotImplementedError
+        """The strategy, evaluator and budget these settings make (each searcher's config says how)."""
 
     def check_data(self) -> None:
         if not self.data.is_dir():

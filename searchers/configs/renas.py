@@ -70,19 +70,21 @@ class RenasConfig(SearchConfig):
     workers: int | None = option(None, "Evaluate N candidates at once in one-thread worker processes.", ge=1)
     ray: str | None = option(None, "Evaluate as Ray tasks: 'local' (with --workers N) or a cluster's address.")
 
-    def fidelity(self, epochs: int | None = None, capped: bool = True) -> Fidelity:
-        """A child's training (``capped``: the search's image and step limits; the final retraining
-        uses all images for ``epochs``)."""
+    @property
+    def search_fidelity(self) -> Fidelity:
+        """A child's training while searching: the search's image and step limits."""
         low = self.min_steps if self.min_steps is not None else (
             SEGMENTATION_MIN_STEPS if self.task == "segmentation" else 20)  # fmt: skip
-        size = (self.image_size, self.image_size)
-        if not capped:
-            return Fidelity(epochs=epochs or self.epochs, image_size=size, batch_size=self.batch_size, lr=self.lr,
-                            max_val_images=self.final_val_images, max_steps_per_epoch=self.final_steps,
-                            min_steps_per_epoch=self.final_steps or 20)  # fmt: skip
-        return Fidelity(epochs=self.epochs, image_size=size, batch_size=self.batch_size, max_images=self.max_images,
-                        max_val_images=self.max_val_images, max_steps_per_epoch=self.max_steps, lr=self.lr,
-                        min_steps_per_epoch=low)  # fmt: skip
+        return Fidelity(epochs=self.epochs, image_size=(self.image_size, self.image_size), batch_size=self.batch_size,
+                        max_images=self.max_images, max_val_images=self.max_val_images,
+                        max_steps_per_epoch=self.max_steps, lr=self.lr, min_steps_per_epoch=low)  # fmt: skip
+
+    @property
+    def final_fidelity(self) -> Fidelity:
+        """The final population's retraining: every training image, ``final_epochs`` epochs."""
+        return Fidelity(epochs=max(self.final_epochs, 1), image_size=(self.image_size, self.image_size),
+                        batch_size=self.batch_size, lr=self.lr, max_val_images=self.final_val_images,
+                        max_steps_per_epoch=self.final_steps, min_steps_per_epoch=self.final_steps or 20)  # fmt: skip
 
     def build(self) -> BuiltSearch:
         from nasseg.searchers.evaluators import search_task
@@ -97,14 +99,14 @@ class RenasConfig(SearchConfig):
             task: dict[str, Any] = search_task(self.data, size)
         else:
             task = {"kind": "classification", "num_classes": 2, "input_size": list(size)}
-        final = self.fidelity(max(self.final_epochs, 1), capped=False)
         space = self.space(task)
         strategy = RenasStrategy(space, population=self.population, sample_size=self.sample, steps=self.steps,
                                  mutation=self.mutation, children=self.children, finetune_epochs=self.finetune_epochs,
                                  inherit=self.inherit, final=self.final_epochs > 0, seed=self.seed,
                                  metric=self.fitness, controller=self.controller_options)  # fmt: skip
-        evaluator = RenasEvaluator(self.data, self.fidelity(), device=self.device, task=self.task,
-                                   final_fidelity=final, bn_recalibration=self.bn_recalibration)  # fmt: skip
+        evaluator = RenasEvaluator(self.data, self.search_fidelity, device=self.device, task=self.task,
+                                   final_fidelity=self.final_fidelity,
+                                   bn_recalibration=self.bn_recalibration)  # fmt: skip
         budget = Budget(steps=self.total_steps, evaluations=self.evaluations, seconds=self.max_seconds)
         return BuiltSearch(strategy, evaluator, budget, "renas", f"renas ({self.mutation})", {"task": self.task})
 

@@ -95,6 +95,7 @@ class UNetGAConfig(SearchConfig):
         from nasseg.searchers.unet_ga import TranslationEvaluator, UNetGAStrategy, UNetRandomStrategy
         from nasseg.searchers.unet_ga.translation import paired_root
 
+        self.check_data()
         size = (self.image_size, self.image_size)
         if self.levels < 2:
             raise SearchError(f"--image-size {self.image_size}: a U-Net needs a size divisible by 4 at least")
@@ -107,7 +108,6 @@ class UNetGAConfig(SearchConfig):
             evaluator: Any = TranslationEvaluator(self.data, self.fidelity, device=self.device, lam=self.lam,
                                                   disc_width=self.disc_width)  # fmt: skip
         else:
-            self.check_data()
             task = search_task(self.data, size, in_channels=3)
             evaluator = SegmentationEvaluator(self.data, self.fidelity, device=self.device)
         space = self.space(task)
