@@ -6,10 +6,11 @@ builder's own stack/implant code runs, only its cells are :class:`zoo.supernet.M
 read their weights from the search's :class:`zoo.supernet.ArchitectureWeights`.
 
 One :meth:`DifferentiableStrategy.step` is one supernet epoch: a pass over the weight-training
-split, each batch preceded (after the warm-up) by one architecture step on a batch of the
-architecture split (first-order DARTS: ``alpha`` descends the architecture-split loss at the
-current weights, then ``w`` descends the weight-split loss; the order is DARTS' ``architect.step``
-before the weight step, and IAC Algorithm 1 lines 6-9). The genotype derived after the epoch is
+split by the zoo's :class:`~nasseg.zoo.training.trainer.Trainer`, each batch preceded (after the
+warm-up) by one architecture step on a batch of the architecture split (:class:`ArchitectureStep`,
+the trainer's ``before_step`` hook; first-order DARTS: ``alpha`` descends the architecture-split
+loss at the current weights, then ``w`` descends the weight-split loss; the order is DARTS'
+``architect.step`` before the weight step, and IAC Algorithm 1 lines 6-9). The genotype derived after the epoch is
 recorded with the supernet's validation IoU as fitness (the supernet is scored, not the discrete
 net: cheap, and what DARTS-style searches monitor).
 """
@@ -37,13 +38,14 @@ from nasseg.zoo.checkpoint import numpy_rng_state, set_numpy_rng_state, state_fr
 from nasseg.zoo.data.augment import Augment
 from nasseg.zoo.data.dataset import SegmentationDataset
 from nasseg.zoo.data.folder import Sample, SegmentationFolder
+from nasseg.zoo.errors import NassegError
 from nasseg.zoo.genotype import Cell as CellGenotype
 from nasseg.zoo.genotype import Genotype
 from nasseg.zoo.io import save_figure
 from nasseg.zoo.supernet import MixedCell, MixedOp, derive_cell, full_dag_edges
-from nasseg.zoo.training.batches import passes, planned_steps
+from nasseg.zoo.training.batches import passes
 from nasseg.zoo.training.losses import total_loss
-from nasseg.zoo.training.trainer import evaluate, resolve_device
+from nasseg.zoo.training.trainer import TrainConfig, Trainer, evaluate, resolve_device
 
 WeightsProvider = Callable[[], tuple[torch.Tensor, torch.Tensor | None]]
 
@@ -192,6 +194,21 @@ def cycle_batches(dataset: SegmentationDataset, spec: LoaderSpec, epoch: int, sa
     return passes(lambda number: epoch_loader(dataset, spec, epoch * 1000 + number, salt))
 
 
+class EpochBatches:
+    """One split of a bi-level search as the zoo trainer's batch source
+    (:class:`nasseg.zoo.training.trainer.BatchSource`): pass ``number`` of ``epoch`` is
+    :func:`epoch_loader` at ``epoch * 1000 + number``, the batches :func:`cycle_batches` draws."""
+
+    def __init__(self, dataset: SegmentationDataset, spec: LoaderSpec, salt: int) -> None:
+        self.dataset, self.spec, self.salt = dataset, spec, salt
+
+    def batches_per_pass(self) -> int:
+        return len(self.dataset) // min(self.spec.batch_size, len(self.dataset)) if len(self.dataset) else 0
+
+    def loader(self, epoch: int, number: int) -> DataLoader:
+        return epoch_loader(self.dataset, self.spec, epoch * 1000 + number, self.salt)
+
+
 # ---------------------------------------------------------------------------------------------
 # Heat maps
 # ---------------------------------------------------------------------------------------------
@@ -258,9 +275,50 @@ class BiLevelConfig:
     clip_grad_norm: float | None = 5.0
     min_steps_per_epoch: int | None = None
 
-    def steps(self, batches_per_pass: int) -> int:
-        """Weight steps of one epoch when one pass over the weight split has ``batches_per_pass``."""
-        return planned_steps(batches_per_pass, self.min_steps_per_epoch, self.max_steps_per_epoch)
+    def train_config(self, spec: LoaderSpec, seed: int, loss: str, device: str) -> TrainConfig:
+        """The zoo trainer's settings for one bi-level epoch (the strategy sets learning rates itself;
+        no scheduler, no autocast: the supernet trains in float32 on every device)."""
+        return TrainConfig(epochs=1, batch_size=spec.batch_size, crop=tuple(spec.crop), scheduler="none",
+                           clip_grad_norm=self.clip_grad_norm, loss=loss, amp=False, seed=seed, device=device,
+                           max_steps_per_epoch=self.max_steps_per_epoch,
+                           min_steps_per_epoch=self.min_steps_per_epoch)  # fmt: skip
+
+
+class ArchitectureStep:
+    """The bi-level search's architecture step, which the zoo trainer runs before each weight step
+    (its ``before_step`` hook): ``alpha`` descends the architecture split's loss at the current
+    weights (first-order DARTS), plus the latency term ``w max(0, log(E[LAT] / T))`` where a target
+    is set. It keeps the epoch's architecture losses and expected latencies for the history line."""
+
+    def __init__(self, strategy: DifferentiableStrategy, batches: Iterator[Any]) -> None:
+        self.strategy = strategy
+        self.batches = batches
+        self.expected = strategy._expected_latency()
+        self.losses: list[float] = []
+        self.expected_ms: list[float] = []
+
+    def __call__(self, step: int) -> None:
+        s = self.strategy
+        images, masks = next(self.batches)
+        s.arch_optimizer.zero_grad(set_to_none=True)
+        loss = s._loss(images, masks)
+        if self.expected is not None and (ms := self.expected.take()) is not None:
+            self.expected_ms.append(float(ms.detach()))
+            loss = loss + s.latency.loss(ms)
+        loss.backward()
+        s.arch_optimizer.step()
+        self.losses.append(loss.item())
+        for p in s.arch_parameters():  # the weight step's backward starts them afresh
+            p.grad = None
+
+    def summary(self) -> dict[str, float]:
+        """Mean architecture loss (and mean expected latency) of the epoch's steps."""
+        out = {}
+        if self.losses:
+            out["arch_loss"] = sum(self.losses) / len(self.losses)
+        if self.expected_ms:
+            out["expected_latency_ms"] = sum(self.expected_ms) / len(self.expected_ms)
+        return out
 
 
 class DifferentiableStrategy(Strategy):
@@ -284,6 +342,7 @@ class DifferentiableStrategy(Strategy):
         self.max_skip = max_skip
         self.bilevel = bilevel or BiLevelConfig()
         self.supernet: nn.Module | None = None
+        self.folder: SegmentationFolder | None = None  # the opened data folder (subclasses set it)
         self.weight_optimizer: torch.optim.Optimizer | None = None
         self.arch_optimizer: torch.optim.Optimizer | None = None
         self.epoch = 0
@@ -336,47 +395,23 @@ class DifferentiableStrategy(Strategy):
 
     def train_epoch(self, weight_set: SegmentationDataset, arch_set: SegmentationDataset | None,
                     spec: LoaderSpec) -> dict[str, float]:  # fmt: skip
-        """One pass over ``weight_set``; with ``arch_set`` one architecture step before every weight
-        step (first-order bi-level alternation), without it weights only (warm-up)."""
-        self.supernet.train()
-        torch.manual_seed(self.seed * 1_000_003 + self.epoch)
-        arch_batches = cycle_batches(arch_set, spec, self.epoch, salt=2) if arch_set is not None else None
-        weights = self.weight_parameters()
-        losses, arch_losses, expected_ms = [], [], []
-        expected = self._expected_latency() if arch_set is not None else None
-        steps = self.bilevel.steps(len(epoch_loader(weight_set, spec, self.epoch, salt=1)))
-        batches = cycle_batches(weight_set, spec, self.epoch, salt=1) if steps else iter(())
-        for step, (images, masks) in enumerate(batches):
-            if step >= steps:
-                break
-            if arch_batches is not None:
-                a_images, a_masks = next(arch_batches)
-                self.arch_optimizer.zero_grad(set_to_none=True)
-                arch_loss = self._loss(a_images, a_masks)
-                if expected is not None and (ms := expected.take()) is not None:  # + w max(0, log(E[LAT] / T))
-                    expected_ms.append(float(ms.detach()))
-                    arch_loss = arch_loss + self.latency.loss(ms)
-                arch_loss.backward()
-                self.arch_optimizer.step()
-                arch_losses.append(arch_loss.item())
-            self.weight_optimizer.zero_grad(set_to_none=True)
-            for p in self.arch_parameters():
-                p.grad = None
-            loss = self._loss(images, masks)
-            loss.backward()
-            if self.bilevel.clip_grad_norm:
-                nn.utils.clip_grad_norm_(weights, self.bilevel.clip_grad_norm)
-            self.weight_optimizer.step()
-            losses.append(loss.item())
-            if not math.isfinite(losses[-1]):
-                raise SearchError(f"{self.name}: supernet loss diverged at epoch {self.epoch + 1}, step {step + 1}")
+        """One epoch of weight steps on ``weight_set`` (the zoo :class:`Trainer`'s loop); with
+        ``arch_set`` one architecture step before every weight step (first-order bi-level
+        alternation, the trainer's ``before_step`` hook), without it weights only (warm-up)."""
+        arch_step = None if arch_set is None else ArchitectureStep(self, cycle_batches(arch_set, spec, self.epoch, 2))
+        trainer = Trainer(self.supernet, self.folder, self.bilevel.train_config(spec, self.seed, self.loss,
+                                                                                 self.device_name),
+                          optimizer=lambda *_: self.weight_optimizer, batches=EpochBatches(weight_set, spec, salt=1),
+                          before_step=arch_step)  # fmt: skip
+        trainer.epoch = self.epoch
+        try:
+            out = {"loss": trainer.train_epoch()}
+        except NassegError as exc:
+            raise SearchError(f"{self.name}: supernet {exc}") from exc
         for p in self.arch_parameters():
             p.grad = None
-        out = {"loss": sum(losses) / max(len(losses), 1)}
-        if arch_losses:
-            out["arch_loss"] = sum(arch_losses) / len(arch_losses)
-        if expected_ms:
-            out["expected_latency_ms"] = sum(expected_ms) / len(expected_ms)
+        if arch_step is not None:
+            out.update(arch_step.summary())
         return out
 
     def score(self, folder: SegmentationFolder) -> dict[str, float]:

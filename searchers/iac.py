@@ -208,7 +208,6 @@ class IacStrategy(DifferentiableStrategy):
                                        min_steps_per_epoch=c.min_steps_per_epoch))  # fmt: skip
         self.stage = 1
         self.run: RunDirectory | None = None
-        self.folder: SegmentationFolder | None = None
         self.base_metrics: dict[str, float] = {}
         self.derived: dict[int, dict[str, Any]] = {}
         self.finished = False

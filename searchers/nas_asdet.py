@@ -53,7 +53,7 @@ from nasseg.searchers.differentiable import (
     split_samples,
 )
 from nasseg.searchers.evaluators import search_task, subset
-from nasseg.zoo.data.folder import SegmentationFolder, open_folder
+from nasseg.zoo.data.folder import open_folder
 from nasseg.zoo.families.cellnet import CellFusionNet
 from nasseg.zoo.genotype import Cell as CellGenotype
 from nasseg.zoo.genotype import Genotype
@@ -199,7 +199,6 @@ class NasAsdetStrategy(DifferentiableStrategy):
                          BiLevelConfig(max_steps_per_epoch=c.max_steps_per_epoch,
                                        min_steps_per_epoch=c.min_steps_per_epoch))  # fmt: skip
         self.stage = 0
-        self.folder: SegmentationFolder | None = None
 
     # -- setup -------------------------------------------------------------------------------------
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
@@ -120,13 +120,57 @@ def default_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Opti
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class BatchSource(Protocol):
+    """Where a trainer's batches come from: how many whole batches one pass holds, and the batches of
+    pass ``number`` of ``epoch`` (each pass drawn from its own numbers, so a resumed run sees the same)."""
+
+    def batches_per_pass(self) -> int: ...
+
+    def loader(self, epoch: int, number: int) -> Iterable[Batch]: ...
+
+
+class TrainSplitBatches:
+    """The default source: the training split with the config's crop and augmentation, shuffled per
+    ``(seed, epoch, pass)``; the last partial batch is dropped (BatchNorm needs 2+ samples)."""
+
+    def __init__(self, train_set: SegmentationDataset, config: TrainConfig) -> None:
+        self.train_set = train_set
+        self.batch_size = config.batch_size
+        self.seed = config.seed
+        self.num_workers = config.num_workers
+
+    def batches_per_pass(self) -> int:
+        return len(self.train_set) // self.batch_size
+
+    def loader(self, epoch: int, number: int) -> DataLoader:
+        self.train_set.set_epoch(epoch + 1_000_003 * number)
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch + 7_919 * number)
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
+                          generator=generator, num_workers=self.num_workers)  # fmt: skip
+
+
+#: called with the step number before each optimiser step (the bi-level search's architecture step)
+BeforeStep = Callable[[int], None]
+
+
 class Trainer:
-    """Train ``model`` on ``data`` (train split) and select on the val split."""
+    """Train ``model`` on ``data`` (train split) and select on the val split.
+
+    Extension points, for the searchers: ``run_dir=None`` trains in memory (no files; :meth:`fit`
+    needs a folder), ``optimizer`` makes the optimiser (per-group rates), ``batches`` replaces the
+    training split as the source of batches, and ``before_step`` runs before every optimiser step
+    (a supernet's architecture step: the bi-level alternation of :mod:`nasseg.searchers.differentiable`
+    is this loop with that hook). Gradients are clipped over the parameters the optimiser steps.
+    """
 
     def __init__(self, model: nn.Module, data: SegmentationFolder, config: TrainConfig,
                  run_dir: str | Path | None = None,
                  on_step: Callable[[dict[str, Any]], None] | None = None,
-                 optimizer: OptimizerFactory | None = None):  # fmt: skip
+                 optimizer: OptimizerFactory | None = None, batches: BatchSource | None = None,
+                 before_step: BeforeStep | None = None):  # fmt: skip
         self.model = model
         self.data = data
         self.config = config
@@ -159,10 +203,13 @@ class Trainer:
             if freeze is None:
                 raise NassegError(f"model {model.genotype.name!r} has no frozen-base mode (IAC implants have one)")
             freeze()
-        augment = Augment(crop=tuple(config.crop), **config.augment)
-        self.train_set = SegmentationDataset(
-            data.splits["train"], data.num_classes, self.in_channels, augment, seed=config.seed
-        )
+        if batches is None:
+            augment = Augment(crop=tuple(config.crop), **config.augment)
+            train_set = SegmentationDataset(data.splits["train"], data.num_classes, self.in_channels, augment,
+                                            seed=config.seed)  # fmt: skip
+            batches = TrainSplitBatches(train_set, config)
+        self.batches = batches
+        self.before_step = before_step
         self.optimizer = (optimizer or default_optimizer)(model, config)
         steps = self.steps_per_epoch()
         self.scheduler = (
@@ -182,7 +229,7 @@ class Trainer:
     def steps_per_epoch(self) -> int:
         """Optimiser steps per epoch (the last partial batch is dropped, BatchNorm needs 2+ samples):
         one pass, raised to ``min_steps_per_epoch`` and capped by ``max_steps_per_epoch``."""
-        batches = len(self.train_set) // self.config.batch_size
+        batches = self.batches.batches_per_pass()
         return max(1, planned_steps(batches, self.config.min_steps_per_epoch, self.config.max_steps_per_epoch))
 
     # -- checkpoints -------------------------------------------------------------------------------
@@ -243,30 +290,30 @@ class Trainer:
 
     # -- loops -------------------------------------------------------------------------------------
 
-    def _loader(self, repeat: int = 0) -> DataLoader:
-        """Batches of one pass; ``repeat`` > 0 are the further passes of an epoch with a step floor."""
-        self.train_set.set_epoch(self.epoch + 1_000_003 * repeat)
-        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + self.epoch + 7_919 * repeat)
-        return DataLoader(self.train_set, batch_size=self.config.batch_size, shuffle=True, drop_last=True,
-                          generator=generator, num_workers=self.config.num_workers)  # fmt: skip
-
     def epoch_batches(self) -> Any:
-        """The epoch's batches: pass after pass over the training set (only the first pass unless
+        """The epoch's batches: pass after pass of the batch source (only the first pass unless
         ``min_steps_per_epoch`` asks for more steps than one pass has)."""
-        return passes(self._loader)
+        return passes(lambda number: self.batches.loader(self.epoch, number))
 
-    def train_epoch(self) -> float:
-        """One epoch of optimiser steps; returns the mean loss."""
+    def stepped_parameters(self) -> list[torch.Tensor]:
+        """The parameters the optimiser steps (the ones whose gradients are clipped)."""
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    def train_epoch(self, limit: int | None = None) -> float:
+        """One epoch of optimiser steps (the first ``limit`` of them, when given); returns the mean loss."""
         self.model.train()
         torch.manual_seed(self.config.seed * 1_000_003 + self.epoch)  # dropout / drop-path draws
         use_amp = self.config.amp and self.device.type == "cuda"
         amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
         losses = []
-        steps = self.steps_per_epoch()
+        steps = self.steps_per_epoch() if limit is None else min(limit, self.steps_per_epoch())
+        clipped = self.stepped_parameters()
         for step, (images, masks) in enumerate(self.epoch_batches()):
             if step >= steps:
                 break
+            if self.before_step is not None:
+                self.before_step(step)
             images = images.to(self.device).contiguous(memory_format=self.memory_format)
             masks = masks.to(self.device)
             self.optimizer.zero_grad(set_to_none=True)
@@ -282,7 +329,7 @@ class Trainer:
                 ) from exc
             if self.config.clip_grad_norm:
                 scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
+                nn.utils.clip_grad_norm_(clipped, self.config.clip_grad_norm)
             scaler.step(self.optimizer)
             scaler.update()
             if self.scheduler:
@@ -301,6 +348,18 @@ class Trainer:
         for _ in range(epochs):
             losses.append(self.train_epoch())
             self.epoch += 1
+        return losses
+
+    def train_steps(self, steps: int) -> list[float]:
+        """``steps`` optimiser steps from the current epoch on, epoch after epoch (the last one cut
+        short), without validation or files; returns each epoch's mean loss. Training a net for
+        ``a`` steps, then ``b`` more, is training it ``a + b`` steps when ``a`` ends an epoch."""
+        losses = []
+        while steps > 0:
+            take = min(steps, self.steps_per_epoch())
+            losses.append(self.train_epoch(limit=take))
+            self.epoch += 1
+            steps -= take
         return losses
 
     def fit(self, resume: bool = False) -> TrainResult:
