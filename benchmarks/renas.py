@@ -45,7 +45,7 @@ def run_one(
                          final_val_images=args.max_val_images, blocks=5, cells=args.cells, filters=args.filters,
                          aspp_channels=args.aspp_channels, population=args.population, sample=args.sample,
                          steps=args.steps, mutation=mode, inherit=inherit, fitness=args.fitness,
-                         entropy_weight=None)  # fmt: skip
+                         entropy_weight=None, workers=1)  # fmt: skip (its rows ran one child at a time)
     searcher = make_searcher(config, out)
     strategy = searcher.strategy
     start = time.perf_counter()

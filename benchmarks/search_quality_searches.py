@@ -2,7 +2,8 @@
 config (:mod:`nasseg.searchers.configs`, the same class ``nasseg search`` fills from its options)
 from a scale's settings, and runs it with :func:`nasseg.searchers.configs.make_searcher`.
 
-Every search here trains each candidate for one epoch of exactly ``s["steps"]`` steps, batch 8.
+Every search here trains each candidate for one epoch of exactly ``s["steps"]`` steps, batch 8,
+one candidate at a time in this process (``s["workers"]``, default 1: the committed rows ran so).
 ``SEARCH[name](arm, seed, data, run_dir, s, size, device, units)`` runs arm ``search`` (the
 searcher) or ``random`` (its random counterpart) and returns what the report keeps of it;
 ``s["latency"]``, when set, is a :class:`nasseg.searchers.latency.LatencyObjective`.
@@ -46,7 +47,7 @@ def search_unet_ga(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, 
     config = UNetGAConfig(**fidelity_settings(s, seed, data, size, device), epochs=1, widths=s["widths"],
                           layers=s["layers"], population=s["K"], generations=s["T"], gamma=s.get("gamma", 0.01),
                           fitness=s.get("fitness", "loss"), random_search=arm != "search",
-                          evaluations=total)  # fmt: skip
+                          evaluations=total, workers=s.get("workers", 1), halving=s.get("halving", 0))  # fmt: skip
     result, strategy = run_searcher(config, run_dir, s.get("latency"))
     report = strategy.flops_report() if arm == "search" else None
     return {"genotype": result.genotype.to_dict(), "evaluations": len(result.history), "flops_report": report,
@@ -58,7 +59,8 @@ def search_renas(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, An
     config = RenasConfig(**fidelity_settings(s, seed, data, size, device), blocks=s["blocks"], cells=2,
                          filters=s["filters"], aspp_channels=32, population=s["P"], steps=s["E"],
                          mutation="controller" if arm == "search" else "sample", final_epochs=s["final_epochs"],
-                         final_steps=s["steps"], final_val_images=s["val"], entropy_weight=None)  # fmt: skip
+                         final_steps=s["steps"], final_val_images=s["val"], entropy_weight=None,
+                         workers=s.get("workers", 1))  # fmt: skip
     result, _ = run_searcher(config, run_dir, s.get("latency"))
     return {"genotype": result.genotype.to_dict(), "evaluations": len(result.history),
             "search_fitness": result.best.fitness}  # fmt: skip

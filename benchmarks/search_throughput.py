@@ -4,8 +4,10 @@ Issue 29 item 4. Each row runs the real ``nasseg search`` command on the same da
 (the GA's first generation of ``--candidates`` U-Nets, RENAS' initial population of as many cells;
 each trained ``--steps`` steps at 64 px, batch 4) with one executor:
 
-- ``in-process-1t`` / ``in-process-2t``: one process, torch at 1 or 2 threads;
-- ``pool-2x1t``: ``--workers 2`` (two one-thread worker processes, the default for ``--workers``);
+- ``in-process-1t`` / ``in-process-2t``: ``--workers 1``, one process, torch at 1 or 2 threads;
+- ``pool-2x1t``: ``--workers 2`` (two one-thread worker processes);
+- ``auto``: no ``--workers``, the default (:class:`nasseg.searchers.executors.AutoExecutor`: a batch
+  in one one-thread worker per core, a lone candidate in the main process at 2 threads);
 - ``ray-2x1t``: ``--ray local --workers 2`` (two one-thread Ray tasks).
 
 The figure is candidates x steps / wall minutes of the whole command (start-up, spawning and the
@@ -32,9 +34,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "search_speed.json"
 MODES = {
-    "in-process-1t": ([], 1),
-    "in-process-2t": ([], 2),
+    "in-process-1t": (["--workers", "1"], 1),
+    "in-process-2t": (["--workers", "1"], 2),
     "pool-2x1t": (["--workers", "2"], 1),
+    "auto": ([], 2),
     "ray-2x1t": (["--ray", "local", "--workers", "2"], 1),
 }
 
@@ -55,6 +58,7 @@ def time_one(searcher: str, mode: str, data: Path, work: Path, args: argparse.Na
     options, threads = MODES[mode]
     out = Path(tempfile.mkdtemp(prefix=f"{searcher}-{mode}-", dir=work))  # this run's own folder, removed below
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env.pop("NASSEG_SEARCH_WORKERS", None)  # every mode says its workers, or takes the default
     start = time.perf_counter()
     done = subprocess.run([*search_command(searcher, data, out, args.candidates, args.steps, args.size), *options],
                           capture_output=True, text=True, env=env, timeout=3600)  # fmt: skip
@@ -114,7 +118,10 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append(row)
     out = Path(args.out)
     report = json.loads(out.read_text()) if out.is_file() else {}
+    earlier = report.get("executors")  # the last run's figures stay beside this one's (ratios within a run)
     report["executors"] = {"benchmark": "search_throughput", "rows": rows, "summary": summarise(rows),
+                           "settings": {"candidates": args.candidates, "steps": args.steps, "size": args.size},
+                           **({"earlier": {k: v for k, v in earlier.items() if k != "earlier"}} if earlier else {}),
                            "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
                            "date": time.strftime("%Y-%m-%d"), "library_versions": library_versions()}  # fmt: skip
     atomic_write_bytes(out, (json.dumps(report, indent=1) + "\n").encode())

@@ -43,7 +43,7 @@ def ga_config(args: argparse.Namespace, data: Path, seed: int, gamma: float, **s
                         **settings)  # fmt: skip
 
 
-def run_ga(args: argparse.Namespace, data: Path, out: Path, seed: int, gamma: float, workers: int | None = None,
+def run_ga(args: argparse.Namespace, data: Path, out: Path, seed: int, gamma: float, workers: int = 1,
            generations: int | None = None) -> tuple[UNetGAStrategy, Any]:  # fmt: skip
     generations = args.generations if generations is None else generations
     searcher = make_searcher(ga_config(args, data, seed, gamma, generations=generations, workers=workers), out)
@@ -51,7 +51,8 @@ def run_ga(args: argparse.Namespace, data: Path, out: Path, seed: int, gamma: fl
 
 
 def run_random(args: argparse.Namespace, data: Path, out: Path, seed: int, gamma: float, total: int) -> Any:
-    config = ga_config(args, data, seed, gamma, generations=args.generations, random_search=True, evaluations=total)
+    config = ga_config(args, data, seed, gamma, generations=args.generations, random_search=True, evaluations=total,
+                       workers=1)  # fmt: skip
     return make_searcher(config, out).run()
 
 
@@ -109,7 +110,7 @@ def gamma_sweep(args: argparse.Namespace, data: Path, work: Path) -> list[dict[s
 
 def throughput(args: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
     rows = {}
-    for name, workers in (("in_process", None), ("ray_2_workers", 2)):
+    for name, workers in (("in_process", 1), ("ray_2_workers", 2)):
         start = time.perf_counter()
         _, result = run_ga(
             args,

@@ -17,12 +17,13 @@ from nasseg.searchers.base import (
     derived_seed,
 )
 from nasseg.searchers.evaluators import SegmentationEvaluator
-from nasseg.searchers.executors import InProcessExecutor, PoolExecutor, RayExecutor, make_executor
+from nasseg.searchers.executors import AutoExecutor, InProcessExecutor, PoolExecutor, RayExecutor, make_executor
 from nasseg.searchers.random_search import RandomStrategy
 from nasseg.searchers.run_dir import RunDirectory
 from nasseg.searchers.searcher import SearchContext, Searcher, SearchResult, StepReport
 
 __all__ = [
+    "AutoExecutor",
     "AskTellStrategy",
     "Budget",
     "EvalResult",

@@ -22,6 +22,7 @@ from torch import nn
 
 from nasseg import zoo
 from nasseg.searchers.base import EvalResult, Evaluator, Fidelity, Proposal, SearchError
+from nasseg.searchers.halving import proposal_epochs
 from nasseg.zoo.checkpoint import tensors_to_bytes
 from nasseg.zoo.data.folder import SegmentationFolder, open_folder
 from nasseg.zoo.genotype import Genotype
@@ -124,9 +125,10 @@ class SegmentationEvaluator(Evaluator):
 
     def train_and_score(self, proposal: Proposal, model: nn.Module, trainer: Trainer, workdir: Path,
                         start: float) -> EvalResult:  # fmt: skip
-        """Train ``model`` for the fidelity's epochs, re-estimate BatchNorm (if asked) and score it on val."""
+        """Train ``model`` for the fidelity's epochs (a promotion: its own), re-estimate BatchNorm (if
+        asked) and score it on val."""
         genotype = proposal.genotype
-        trainer.train_epochs(self.fidelity.epochs)
+        trainer.train_epochs(proposal_epochs(proposal, self.fidelity.epochs))
         if self.bn_recalibration:
             batches = (
                 images for _, (images, _) in zip(range(self.bn_recalibration), trainer.epoch_batches(), strict=False)

@@ -1,5 +1,8 @@
-"""Executors run candidate evaluations: in this process (default), in a pool of worker processes
+"""Executors run candidate evaluations: in this process, in a pool of worker processes
 (``--workers N``), or as Ray tasks (``--ray local`` with ``--workers N``, or ``--ray ADDRESS``).
+Without ``--workers`` a search on a CPU runs :class:`AutoExecutor` (a batch of candidates in
+one-thread worker processes, one per core; a lone candidate here on every thread): the fastest of
+the executors measured on a 2-core box (``benchmarks/search_throughput.py``).
 
 Candidates are independent tasks. A failed evaluation (an exception, e.g. out of memory) becomes
 an :class:`EvalResult` with ``status="failed"`` and the error's first line; the search goes on.
@@ -209,17 +212,80 @@ def _ray_job(evaluator: Evaluator, job: Job, threads: int) -> EvalResult:
     return run_job(evaluator, job)
 
 
-def make_executor(workers: int | None = None, ray_address: str | None = None,
-                  ) -> InProcessExecutor | PoolExecutor | RayExecutor:  # fmt: skip
-    """In-process unless ``workers`` > 1 (a pool of one-thread processes) or Ray is asked for
-    (``ray_address="local"``: a local Ray with ``workers`` CPUs; any other address: that cluster)."""
+class AutoExecutor:
+    """The default executor on a CPU: a batch of two or more candidates goes to a pool of
+    ``workers`` one-thread processes, a lone candidate runs in this process on every thread.
+
+    Why both: on a few cores small nets use a second thread poorly, so two one-thread workers beat
+    one two-thread process on a batch (RENAS 1.64x, the GA 1.23x, ``search_speed.json``); a lone
+    candidate (a RENAS child, a re-score) has no partner, and there a second thread still gains
+    (1.62x for a U-Net at 64 px). The pool starts at the first batch and lives for the search.
+    """
+
+    name = "auto"
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.pool = PoolExecutor(workers)
+        self.here = InProcessExecutor()
+
+    def map(self, evaluator: Evaluator, jobs: Sequence[Job], on_result: OnResult | None = None) -> list[EvalResult]:
+        executor = self.pool if len(jobs) >= 2 else self.here
+        return executor.map(evaluator, jobs, on_result)
+
+    def shutdown(self) -> None:
+        self.pool.shutdown()
+
+    def describe(self) -> dict[str, Any]:
+        return {"executor": self.name, "workers": self.workers, "threads": 1}
+
+
+#: the environment variable that sets the default of ``--workers`` (1: every candidate in this process)
+WORKERS_ENV = "NASSEG_SEARCH_WORKERS"
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers(device: str = "cpu") -> int:
+    """The workers of a search without ``--workers``: ``NASSEG_SEARCH_WORKERS`` when set; on a GPU 1;
+    on a CPU one per core this process may use, at most ``MAX_DEFAULT_WORKERS``."""
+    value = os.environ.get(WORKERS_ENV)
+    if value:
+        try:
+            workers = int(value)
+        except ValueError:
+            raise SearchError(f"{WORKERS_ENV}={value!r} is not a whole number of workers") from None
+        if workers < 1:
+            raise SearchError(f"{WORKERS_ENV} must be at least 1, got {workers}")
+        return workers
+    if device.startswith(("cuda", "mps")):
+        return 1
+    if device == "auto":
+        import torch
+
+        if torch.cuda.is_available():
+            return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, MAX_DEFAULT_WORKERS))
+
+
+Executor = InProcessExecutor | AutoExecutor | PoolExecutor | RayExecutor
+
+
+def make_executor(workers: int | None = None, ray_address: str | None = None, device: str = "cpu") -> Executor:
+    """The executor of ``--workers`` / ``--ray``: in-process for 1 worker, a pool of one-thread
+    processes for more, Ray when asked (``ray_address="local"``: a local Ray with ``workers`` CPUs;
+    any other address: that cluster); without ``workers`` (None) the :class:`AutoExecutor` with
+    :func:`default_workers` on ``device`` (in-process where that is 1)."""
     if workers is not None and workers < 1:
         raise SearchError(f"--workers must be at least 1, got {workers}")
     if ray_address == "local":
         return RayExecutor(workers=workers or 2)
     if ray_address:
         return RayExecutor(workers=workers, address=ray_address)
-    if workers is not None and workers > 1:
+    if workers is None:
+        workers = default_workers(device)
+        return AutoExecutor(workers) if workers > 1 else InProcessExecutor()
+    if workers > 1:
         return PoolExecutor(workers)
     return InProcessExecutor()
 

@@ -1,4 +1,6 @@
-"""Test-wide setup: a private NASSEG_HOME, few threads (the CI machine has two cores)."""
+"""Test-wide setup: a private NASSEG_HOME, few threads (the CI machine has two cores), and searches
+that evaluate their candidates in this process unless a test asks for workers (a pool's start-up
+costs more than a tiny search's candidates; the default executor has its own tests)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import torch
 from hypothesis import settings
 
 torch.set_num_threads(2)
+os.environ.setdefault("NASSEG_SEARCH_WORKERS", "1")
 
 # CI runs the property tests with fixed draws (reproducible submissions); local runs explore.
 settings.register_profile("ci", derandomize=True, database=None)

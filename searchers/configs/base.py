@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from nasseg.searchers.searcher import Searcher
 from nasseg.searchers.latency import DEFAULT_WEIGHT, LatencyObjective, check_size
 
+WORKERS_HELP = ("Evaluate N candidates at once in one-thread worker processes (1: all in this process). Default: "
+                "one per CPU core for a batch of candidates, a lone candidate here on every thread; 1 on a GPU; "
+                "NASSEG_SEARCH_WORKERS sets it.")
+RAY_HELP = "Evaluate as Ray tasks: 'local' (with --workers N) or a cluster's address."
+
 
 def option(default: Any, help: str, *flags: str, **constraints: Any) -> Any:
     """A config field that is also an option of its ``nasseg search`` command: ``help`` is its help
@@ -154,7 +159,9 @@ def make_searcher(config: SearchConfig, run_dir: str | Path, built: BuiltSearch 
     if latency is not None:
         built.strategy.latency = latency
         record["latency"] = latency.describe()
-    executor = make_executor(getattr(config, "workers", None), getattr(config, "ray", None))
+    # a searcher whose config has no --workers trains its own supernet: its evaluations run here
+    workers = getattr(config, "workers", 1)
+    executor = make_executor(workers, getattr(config, "ray", None), str(getattr(config, "device", "cpu")))
     return Searcher(built.strategy, built.evaluator, built.budget, run_dir, executor=executor, seed=config.seed,
                     dataset=str(config.data), config=record)  # fmt: skip
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 from nasseg.searchers.base import Budget, Fidelity, SearchError
-from nasseg.searchers.configs.base import BuiltSearch, SearchConfig, option
+from nasseg.searchers.configs.base import RAY_HELP, WORKERS_HELP, BuiltSearch, SearchConfig, option
 
 #: steps per child below which a short training ranks RENAS cells poorly (search_fidelity.json: Spearman 0.83 at 200)
 SEGMENTATION_MIN_STEPS = 200
@@ -67,8 +67,8 @@ class RenasConfig(SearchConfig):
         "poorly (search_fidelity.json: Spearman 0.83 at 200); 20 otherwise).",
         ge=1,
     )
-    workers: int | None = option(None, "Evaluate N candidates at once in one-thread worker processes.", ge=1)
-    ray: str | None = option(None, "Evaluate as Ray tasks: 'local' (with --workers N) or a cluster's address.")
+    workers: int | None = option(None, WORKERS_HELP, ge=1)
+    ray: str | None = option(None, RAY_HELP)
 
     @property
     def search_fidelity(self) -> Fidelity:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Literal
 
 from pydantic import field_validator
 
 from nasseg.searchers.base import Budget, Fidelity, SearchError
-from nasseg.searchers.configs.base import BuiltSearch, SearchConfig, comma_ints, option
+from nasseg.searchers.configs.base import RAY_HELP, WORKERS_HELP, BuiltSearch, SearchConfig, comma_ints, option
 from nasseg.searchers.unet_ga.space import default_layers
 
 #: steps per candidate below which a short training ranks U-Nets poorly (search_fidelity.json: Spearman 0.90 at 100)
@@ -43,6 +44,12 @@ class UNetGAConfig(SearchConfig):
     random_search: bool = option(
         False, "Random sampling from the same space instead (the GA's evaluation count).", "--random"
     )
+    halving: int = option(
+        0,
+        "Successive halving after the search: N rungs, each retraining the best third of the one "
+        "before 3x longer; the pick is the best of the last rung (0: off, the paper's).",
+        ge=0,
+    )
     evaluations: int | None = option(None, "Stop after N evaluations.", ge=1)
     epochs: int = option(1, "Training epochs per candidate (fidelity).", ge=1)
     image_size: int = option(256, "Training crop side while searching.", ge=8)
@@ -54,8 +61,8 @@ class UNetGAConfig(SearchConfig):
         "training ranks nets poorly; 20 for translation).",
         ge=1,
     )
-    workers: int | None = option(None, "Evaluate N candidates at once in one-thread worker processes.", ge=1)
-    ray: str | None = option(None, "Evaluate as Ray tasks: 'local' (with --workers N) or a cluster's address.")
+    workers: int | None = option(None, WORKERS_HELP, ge=1)
+    ray: str | None = option(None, RAY_HELP)
 
     _widths = field_validator("widths", mode="before")(comma_ints)
 
@@ -89,9 +96,18 @@ class UNetGAConfig(SearchConfig):
         """The GA's evaluations at most: P_0, then K - 1 children and one elite re-scoring per generation."""
         return self.population + self.generations * (self.population - 1 + (self.elite_evaluations > 1))
 
+    def halving_evaluations(self, ranked: int) -> int:
+        """Evaluations of the successive-halving rungs at most, after ``ranked`` architectures."""
+        total = 0
+        for _ in range(self.halving):
+            ranked = math.ceil(ranked / 3) if ranked > 1 else 0
+            total += ranked
+        return total
+
     def build(self) -> BuiltSearch:
         from nasseg.searchers import SegmentationEvaluator
         from nasseg.searchers.evaluators import search_task
+        from nasseg.searchers.halving import SuccessiveHalving
         from nasseg.searchers.unet_ga import TranslationEvaluator, UNetGAStrategy, UNetRandomStrategy
         from nasseg.searchers.unet_ga.translation import paired_root
 
@@ -112,17 +128,21 @@ class UNetGAConfig(SearchConfig):
             evaluator = SegmentationEvaluator(self.data, self.fidelity, device=self.device)
         space = self.space(task)
         flops = (self.flops_size, self.flops_size) if self.flops_size else None
+        halving = SuccessiveHalving(self.halving, rate=3, epochs=self.epochs) if self.halving else None
         if self.random_search:
             most = self.most_evaluations()
             total = min(most, self.evaluations) if self.evaluations else most
             strategy: Any = UNetRandomStrategy(space, per_step=self.population, seed=self.seed, gamma=self.gamma,
-                                               flops_size=flops, total=total, metric=fitness)  # fmt: skip
-            budget = Budget(evaluations=total, seconds=self.max_seconds)
+                                               flops_size=flops, total=total, metric=fitness,
+                                               halving=halving)  # fmt: skip
+            budget = Budget(evaluations=total + self.halving_evaluations(total), seconds=self.max_seconds)
         else:
             strategy = UNetGAStrategy(space, self.population, self.generations, self.gamma, seed=self.seed,
                                       flops_size=flops, selection=self.selection,
-                                      elite_evaluations=self.elite_evaluations, metric=fitness)  # fmt: skip
-            budget = Budget(steps=self.generations + 1, evaluations=self.evaluations, seconds=self.max_seconds)
+                                      elite_evaluations=self.elite_evaluations, metric=fitness,
+                                      halving=halving)  # fmt: skip
+            budget = Budget(steps=self.generations + 1 + self.halving, evaluations=self.evaluations,
+                            seconds=self.max_seconds)  # fmt: skip
         return BuiltSearch(strategy, evaluator, budget, strategy.name, strategy.name, {"task": self.task},
                            epilogue=lambda _: flops_line(strategy))  # fmt: skip
 

@@ -38,6 +38,12 @@ def code_key(c1: list[int], c2: list[bool]) -> str:
     return "-".join(str(w) for w in c1) + "|" + "".join("1" if b else "0" for b in c2)
 
 
+def decode_key(key: str) -> tuple[list[int], list[bool]]:
+    """``(c1, c2)`` of a :func:`code_key`."""
+    widths, skips = key.split("|")
+    return [int(w) for w in widths.split("-")], [bit == "1" for bit in skips]
+
+
 @dataclass
 class UNetSpace:
     """U-Nets of ``layers`` levels, widths from ``widths``, any subset of the ``layers - 1`` skips.

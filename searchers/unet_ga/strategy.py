@@ -20,6 +20,10 @@ architecture is as large as the spread between architectures, and roulette over 
 - ``elite_evaluations=k`` (default 3) re-scores the elite with a fresh seed in each generation until
   its fitness is the mean of ``k`` evaluations, so one lucky seed does not stay best for the rest
   of the search; ``1`` is the paper's single evaluation. Re-scorings count as evaluations.
+- ``halving`` (off by default): after P_T, successive halving over every architecture the GA
+  scored (:mod:`nasseg.searchers.halving`): the best third retrained 3x longer, the best third of
+  those 9x, ...; the pick is the best of the last rung. The paper picks from P_T at the search's
+  fidelity, which favours nets that learn fast over nets that end better.
 
 :meth:`UNetGAStrategy.flops_report` gives gamma * p beside the spread of the losses, so a user can
 see whether the FLOPs term can change a ranking at all.
@@ -36,10 +40,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from nasseg.searchers.base import AskTellStrategy, EvalResult, Proposal, SearchError, rng_state, set_rng_state
+from nasseg.searchers.halving import Ranked, SuccessiveHalving
 from nasseg.searchers.latency import scaled
 from nasseg.searchers.random_search import RandomStrategy
 from nasseg.searchers.unet_ga.operators import SELECTIONS, crossover, mutate
-from nasseg.searchers.unet_ga.space import Codes, UNetSpace, code_key
+from nasseg.searchers.unet_ga.space import Codes, UNetSpace, code_key, decode_key
 
 FITNESS_METRICS = ("iou", "loss")
 
@@ -105,7 +110,8 @@ class UNetGAStrategy(AskTellStrategy):
     def __init__(self, space: UNetSpace, population: int = 32, generations: int = 100, gamma: float = 0.01,
                  probabilities: tuple[float, float, float] = (0.2, 0.7, 0.1), seed: int = 0,
                  flops_size: tuple[int, int] | None = None, selection: str = "rank",
-                 elite_evaluations: int = 3, metric: str = "loss") -> None:  # fmt: skip
+                 elite_evaluations: int = 3, metric: str = "loss",
+                 halving: SuccessiveHalving | None = None) -> None:  # fmt: skip
         if population < 2:
             raise SearchError(f"unet-ga: population K must be at least 2, got {population}")
         if generations < 0:
@@ -129,19 +135,33 @@ class UNetGAStrategy(AskTellStrategy):
         self.population: list[dict[str, Any]] = []  # scored P_{generation - 1}: {"c1", "c2", "key", "fitness"}
         self.cache: dict[str, dict[str, Any]] = {}  # code_key -> {"key", "fitness", "scores", "losses", "flops"}
         self._pending: list[Codes] = []
+        self.halving = halving
 
     # -- the strategy --------------------------------------------------------------------------
 
     def fitness(self, result: EvalResult) -> float:
         return scaled(self.scorer(result), result.extra)
 
+    def evolving(self) -> bool:
+        """Still breeding generations (not yet in the successive-halving rungs)."""
+        return self.generation <= self.generations
+
     def done(self) -> bool:
-        return self.generation > self.generations
+        return not self.evolving() and (self.halving is None or self.halving.done())
+
+    def ranking(self) -> list[Ranked]:
+        """Every architecture scored so far with its mean fitness (rung 0 of successive halving)."""
+        return [Ranked(code, self.space.genotype(*decode_key(code)).to_dict(), entry["fitness"])
+                for code, entry in self.cache.items()]  # fmt: skip
 
     def best(self, history: Sequence[EvalResult]) -> EvalResult | None:
         """The architecture with the highest mean fitness (over its re-scorings), as its first result;
-        the fitness is the one selection ranks by (with the latency factor where a target is set)."""
-        finished = [r for r in history if r.ok and not r.extra.get("rescore")]
+        the fitness is the one selection ranks by (with the latency factor where a target is set).
+        After successive halving: the best of its last rung."""
+        promoted = self.halving.best(history) if self.halving is not None else None
+        if promoted is not None:
+            return promoted
+        finished = [r for r in history if r.ok and not r.extra.get("rescore") and not r.extra.get("rung")]
         if not finished:
             return None
 
@@ -153,6 +173,8 @@ class UNetGAStrategy(AskTellStrategy):
         return dataclasses.replace(best, fitness=mean_fitness(best))
 
     def ask(self, step: int) -> list[Proposal]:
+        if not self.evolving():  # successive halving
+            return self.halving.next_rung(self.ranking)
         if not self.population:
             self._pending = [self.space.sample_codes(self.rng) for _ in range(self.population_size)]
         else:
@@ -183,6 +205,10 @@ class UNetGAStrategy(AskTellStrategy):
         return list(best["c1"]), list(best["c2"])
 
     def tell(self, step: int, results: list[EvalResult]) -> None:
+        if not self.evolving():
+            if results:
+                self.halving.tell(results, self.fitness)
+            return
         for result in results:
             code = result.extra.get("code") or code_key(*self.space.encode(result.genotype))
             score = self.fitness(result)  # one objective: selection, the elite and best() rank by this
@@ -243,8 +269,11 @@ class UNetGAStrategy(AskTellStrategy):
     # -- resume --------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generation": self.generation, "rng": rng_state(self.rng), "population": self.final_population(),
-                "cache": {k: dict(v) for k, v in self.cache.items()}}  # fmt: skip
+        state = {"generation": self.generation, "rng": rng_state(self.rng), "population": self.final_population(),
+                 "cache": {k: dict(v) for k, v in self.cache.items()}}  # fmt: skip
+        if self.halving is not None:
+            state["halving"] = self.halving.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generation = int(state["generation"])
@@ -252,6 +281,8 @@ class UNetGAStrategy(AskTellStrategy):
         self.population = [dict(m) for m in state["population"]]
         self.cache = {k: {"scores": [v["fitness"]], "losses": [], "flops": 0.0, **v} for k, v in state["cache"].items()}
         self._pending = []
+        if self.halving is not None:
+            self.halving.load_state_dict(state.get("halving", {}))
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "space": self.space.describe(), "population": self.population_size,
@@ -259,7 +290,8 @@ class UNetGAStrategy(AskTellStrategy):
                 "selection": self.selection, "elite_evaluations": self.elite_evaluations,
                 "metric": self.scorer.metric,
                 "flops_unit": "GFLOPs = 2 x GMACs, one image",
-                "flops_size": list(self.scorer.flops_size) if self.scorer.flops_size else None}  # fmt: skip
+                "flops_size": list(self.scorer.flops_size) if self.scorer.flops_size else None,
+                **({"halving": self.halving.describe()} if self.halving is not None else {})}  # fmt: skip
 
 
 class UNetRandomStrategy(RandomStrategy):
@@ -270,31 +302,64 @@ class UNetRandomStrategy(RandomStrategy):
 
     def __init__(self, space: UNetSpace, per_step: int = 32, seed: int = 0, gamma: float = 0.01,
                  flops_size: tuple[int, int] | None = None, total: int | None = None,
-                 metric: str = "loss") -> None:  # fmt: skip
+                 metric: str = "loss", halving: SuccessiveHalving | None = None) -> None:  # fmt: skip
         super().__init__(space, per_step=per_step, seed=seed)
+        if halving is not None and total is None:
+            raise SearchError("unet-ga random: successive halving needs a number of samples to end")
         self.scorer = UNetFitness(gamma, flops_size, metric)
         self.total = total
         self.asked = 0
+        self.halving = halving
+        self.scored: dict[str, float] = {}  # code_key -> fitness of its first sample (rung 0 of halving)
 
     def fitness(self, result: EvalResult) -> float:
         return scaled(self.scorer(result), result.extra)
 
+    def sampled(self) -> bool:
+        """Every sample asked for (what comes next is successive halving, if any)."""
+        return self.total is not None and self.asked >= self.total
+
+    def ranking(self) -> list[Ranked]:
+        return [Ranked(code, self.space.genotype(*decode_key(code)).to_dict(), fitness)
+                for code, fitness in self.scored.items()]  # fmt: skip
+
     def ask(self, step: int) -> list[Proposal]:
+        if self.sampled() and self.halving is not None:
+            return self.halving.next_rung(self.ranking)
         count = self.per_step if self.total is None else max(0, min(self.per_step, self.total - self.asked))
         self.asked += count
         return [Proposal(f"s{step:03d}-{i:02d}", self.space.sample(self.rng)) for i in range(count)]
 
+    def tell(self, step: int, results: list[EvalResult]) -> None:
+        if self.halving is not None and self.halving.rung >= 0:
+            if results:
+                self.halving.tell(results, self.fitness)
+            return
+        for result in results:
+            self.scored.setdefault(code_key(*self.space.encode(result.genotype)), self.fitness(result))
+
     def done(self) -> bool:
-        return self.total is not None and self.asked >= self.total
+        return self.sampled() and (self.halving is None or self.halving.done())
+
+    def best(self, history: Sequence[EvalResult]) -> EvalResult | None:
+        promoted = self.halving.best(history) if self.halving is not None else None
+        return promoted or super().best([r for r in history if not r.extra.get("rung")])
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "asked": self.asked}
+        state = {**super().state_dict(), "asked": self.asked}
+        if self.halving is not None:
+            state |= {"scored": dict(self.scored), "halving": self.halving.state_dict()}
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.asked = int(state.get("asked", 0))
+        if self.halving is not None:
+            self.scored = dict(state.get("scored", {}))
+            self.halving.load_state_dict(state.get("halving", {}))
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "name": self.name, "gamma": self.scorer.gamma, "total": self.total,
                 "metric": self.scorer.metric,
-                "flops_size": list(self.scorer.flops_size) if self.scorer.flops_size else None}  # fmt: skip
+                "flops_size": list(self.scorer.flops_size) if self.scorer.flops_size else None,
+                **({"halving": self.halving.describe()} if self.halving is not None else {})}  # fmt: skip

@@ -38,6 +38,7 @@ from torch import nn
 from nasseg import zoo
 from nasseg.searchers.base import EvalResult, Evaluator, Fidelity, Proposal, SearchError
 from nasseg.searchers.evaluators import measure
+from nasseg.searchers.halving import proposal_epochs
 from nasseg.searchers.unet_ga.patchgan import PatchDiscriminator
 from nasseg.zoo.data.augment import random_crop
 from nasseg.zoo.data.dataset import load_image, normalise
@@ -166,7 +167,7 @@ class TranslationEvaluator(Evaluator):
         train = splits["train"]
         steps = max(1, len(train) // f.batch_size)
         steps = min(steps, f.max_steps_per_epoch or steps)
-        for epoch in range(f.epochs):
+        for epoch in range(proposal_epochs(proposal, f.epochs)):
             generator.train()
             discriminator.train()
             torch.manual_seed(seed * 1_000_003 + epoch)  # dropout draws

@@ -316,3 +316,61 @@ def test_ray_with_two_workers_end_to_end(defects: Path, tmp_path: Path) -> None:
     lines = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert len(lines) >= 4 and all(line["status"] == "ok" for line in lines)
     zoo.create_model(out / "best.json")
+
+
+def test_the_default_executor_runs_batches_in_one_thread_workers_and_gives_the_same_search(
+    defects: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --workers a CPU search takes the auto executor (one one-thread worker per core for a
+    batch of candidates): same candidates and scores as --workers 1; NASSEG_SEARCH_WORKERS sets it."""
+    import os
+
+    from nasseg.searchers.executors import MAX_DEFAULT_WORKERS, default_workers
+
+    monkeypatch.delenv("NASSEG_SEARCH_WORKERS", raising=False)
+    cores = len(os.sched_getaffinity(0))
+    assert default_workers("cpu") == min(cores, MAX_DEFAULT_WORKERS) and default_workers("cuda:0") == 1
+    runs = {}
+    for name, extra in (("one", ["--workers", "1"]), ("auto", [])):
+        result = runner.invoke(app, ["search", "unet-ga", "--data", str(defects), *TINY, "-K", "4", "-T", "1",
+                                     "--out", str(tmp_path / name), "--json", *extra])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        lines = [json.loads(line) for line in (tmp_path / name / "history.jsonl").read_text().splitlines()]
+        runs[name] = sorted(lines, key=lambda r: r["key"])
+    executor = json.loads((tmp_path / "auto" / "run.json").read_text())["executor"]
+    assert executor == ({"executor": "auto", "workers": min(cores, MAX_DEFAULT_WORKERS), "threads": 1} if cores > 1
+                        else {"executor": "in-process"})  # fmt: skip
+    assert json.loads((tmp_path / "one" / "run.json").read_text())["executor"] == {"executor": "in-process"}
+    assert [(r["key"], r["status"]) for r in runs["auto"]] == [(r["key"], r["status"]) for r in runs["one"]]
+    assert [r["metrics"]["iou"] for r in runs["auto"]] == pytest.approx([r["metrics"]["iou"] for r in runs["one"]],
+                                                                        abs=1e-4)  # fmt: skip
+    monkeypatch.setenv("NASSEG_SEARCH_WORKERS", "3")
+    assert default_workers("cpu") == 3
+    monkeypatch.setenv("NASSEG_SEARCH_WORKERS", "many")
+    bad = runner.invoke(app, ["search", "unet-ga", "--data", str(defects), *TINY, "--out", str(tmp_path / "bad")])
+    assert bad.exit_code != 0 and "NASSEG_SEARCH_WORKERS='many' is not a whole number" in bad.output
+
+
+def test_auto_executor_sends_a_lone_candidate_to_this_process(defects: Path, tmp_path: Path) -> None:
+    from nasseg.searchers.executors import AutoExecutor, Job
+
+    calls = []
+
+    class Recording:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def map(self, evaluator, jobs, on_result=None):  # noqa: ANN001, ANN201
+            calls.append((self.name, len(jobs)))
+            return []
+
+        def shutdown(self) -> None:
+            calls.append((self.name, "shutdown"))
+
+    executor = AutoExecutor(2)
+    executor.pool, executor.here = Recording("pool"), Recording("here")
+    job = Job(proposal=None, seed=0, workdir=tmp_path)  # type: ignore[arg-type]
+    executor.map(None, [job])  # type: ignore[arg-type]
+    executor.map(None, [job, job, job])  # type: ignore[arg-type]
+    executor.shutdown()
+    assert calls == [("here", 1), ("pool", 3), ("pool", "shutdown")]
