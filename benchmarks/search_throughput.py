@@ -15,6 +15,7 @@ final best-net measurement included: what a user waits for). Run it on an idle m
 rows of one run are interleaved by round so a change of load hurts their ratios less.
 
     python benchmarks/search_throughput.py [--candidates 8] [--steps 100] [--rounds 2]
+    python benchmarks/search_throughput.py --searchers unet-ga --candidates 32 --key executors_32  # steady state
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--work", default=str(ROOT / "work" / "search_throughput"))
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--key", default="executors", help="the results file's key for this run's figures")
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT.parent))
@@ -118,14 +120,14 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append(row)
     out = Path(args.out)
     report = json.loads(out.read_text()) if out.is_file() else {}
-    earlier = report.get("executors")  # the last run's figures stay beside this one's (ratios within a run)
-    report["executors"] = {"benchmark": "search_throughput", "rows": rows, "summary": summarise(rows),
+    earlier = report.get(args.key)  # the last run's figures stay beside this one's (ratios within a run)
+    report[args.key] = {"benchmark": "search_throughput", "rows": rows, "summary": summarise(rows),
                            "settings": {"candidates": args.candidates, "steps": args.steps, "size": args.size},
                            **({"earlier": {k: v for k, v in earlier.items() if k != "earlier"}} if earlier else {}),
                            "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
                            "date": time.strftime("%Y-%m-%d"), "library_versions": library_versions()}  # fmt: skip
     atomic_write_bytes(out, (json.dumps(report, indent=1) + "\n").encode())
-    print(json.dumps(report["executors"]["summary"], indent=1))
+    print(json.dumps(report[args.key]["summary"], indent=1))
 
 
 if __name__ == "__main__":

@@ -80,6 +80,12 @@ ENTRIES: dict[str, tuple[str, str]] = {
 LATENCY_TABLE = ROOT / "results" / "latency_table.json"
 LATENCY_ENTRIES: dict[str, dict[str, float]] = {"autosegnet-20ms-synth-defects": {"target_ms": 20.0, "weight": 0.5}}
 ENTRIES.update({name: ("autosegnet", "synth-defects") for name in LATENCY_ENTRIES})
+#: picks of ``latency_budgets.py`` that beat the tuned U-Net grid at their budget (issue 29 item 6):
+#: entry -> (searcher, budget in ms); the search is that benchmark's (its work folder's units), the
+#: training here the same recipe and seed as its retraining r0
+BUDGET_ENTRIES: dict[str, tuple[str, float]] = {"ga-unet-2ms-synth-defects": ("unet-ga", 2.0),
+                                                "autosegnet-16ms-synth-defects": ("autosegnet", 16.0)}  # fmt: skip
+ENTRIES.update({name: (searcher, "synth-defects") for name, (searcher, _) in BUDGET_ENTRIES.items()})
 BASELINES = ("unet-small", "smp-unet-resnet18", "unet-pix2pix-256")
 SHIPPED_BASELINES = ("unet-small",)
 
@@ -120,6 +126,14 @@ def pick_for(entry: str, scale: dict[str, Any], work: Path, units: sq.Units, dev
     search_scale = sq.SCALES[scale["search_scale"]]
     sq_work = ROOT / "work" / f"search_quality-{scale['search_scale']}"
     settings = search_scale[searcher]
+    if entry in BUDGET_ENTRIES:
+        _, budget = BUDGET_ENTRIES[entry]
+        found = sq.Units(work / "latency_budgets_units.json").get(f"{searcher}/{budget:g}/search")
+        if found is None:
+            raise SystemExit(f"{entry}: run `python benchmarks/latency_budgets.py --searchers {searcher} "
+                             f"--budgets {budget:g}` first (its pick is this entry's architecture)")  # fmt: skip
+        return {**found, "seed": 0, "search_data": str(work / "search" / data_name), "run_dir": found["run_dir"],
+                "chosen_by": f"latency_budgets.py: the search at {budget:g} ms (seed 0)"}  # fmt: skip
     if entry in LATENCY_ENTRIES:  # its own search, with the latency objective
         from nasseg.searchers.latency import LatencyObjective
 
@@ -270,6 +284,13 @@ def build_entry(entry: str, scale: dict[str, Any], work: Path, data: dict[str, P
         settings = sq._jsonable(sq.SCALES[scale["search_scale"]][searcher])
         if entry in LATENCY_ENTRIES:
             settings["latency"] = {**LATENCY_ENTRIES[entry], "table": LATENCY_TABLE.name, "size": [256, 256],
+                                   "form": "MnasNet soft constraint on the predicted latency"}  # fmt: skip
+        if entry in BUDGET_ENTRIES:
+            from latency_budgets import SEARCH_OVERRIDES
+
+            settings.update(sq._jsonable(SEARCH_OVERRIDES.get(searcher, {})))
+            settings["latency"] = {"target_ms": BUDGET_ENTRIES[entry][1], "weight": 2.0, "table": LATENCY_TABLE.name,
+                                   "size": [256, 256],
                                    "form": "MnasNet soft constraint on the predicted latency"}  # fmt: skip
         metrics = {"test_iou": out["test_iou"], "test_dice": out["test_dice"], "val_iou": out["val_iou_shipped"]}
         provenance = {
