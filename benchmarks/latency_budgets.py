@@ -66,17 +66,29 @@ SEARCH_OVERRIDES: dict[str, dict[str, Any]] = {"unet-ga": {"gamma": 0.0, "K": 12
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "unet-ga-halving": ("unet-ga", {"halving": 2, "widths": (8, 16, 32, 64, 128)})}
 SIZE_256 = (256, 256)
-DATA = "synth-defects"
+DATA = "synth-defects"  # the default data set (its units keep the first runs' unprefixed ids)
+DATASETS = ("synth-defects", "synth-membranes")
+
+
+def key(args: argparse.Namespace, *parts: Any) -> str:
+    """A unit's id, ``searcher/budget/what``; prefixed ``DATA:`` on a data set other than the default."""
+    name = "/".join(str(part) for part in parts)
+    return name if args.data == DATA else f"{args.data}:{name}"
+
+
+def run_name(args: argparse.Namespace, name: str) -> str:
+    """A run or training folder's name, prefixed with the data set as :func:`key` is."""
+    return name if args.data == DATA else f"{args.data}-{name}"
 
 
 def search_pick(searcher: str, budget: float, args: argparse.Namespace, work: Path, units: sq.Units) -> dict:
     """One latency-targeted search (seed 0) at the searcher's CPU-scale settings."""
     scale = sq.SCALES[args.scale]
-    data = sq.prepare_data(work / "search", scale)[DATA]  # every searcher on the data the grid is scored on
+    data = sq.prepare_data(work / "search", scale)[args.data]  # every searcher on the data the grid is scored on
     objective = LatencyObjective.from_options(args.table, budget, args.weight, SIZE_256)
     base, variant = VARIANTS.get(searcher, (searcher, {}))
     settings = {**scale[base], **SEARCH_OVERRIDES.get(base, {}), **variant, "latency": objective}
-    run_dir = work / "runs" / f"{searcher}-{budget:g}ms"
+    run_dir = work / "runs" / run_name(args, f"{searcher}-{budget:g}ms")
     start = time.perf_counter()
     found = sq.SEARCH[base]("search", 0, data, run_dir, settings, scale["size"], args.device, units)
     prediction = objective.table.predict(Genotype.from_dict(found["genotype"]), SIZE_256)
@@ -105,14 +117,14 @@ def measured_ms(genotype: Genotype) -> float:
 
 
 def rows_for(units: sq.Units, args: argparse.Namespace) -> list[dict[str, Any]]:
-    grid = [r for r in unet_grid.summarise(units_grid(args), unet_grid.grid_names(), [DATA], [0, 1]).get(DATA, [])]
-    timed_grid = [(r, (units.get(f"latency/grid/{r['name']}") or {}).get("ms")) for r in grid]
+    grid = unet_grid.summarise(units_grid(args), unet_grid.grid_names(), [args.data], [0, 1]).get(args.data, [])
+    timed_grid = [(r, (units.get(key(args, "latency", "grid", r["name"])) or {}).get("ms")) for r in grid]
     searched = []  # every pick: one searched at a tighter budget is a searched net under a looser one too
     for budget in args.budgets:
-        for searcher in searchers_run(units):
-            pick = units.get(f"{searcher}/{budget:g}/search")
-            trained = [units.get(f"{searcher}/{budget:g}/r{seed}") for seed in args.seeds]
-            ms = (units.get(f"latency/{searcher}/{budget:g}") or {}).get("ms")
+        for searcher in searchers_run(units, args):
+            pick = units.get(key(args, searcher, f"{budget:g}", "search"))
+            trained = [units.get(key(args, searcher, f"{budget:g}", f"r{seed}")) for seed in args.seeds]
+            ms = (units.get(key(args, "latency", searcher, f"{budget:g}")) or {}).get("ms")
             if pick and all(trained) and ms is not None:
                 searched.append({"searcher": searcher, "target_ms": budget,
                                  "iou": statistics.fmean(t["test_iou"] for t in trained),
@@ -122,9 +134,9 @@ def rows_for(units: sq.Units, args: argparse.Namespace) -> list[dict[str, Any]]:
     board = json.loads(LEADERBOARD.read_text()) if LEADERBOARD.is_file() else {}
     shipped = []
     for r in board.get("rows", {}).values():
-        if r.get("kind") != "searched" or r.get("data") != DATA:
+        if r.get("kind") != "searched" or r.get("data") != args.data:
             continue
-        retrained = [units.get(f"zoo/{r['name']}/r{seed}") for seed in args.seeds]
+        retrained = [units.get(key(args, "zoo", r["name"], f"r{seed}")) for seed in args.seeds]
         iou = statistics.fmean(t["test_iou"] for t in retrained) if all(retrained) else r["test_iou"]
         shipped.append((r["name"], iou, r["p50_ms"]["onnx-fp32@2t"], len(args.seeds) if all(retrained) else 1))
     rows = []
@@ -156,9 +168,10 @@ def rows_for(units: sq.Units, args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def searchers_run(units: sq.Units) -> list[str]:
-    """Every searcher with a search in this work folder (a run of one searcher keeps the others' rows)."""
-    return [name for name in [*sq.SEARCH, *VARIANTS] if any(key.startswith(f"{name}/") for key in units.data)]
+def searchers_run(units: sq.Units, args: argparse.Namespace) -> list[str]:
+    """Every searcher with a search on ``args.data`` in this work folder (a run of one searcher keeps
+    the others' rows)."""
+    return [name for name in [*sq.SEARCH, *VARIANTS] if any(k.startswith(key(args, name, "")) for k in units.data)]
 
 
 def units_grid(args: argparse.Namespace) -> sq.Units:
@@ -174,58 +187,62 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = work_dir(args)
     torch.set_num_threads(args.threads)
     units = sq.Units(work / "latency_budgets_units.json")
-    data = ze.prepare_zoo_data(work, scale, {DATA})[DATA]
+    data = ze.prepare_zoo_data(work, scale, {args.data})[args.data]
     for searcher in args.searchers:
         for budget in args.budgets:
-            pick = units.once(f"{searcher}/{budget:g}/search", lambda s=searcher, b=budget: search_pick(
+            pick = units.once(key(args, searcher, f"{budget:g}", "search"), lambda s=searcher, b=budget: search_pick(
                 s, b, args, work, units))  # fmt: skip
             for seed in args.seeds:
-                workdir = work / "latency_budgets" / f"{searcher}-{budget:g}ms-s{seed}"
-                units.once(f"{searcher}/{budget:g}/r{seed}", lambda p=pick, s=seed, w=workdir: train_pick(
-                    p, data, scale, s, args.device, w))  # fmt: skip
+                workdir = work / "latency_budgets" / run_name(args, f"{searcher}-{budget:g}ms-s{seed}")
+                units.once(key(args, searcher, f"{budget:g}", f"r{seed}"), lambda p=pick, s=seed, w=workdir:
+                           train_pick(p, data, scale, s, args.device, w))  # fmt: skip
             write(units, args)
     for name in args.zoo_entries:  # shipped searched entries retrained here by the same recipe, per seed
         genotype = zoo.get_genotype(name)
         if genotype.family == "iac-unet":
             raise SystemExit(f"{name}: an IAC entry trains base and implant in turn (zoo_entries.py); not here")
         for seed in args.seeds:
-            workdir = work / "latency_budgets" / f"zoo-{name}-s{seed}"
-            units.once(f"zoo/{name}/r{seed}", lambda g=genotype, s=seed, w=workdir: train_pick(
+            workdir = work / "latency_budgets" / run_name(args, f"zoo-{name}-s{seed}")
+            units.once(key(args, "zoo", name, f"r{seed}"), lambda g=genotype, s=seed, w=workdir: train_pick(
                 {"genotype": g.to_dict()}, data, scale, s, args.device, w))  # fmt: skip
         write(units, args)
     if args.latency:  # one pass on quiet cores: picks and grid nets
         torch.set_num_threads(2)
         for searcher in args.searchers:
             for budget in args.budgets:
-                pick = units.get(f"{searcher}/{budget:g}/search")
+                pick = units.get(key(args, searcher, f"{budget:g}", "search"))
                 if pick:
-                    units.once(f"latency/{searcher}/{budget:g}",
+                    units.once(key(args, "latency", searcher, f"{budget:g}"),
                                lambda p=pick: {"ms": measured_ms(Genotype.from_dict(p["genotype"]))})  # fmt: skip
         for name in unet_grid.grid_names():
             genotype = unet_grid.grid_genotype(name, data, scale["size"])
-            units.once(f"latency/grid/{name}", lambda g=genotype: {"ms": measured_ms(g)})
+            units.once(key(args, "latency", "grid", name), lambda g=genotype: {"ms": measured_ms(g)})
     return write(units, args)
 
 
 def write(units: sq.Units, args: argparse.Namespace) -> dict[str, Any]:
-    report = {"benchmark": "latency_budgets", "scale": args.scale, "data": DATA, "seeds": args.seeds,
-              "searchers": searchers_run(units), "weight": args.weight, "table": Path(args.table).name,
+    report = {"benchmark": "latency_budgets", "scale": args.scale, "data": args.data, "seeds": args.seeds,
+              "searchers": searchers_run(units, args), "weight": args.weight, "table": Path(args.table).name,
               "latency": "measured: ORT fp32 raw graph, batch 1, 256x256, 2 threads, p50 of 30",
               "rows": rows_for(units, args), "library_versions": library_versions()}  # fmt: skip
-    atomic_write_bytes(Path(args.out), (json.dumps(report, indent=1, sort_keys=True) + "\n").encode())
-    if args.leaderboard:
-        merge_leaderboard(report, units, args)
+    out = Path(args.out or (RESULTS if args.data == DATA else RESULTS.with_name(f"latency_budgets-{args.data}.json")))
+    atomic_write_bytes(out, (json.dumps(report, indent=1, sort_keys=True) + "\n").encode())
+    if args.leaderboard:  # the leaderboard beside the results file (benchmarks/results/ unless --out says)
+        merge_leaderboard(report, units, args, out.with_name(LEADERBOARD.name))
     return report
 
 
-def merge_leaderboard(report: dict[str, Any], units: sq.Units, args: argparse.Namespace) -> None:
-    """``leaderboard.json``: ``"unet_grid"`` (one row per grid net) and ``"latency_budgets"``."""
-    board = json.loads(LEADERBOARD.read_text()) if LEADERBOARD.is_file() else {}
-    grid = unet_grid.summarise(units_grid(args), unet_grid.grid_names(), [DATA, "synth-membranes"], [0, 1])
-    board["unet_grid"] = {data_name: [{**row, "p50_ms_2t": (units.get(f"latency/grid/{row['name']}") or {}).get("ms")}
-                                      for row in rows] for data_name, rows in grid.items()}  # fmt: skip
-    board["latency_budgets"] = {DATA: [{k: v for k, v in row.items() if k != "picks"} for row in report["rows"]]}
-    atomic_write_bytes(LEADERBOARD, (json.dumps(board, indent=1, sort_keys=True) + "\n").encode())
+def merge_leaderboard(report: dict[str, Any], units: sq.Units, args: argparse.Namespace, path: Path) -> None:
+    """``leaderboard.json`` at ``path``: ``"unet_grid"`` (one row per grid net) and ``"latency_budgets"``,
+    per data set."""
+    board = json.loads(path.read_text()) if path.is_file() else {}
+    grid = unet_grid.summarise(units_grid(args), unet_grid.grid_names(), [args.data], [0, 1])
+    board["unet_grid"] = {**board.get("unet_grid", {}), args.data: [
+        {**row, "p50_ms_2t": (units.get(key(args, "latency", "grid", row["name"])) or {}).get("ms")}
+        for row in grid.get(args.data, [])]}  # fmt: skip
+    board["latency_budgets"] = {**board.get("latency_budgets", {}),
+                                args.data: [{k: v for k, v in row.items() if k != "picks"} for row in report["rows"]]}
+    atomic_write_bytes(path, (json.dumps(board, indent=1, sort_keys=True) + "\n").encode())
 
 
 def markdown_table(report: dict[str, Any]) -> str:
@@ -263,10 +280,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--leaderboard", action="store_true", help="merge the grid and the rows into leaderboard.json")
     parser.add_argument("--zoo-entries", nargs="*", default=[], help="shipped searched entries to retrain per seed")
     unet_grid.add_run_options(parser, RESULTS)
+    parser.set_defaults(out=None)  # results/latency_budgets.json, or latency_budgets-DATA.json for another data set
+    parser.add_argument("--data", choices=DATASETS, default=DATA, help="the zoo data set searched and scored on")
     parser.add_argument("--markdown", action="store_true", help="print the README table of --out and stop")
     args = parser.parse_args(argv)
     if args.markdown:
-        print(markdown_table(json.loads(Path(args.out).read_text())))
+        print(markdown_table(json.loads(Path(args.out or RESULTS).read_text())))
         return
     report = run(args)
     for row in report["rows"]:
