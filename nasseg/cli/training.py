@@ -15,6 +15,7 @@ from rich.table import Table
 
 from nasseg import zoo
 from nasseg.cli import app, console, err_console, print_json
+from nasseg.cli.interrupt import DeferredInterrupt
 from nasseg.cli.progress import progress_bar
 from nasseg.zoo.data.folder import SegmentationFolder, open_folder
 from nasseg.zoo.data.images import IMAGE_SUFFIXES, write_png
@@ -79,7 +80,10 @@ def train_model(spec: str, data_dir: Path, out: Path, config: TrainConfig, resum
                       f"val {config.monitor} {{task.fields[iou]}}") as advance:  # fmt: skip
         advance(trainer.epoch * trainer.steps_per_epoch() if resume else 0)
 
+        interrupt = DeferredInterrupt()
+
         def on_step(event: dict[str, Any]) -> None:
+            interrupt.check()  # Ctrl-C stops here, between steps, never inside the progress bar's lock
             if event.get("end_of_epoch"):
                 advance(0, iou=event.get(config.monitor, float("nan")))
             else:
@@ -90,7 +94,8 @@ def train_model(spec: str, data_dir: Path, out: Path, config: TrainConfig, resum
             state = read_train_checkpoint(out / "checkpoint.pt")
             advance(state["epoch"] * trainer.steps_per_epoch())
         try:
-            result = trainer.fit(resume=resume)
+            with interrupt:
+                result = trainer.fit(resume=resume)
         except KeyboardInterrupt:
             if trainer.epoch:
                 say = (f"interrupted: {out} holds the checkpoint of epoch {trainer.epoch}; `nasseg train {spec} "

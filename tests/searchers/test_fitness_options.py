@@ -90,9 +90,18 @@ def test_trainer_step_floor_passes_a_small_set_again(tiny_defects: Path, tmp_pat
 
 
 def test_bilevel_floor_counts_weight_and_alpha_steps() -> None:
-    assert BiLevelConfig(min_steps_per_epoch=20).steps(3) == 20
-    assert BiLevelConfig(min_steps_per_epoch=20, max_steps_per_epoch=5).steps(3) == 5
-    assert BiLevelConfig().steps(3) == 3 and BiLevelConfig(min_steps_per_epoch=20).steps(0) == 0
+    """A bi-level epoch is the trainer's: weight steps (each after an alpha step) raised to the floor, capped."""
+    from nasseg.searchers.differentiable import LoaderSpec
+    from nasseg.zoo.training.batches import planned_steps
+
+    spec = LoaderSpec(crop=(32, 32), batch_size=2, seed=0)
+    for bilevel, per_pass, steps in ((BiLevelConfig(min_steps_per_epoch=20), 3, 20),
+                                     (BiLevelConfig(min_steps_per_epoch=20, max_steps_per_epoch=5), 3, 5),
+                                     (BiLevelConfig(), 3, 3),
+                                     (BiLevelConfig(min_steps_per_epoch=20), 0, 0)):  # fmt: skip
+        config = bilevel.train_config(spec, seed=0, loss="bce_dice", device="cpu")
+        assert planned_steps(per_pass, config.min_steps_per_epoch, config.max_steps_per_epoch) == steps
+        assert config.clip_grad_norm == bilevel.clip_grad_norm and config.scheduler == "none" and not config.amp
 
 
 # -- the GA ------------------------------------------------------------------------------------

@@ -194,3 +194,25 @@ def test_resume_on_a_finished_run_trains_on_when_epochs_are_raised(dataset: Path
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs_run"] == 3
     assert (tmp_path / "run" / "history.part1.jsonl").is_file()
     assert "loss nan" not in more.output
+
+
+def test_deferred_interrupt_stops_at_the_next_step_and_a_second_ctrl_c_at_once() -> None:
+    from nasseg.cli.interrupt import DeferredInterrupt
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        interrupt = DeferredInterrupt()
+        with interrupt:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # delivered: only the flag is set
+            assert interrupt.requested
+            with pytest.raises(KeyboardInterrupt):
+                interrupt.check()
+            interrupt.check()  # once only
+            os.kill(os.getpid(), signal.SIGINT)
+            with pytest.raises(KeyboardInterrupt):  # the second Ctrl-C interrupts where it lands
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.5)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
