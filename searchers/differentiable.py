@@ -189,15 +189,10 @@ def epoch_loader(dataset: SegmentationDataset, spec: LoaderSpec, epoch: int, sal
     return DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True, generator=generator)
 
 
-def cycle_batches(dataset: SegmentationDataset, spec: LoaderSpec, epoch: int, salt: int) -> Iterator[Any]:
-    """Batches of ``dataset`` for ``epoch``, pass after pass (reshuffled each pass, deterministically)."""
-    return passes(lambda number: epoch_loader(dataset, spec, epoch * 1000 + number, salt))
-
-
 class EpochBatches:
     """One split of a bi-level search as the zoo trainer's batch source
     (:class:`nasseg.zoo.training.trainer.BatchSource`): pass ``number`` of ``epoch`` is
-    :func:`epoch_loader` at ``epoch * 1000 + number``, the batches :func:`cycle_batches` draws."""
+    :func:`epoch_loader` at ``epoch * 1000 + number``."""
 
     def __init__(self, dataset: SegmentationDataset, spec: LoaderSpec, salt: int) -> None:
         self.dataset, self.spec, self.salt = dataset, spec, salt
@@ -207,6 +202,13 @@ class EpochBatches:
 
     def loader(self, epoch: int, number: int) -> DataLoader:
         return epoch_loader(self.dataset, self.spec, epoch * 1000 + number, self.salt)
+
+
+def cycle_batches(dataset: SegmentationDataset, spec: LoaderSpec, epoch: int, salt: int) -> Iterator[Any]:
+    """Batches of ``dataset`` for ``epoch``, pass after pass (reshuffled each pass, deterministically):
+    the batches the trainer draws from :class:`EpochBatches` (the architecture split's, here)."""
+    source = EpochBatches(dataset, spec, salt)
+    return passes(lambda number: source.loader(epoch, number))
 
 
 # ---------------------------------------------------------------------------------------------

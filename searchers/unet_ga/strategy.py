@@ -335,6 +335,8 @@ class UNetRandomStrategy(RandomStrategy):
             if results:
                 self.halving.tell(results, self.fitness)
             return
+        if self.halving is None:
+            return  # random search learns nothing from scores; only successive halving ranks them
         for result in results:
             self.scored.setdefault(code_key(*self.space.encode(result.genotype)), self.fitness(result))
 
