@@ -8,11 +8,12 @@ give a broken net.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from nasseg.zoo._version import __version__
@@ -35,6 +36,20 @@ def _stored_tensors(model: nn.Module, dtype: torch.dtype | None) -> dict[str, to
     return out
 
 
+def canonical_safetensors(blob: bytes) -> bytes:
+    """``blob`` with its JSON header's keys sorted: the same tensors and metadata give the same bytes.
+
+    safetensors writes its metadata map in a per-process hash order, so two runs that train the
+    same weights wrote files (and ``weights.sha256``) that differed; the data section, whose
+    offsets the header names, is kept as it is.
+    """
+    length = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + length])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)  # the data section starts 8-byte aligned, as safetensors pads it
+    return len(text).to_bytes(8, "little") + text + blob[8 + length :]
+
+
 def save_weights(model: nn.Module, genotype: Genotype, path: str | Path, dtype: torch.dtype | None = None) -> Weights:
     """Write ``model``'s weights atomically with the genotype and its hash in the metadata.
 
@@ -49,7 +64,7 @@ def save_weights(model: nn.Module, genotype: Genotype, path: str | Path, dtype: 
         "nasseg.version": __version__,
     }
     with atomic_output(path, mode=0o644) as tmp:
-        save_file(_stored_tensors(model, dtype), str(tmp), metadata=metadata)
+        tmp.write_bytes(canonical_safetensors(save(_stored_tensors(model, dtype), metadata=metadata)))
     return Weights(file=path.name, sha256=sha256_file(path), arch_hash=genotype.arch_hash)
 
 

@@ -30,6 +30,30 @@ def test_weights_round_trip_next_to_the_genotype(tmp_path: Path) -> None:
     assert loaded.pretrained
 
 
+def test_weight_files_do_not_depend_on_the_header_order_safetensors_picked(tmp_path: Path) -> None:
+    """safetensors writes its metadata map in a per-process hash order; the file is canonical."""
+    from safetensors.torch import load, save
+
+    from nasseg.zoo.weights import canonical_safetensors
+
+    tensors = {"b": torch.arange(6.0).reshape(2, 3), "a": torch.ones(5, dtype=torch.float16)}
+    blob = save(tensors, metadata={"z": "1", "m": "\u00e9t\u00e9", "a": "3"})
+    length = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + length])
+    shuffled = json.dumps(dict(reversed(header.items())) | {"__metadata__": dict(reversed(header["__metadata__"].items()))})
+    shuffled_bytes = shuffled.encode() + b" " * (-len(shuffled) % 8)
+    other = len(shuffled_bytes).to_bytes(8, "little") + shuffled_bytes + blob[8 + length :]
+    assert other != blob
+    assert canonical_safetensors(other) == canonical_safetensors(blob)
+    restored = load(canonical_safetensors(other))
+    assert restored.keys() == tensors.keys() and all(torch.equal(restored[k], tensors[k]) for k in tensors)
+    genotype = small_genotype()
+    model = zoo.build_model(genotype)
+    first = zoo.save_weights(model, genotype, tmp_path / "one.safetensors")
+    second = zoo.save_weights(model, genotype, tmp_path / "two.safetensors")
+    assert first.sha256 == second.sha256
+
+
 def test_weights_found_in_nasseg_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NASSEG_HOME", str(tmp_path / "home"))
     genotype = small_genotype()
