@@ -40,7 +40,8 @@ def test_weight_files_do_not_depend_on_the_header_order_safetensors_picked(tmp_p
     blob = save(tensors, metadata={"z": "1", "m": "\u00e9t\u00e9", "a": "3"})
     length = int.from_bytes(blob[:8], "little")
     header = json.loads(blob[8 : 8 + length])
-    shuffled = json.dumps(dict(reversed(header.items())) | {"__metadata__": dict(reversed(header["__metadata__"].items()))})
+    reordered = dict(reversed(header.items())) | {"__metadata__": dict(reversed(header["__metadata__"].items()))}
+    shuffled = json.dumps(reordered)
     shuffled_bytes = shuffled.encode() + b" " * (-len(shuffled) % 8)
     other = len(shuffled_bytes).to_bytes(8, "little") + shuffled_bytes + blob[8 + length :]
     assert other != blob
