@@ -28,7 +28,14 @@ those supernets (run it beside a normal run to use both cores).
 Resumable (``WORK/units.json``); about 25 minutes per space on one core. Spaces not run keep
 their previous rows in the results.
 
+Issue 29 asks where NAS-ASDet's and AutoSegNet's spaces have headroom, since both were flat on the
+data first used: ``--data`` (synth-defects at medium difficulty, or synth-membranes) and ``--size``
+measure a space elsewhere, in rows named ``SPACE@DATA-SIZEpx`` beside the default ones;
+``--truth-only`` skips the one-shot supernets (headroom needs only the retrained truth).
+
     python benchmarks/search_fidelity.py [--archs 8] [--seeds 2] [--spaces unet-ga renas nas-asdet autosegnet]
+    python benchmarks/search_fidelity.py --spaces nas-asdet --size 128 --archs 6
+    python benchmarks/search_fidelity.py --spaces autosegnet --data synth-defects --truth-only
 """
 
 from __future__ import annotations
@@ -176,6 +183,17 @@ def summarise(curves: list[list[dict]], steps: int, one_shot: list[dict] | None 
             "budgets": budgets}  # fmt: skip
 
 
+def variant(space: str, data: str, size: int, scale_size: int) -> str:
+    """A row's name: the space alone on its own data at the scale's size, else ``SPACE@DATA-SIZEpx``."""
+    return space if (data, size) == (DATA.get(space, "synth-defects"), scale_size) else f"{space}@{data}-{size}px"
+
+
+def prepare_data(work: Path, scale: dict[str, Any], names: set[str], size: int) -> dict[str, Path]:
+    """The scale's data sets named, drawn at ``size`` (a folder per size other than the scale's)."""
+    folder = work if size == scale["size"] else work / f"{size}px"
+    return sq.prepare_data(folder, {**scale, "size": size, "data": {name: scale["data"][name] for name in names}})
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", type=int, default=8)
@@ -185,22 +203,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--one-shot-epochs", type=int, default=ONE_SHOT_EPOCHS[-1])
     parser.add_argument("--one-shot-only", action="store_true", help="only the AutoSegNet supernets")
+    parser.add_argument("--truth-only", action="store_true", help="AutoSegNet: the retrained truth, no supernets")
+    parser.add_argument("--data", choices=("synth-defects", "synth-membranes"), default=None,
+                        help="measure every space on this data set (default: each space's own)")  # fmt: skip
+    parser.add_argument("--size", type=int, default=None, help="image size (default: the scale's)")
     parser.add_argument("--work", default=None)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     scale = sq.SCALES[args.scale]
-    size, recipe = scale["size"], scale["recipe"]
+    size, recipe = args.size or scale["size"], scale["recipe"]
     work = Path(args.work or sq.ROOT / "work" / f"search_fidelity-{args.scale}")
     work.mkdir(parents=True, exist_ok=True)
     units = sq.Units(work / "units.json")
-    names = {DATA.get(space, "synth-defects") for space in args.spaces}
-    datasets = sq.prepare_data(work, {**scale, "data": {name: scale["data"][name] for name in names}})
+    data_of = {space: args.data or DATA.get(space, "synth-defects") for space in args.spaces}
+    datasets = prepare_data(work, scale, set(data_of.values()), size)
     start = time.perf_counter()
     output = Path(args.out)
     previous = json.loads(output.read_text()) if output.is_file() else {}
     report: dict[str, Any] = {"benchmark": "search_fidelity", "scale": args.scale, "data": "synth-defects",
-                              "data_by_space": DATA, "image_size": size, "recipe": sq._jsonable(vars(recipe)),
+                              "data_by_space": DATA, "image_size": scale["size"], "recipe": sq._jsonable(vars(recipe)),
                               "spaces": previous.get("spaces", {}) if previous.get("scale") == args.scale else {},
                               "search_budgets_steps": {"unet-ga": scale["unet-ga"]["steps"],
                                                        "renas": scale["renas"]["steps"],
@@ -208,7 +230,8 @@ def main(argv: list[str] | None = None) -> None:
                                                        "autosegnet_steps_per_epoch": scale["autosegnet"]["steps"]},
                               "library_versions": library_versions()}  # fmt: skip
     for space in args.spaces:
-        data = datasets[DATA.get(space, "synth-defects")]
+        row_name = variant(space, data_of[space], size, scale["size"])
+        data = datasets[data_of[space]]
         curves, genotypes = [], sample(space, args.archs, data, scale[space], size)
         supernets = functools.partial(one_shot_units, units, genotypes, data, scale[space], size, args.seeds,
                                       args.one_shot_epochs)  # fmt: skip
@@ -216,10 +239,10 @@ def main(argv: list[str] | None = None) -> None:
             supernets()
             continue
         for index, genotype in enumerate(genotypes):
-            folder = work / "train" / f"{space}-a{index}"
+            folder = work / "train" / f"{row_name}-a{index}"
             runs = [
                 units.once(
-                    f"{space}/a{index}/s{seed}",
+                    f"{row_name}/a{index}/s{seed}",
                     lambda g=genotype, seed=seed, f=folder, d=data: train_curve(
                         g, d, recipe, size, seed, f.with_name(f"{f.name}-s{seed}")
                     ),
@@ -227,13 +250,13 @@ def main(argv: list[str] | None = None) -> None:
                 for seed in range(args.seeds)
             ]
             curves.append(runs)
-        one_shot = supernets() if space == "autosegnet" else None
-        report["spaces"][space] = summarise(curves, scale[space]["steps"] if one_shot else recipe.steps, one_shot)
+        one_shot = supernets() if space == "autosegnet" and not args.truth_only else None
+        row = summarise(curves, scale[space]["steps"] if one_shot else recipe.steps, one_shot)
+        report["spaces"][row_name] = {**row, "data": data_of[space], "image_size": size}
         report["minutes_this_run"] = round((time.perf_counter() - start) / 60, 1)
         output.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(output, (json.dumps(report, indent=1) + "\n").encode())
-        row = report["spaces"][space]
-        print(f"{space}: headroom {row['headroom_best_minus_mean']:.4f} (seed std {row['truth_seed_std']:.4f}); "
+        print(f"{row_name}: headroom {row['headroom_best_minus_mean']:.4f} (seed std {row['truth_seed_std']:.4f}); "
               + ", ".join(f"{b['steps']} steps: rho {b['spearman_with_truth']:+.2f} ratio {b['spread_ratio']:.2f}"
                           for b in row["budgets"]))  # fmt: skip
 

@@ -92,8 +92,9 @@ class LatencyObjective:
                 warnings.warn(f"latency table {self.table.source} does not cover this search: "
                               f"{prediction.estimated_share:.0%} of a candidate's predicted time "
                               f"({genotype.family}) is estimated, not looked up; extend it on the target with "
-                              f"`nasseg latency table --out TABLE.json --spaces SPACE --size {height}x{width} "
-                              "--samples 24` (SPACE: this searcher's) and search with that table",
+                              f"`nasseg latency table --extend {self.table.source} --config RUN --size "
+                              f"{height}x{width} --out TABLE.json` (RUN: this search's run folder, or the file "
+                              "`nasseg search ... --print-config` writes) and search with TABLE.json",
                               UserWarning, stacklevel=2)  # fmt: skip
         return self._cache[key]
 

@@ -235,17 +235,22 @@ def call_overhead_ms(threads: int, repeats: int = 50) -> float:
 
 def build_table(calls: Iterable[UnitCall], *, runtime: str = "onnx-fp32", threads: int = 2, repeats: int = 20,
                 size: Sequence[int] | None = None, sources: dict[str, Any] | None = None,
-                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:  # fmt: skip
-    """Time every unique unit of ``calls`` (traced with ``keep_modules=True``); the table's JSON."""
+                progress: Callable[[int, int], None] | None = None,
+                base: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Time every unique unit of ``calls`` (traced with ``keep_modules=True``); the table's JSON.
+
+    ``base``, a table of this machine at the same runtime, threads and size, is extended: its units
+    are kept and not timed again, its per-call overhead is kept, its sources are listed."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     start = time.perf_counter()
+    known = dict(base["units"]) if base is not None else {}
     unique: dict[str, UnitCall] = {}
     for call in calls:
-        if call.module is not None:
+        if call.module is not None and call.key not in known:
             unique.setdefault(call.key, call)
-    overhead = call_overhead_ms(threads)
-    units, failed = {}, {}
+    overhead = float(base["call_overhead_ms"]) if base is not None else call_overhead_ms(threads)
+    units, failed = known, dict(base.get("not_timed", {})) if base is not None else {}
     for index, (key, call) in enumerate(unique.items()):
         if isinstance(call.module, nn.Identity):  # ONNX Runtime removes identities from a graph: no work
             units[key] = {"kind": call.kind, "inputs": [list(s) for s in call.inputs], "macs": 0,
@@ -262,10 +267,25 @@ def build_table(calls: Iterable[UnitCall], *, runtime: str = "onnx-fp32", thread
                           "elements": call.elements, "ms": round(max(ms, 0.0), 5)}  # fmt: skip
         if progress is not None:
             progress(index + 1, len(unique))
-    return {"schema": TABLE_SCHEMA, "runtime": runtime, "threads": threads, "machine": cpu_model(),
-            "size": list(size) if size is not None else None, "call_overhead_ms": round(overhead, 5),
-            "repeats": repeats, "seconds": round(time.perf_counter() - start, 1), "sources": sources or {},
-            "not_timed": failed, "library_versions": library_versions(), "units": units}  # fmt: skip
+    sources = dict(sources or {})
+    if base is not None:
+        previous = dict(base.get("sources", {}))
+        sources["extends"] = [*previous.pop("extends", []), previous]
+    return {
+        "schema": TABLE_SCHEMA,
+        "runtime": runtime,
+        "threads": threads,
+        "machine": cpu_model(),
+        "size": list(size) if size is not None else None,
+        "call_overhead_ms": round(overhead, 5),
+        "repeats": repeats,
+        "seconds": round(time.perf_counter() - start, 1),
+        "sources": sources,
+        "not_timed": failed,
+        "library_versions": library_versions(),
+        "units": units,
+        **({"calibration": base["calibration"]} if base is not None and base.get("calibration") else {}),
+    }
 
 
 def measure_genotype_ms(genotype: Any, size: Sequence[int], threads: int = 2, runtime: str = "onnx-fp32",

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,15 @@ def iter_units(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Mo
             yield path, child
         else:
             yield from iter_units(child, path + ".")
+
+
+_INFERENCE_NO_OPS = re.compile(r"^\s*\([^)]*\): Dropout\d?d?\(.*\)\n", re.MULTILINE)
+
+
+def unit_signature(module: nn.Module) -> str:
+    """A unit's configuration as its ``repr``, less the layers inference skips (dropout): a decoder
+    step with dropout runs as the one without (ONNX export drops it), so both share a table row."""
+    return _INFERENCE_NO_OPS.sub("", repr(module))
 
 
 def unit_key(signature: str, inputs: Sequence[Sequence[int]]) -> str:
@@ -154,8 +164,8 @@ def trace_module(model: nn.Module, example: torch.Tensor, keep_modules: bool = F
     def post(module: nn.Module, args: Any, output: Any) -> None:
         frame = stack.pop()
         outputs = _shapes(output)
-        calls.append(UnitCall(names[id(module)], type(module).__name__, repr(module), frame["inputs"], frame["macs"],
-                              sum(math.prod(shape) for shape in outputs), outputs,
+        calls.append(UnitCall(names[id(module)], type(module).__name__, unit_signature(module), frame["inputs"],
+                              frame["macs"], sum(math.prod(shape) for shape in outputs), outputs,
                               module if keep_modules else None))  # fmt: skip
 
     def leaf(module: nn.Module, args: Any, output: Any) -> None:

@@ -25,7 +25,25 @@ def table(
     threads: Annotated[int, typer.Option(min=1, help="ONNX Runtime intra-op threads (as the line will run).")] = 2,
     runtime: Annotated[str, typer.Option(help="onnx-fp32 or onnx-int8.")] = "onnx-fp32",
     size: Annotated[str, typer.Option(help="Frame size HxW the nets will run at.")] = "256x256",
-    spaces: Annotated[str, typer.Option(help="Search spaces whose shapes to time (comma-separated).")] = DEFAULT_SPACES,
+    spaces: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Search spaces whose shapes to time, comma-separated (default: {DEFAULT_SPACES}; none with --config)."
+        ),
+    ] = None,
+    configs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--config",
+            help="A search's settings (a file `nasseg search NAME ... --print-config` wrote, "
+            "or its run folder): time the shapes of the space it searches (its widths, levels, cells). "
+            "Repeatable.",
+        ),
+    ] = None,
+    extend: Annotated[
+        Path | None,
+        typer.Option(help="A table of this machine to extend: its units are kept, only the new ones are timed."),
+    ] = None,
     samples: Annotated[int, typer.Option(min=1, help="Random architectures traced per space.")] = 12,
     models: Annotated[str, typer.Option(help="Registered models (or genotype files) to add, comma-separated.")] = "",
     repeats: Annotated[int, typer.Option(min=3, help="Timed runs per unit (the median is kept).")] = 20,
@@ -44,7 +62,8 @@ def table(
 ) -> None:
     """Time every op of the op table and every fixed block at the shapes the search spaces use, on
     ONNX Runtime on this machine; write the table that `search --latency-table` and `latency predict` read."""
-    from nasseg.searchers.space_samples import sample_genotypes, space_unit_calls
+    from nasseg.searchers.configs import load_config
+    from nasseg.searchers.space_samples import config_samples, sample_genotypes, space_unit_calls
     from nasseg.serving.bench import parse_list
     from nasseg.serving.latency_table import build_table
     from nasseg.serving.latency_table import calibrate as calibrate_table
@@ -55,28 +74,53 @@ def table(
     if runtime not in RUNTIMES:
         raise NassegError(f"--runtime {runtime!r}: choose {' or '.join(RUNTIMES)}")
     frame = parse_size(size)
+    if spaces is None:
+        spaces = "" if configs else DEFAULT_SPACES
     space_list = parse_list(spaces, "--spaces") if spaces.strip() else []
+    search_configs = [load_config(path) for path in configs or []]
     model_list = [m.strip() for m in models.split(",") if m.strip()]
+    base = extended_table(extend, runtime, threads, frame) if extend is not None else None
     searched = (search_size, search_size) if search_size else None
-    calls = space_unit_calls(space_list, samples, frame, model_list, seed, searched)
-    unique = len({c.key for c in calls})
+    calls = space_unit_calls(space_list, samples, frame, model_list, seed, searched, search_configs)
+    unique = len({c.key for c in calls if base is None or c.key not in base["units"]})
     with progress_bar(f"timing {unique} units ({runtime}, {threads} threads)", total=unique) as advance:
         data = build_table(calls, runtime=runtime, threads=threads, repeats=repeats, size=frame,
                            sources={"spaces": space_list, "samples": samples, "models": model_list, "seed": seed,
-                                    "search_size": list(searched or frame)},
-                           progress=lambda done, total: advance())  # fmt: skip
+                                    "search_size": list(searched or frame),
+                                    "configs": [c.model_dump(mode="json") for c in search_configs]},
+                           progress=lambda done, total: advance(), base=base)  # fmt: skip
     nets = [g for space in space_list for g in sample_genotypes(space, samples, searched or frame, seed)[:calibrate]]
+    nets += [g for config in search_configs for g in config_samples(config, samples, seed)[:calibrate]]
     if nets:
         with progress_bar(f"calibrating on {len(nets)} whole nets", total=len(nets)) as advance:
-            data["calibration"] = calibrate_table(data, nets, frame, progress=lambda done, total: advance())
+            fresh = calibrate_table(data, nets, frame, progress=lambda done, total: advance())
+        data["calibration"] = {**data.get("calibration", {}), **fresh}
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(data, indent=1, sort_keys=True) + "\n")
     scales = ", ".join(f"{family} x{row['scale']:.2f}" for family, row in data.get("calibration", {}).items())
     skipped = f"; calibration {scales}" if scales else ""
     skipped += f"; not timed alone: {', '.join(sorted(data['not_timed']))}" if data["not_timed"] else ""
-    console.print(f"timed {len(data['units'])} units in {data['seconds']:.0f} s on {data['machine']} "
+    what = f"{unique} new units ({len(data['units'])} in the table)" if base is not None else f"{unique} units"
+    console.print(f"timed {what} in {data['seconds']:.0f} s on {data['machine']} "
                   f"({runtime}, {threads} threads; per-call overhead {data['call_overhead_ms']:.3f} ms){skipped} "
                   f"-> {out}", highlight=False)  # fmt: skip
+
+
+def extended_table(path: Path, runtime: str, threads: int, frame: tuple[int, int]) -> dict:
+    """The table ``--extend`` names, checked to be timed as this run times (runtime, threads, size)."""
+    from nasseg.zoo.latency import LatencyTable, LatencyTableError
+
+    try:
+        data = LatencyTable.load(path).data
+    except LatencyTableError as exc:
+        raise NassegError(f"--extend: {exc}") from None
+    timed = (data.get("runtime"), data.get("threads"), tuple(data.get("size") or ()))
+    if timed != (runtime, threads, tuple(frame)):
+        raise NassegError(
+            f"--extend {path}: timed as {timed[0]}, {timed[1]} threads, size {list(timed[2])}; this "
+            f"run times {runtime}, {threads} threads, size {list(frame)}: give the same options"
+        )
+    return data
 
 
 @latency_app.command("predict")

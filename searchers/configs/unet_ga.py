@@ -34,7 +34,13 @@ class UNetGAConfig(SearchConfig):
     widths: tuple[int, ...] = option((64, 128, 256, 512), "S1: the encoder widths to choose from.")
     layers: int | None = option(None, "Encoder levels L (default: 8, fewer for small sizes).", ge=2)
     flops_size: int | None = option(None, "Count FLOPs at this image side (default: search size).", ge=8)
-    dropout: float = option(0.5, "Decoder dropout (pix2pix: 0.5).", ge=0, le=0.95)
+    dropout: float | None = option(
+        None,
+        "Decoder dropout (default: 0 for segmentation; pix2pix's 0.5 for translation, where it is the "
+        "generator's noise).",
+        ge=0,
+        le=0.95,
+    )
     lam: float = option(100.0, "L1 weight lambda (translation).", "--lambda", ge=0)
     disc_width: int = option(64, "PatchGAN width (pix2pix: 64; translation).", ge=1)
     selection: Literal["rank", "roulette"] = option(
@@ -90,7 +96,19 @@ class UNetGAConfig(SearchConfig):
         """The U-Net space these settings search, for ``task``."""
         from nasseg.searchers.unet_ga import UNetSpace
 
-        return UNetSpace(widths=self.widths, layers=self.levels, task=task, dropout=self.dropout)
+        return UNetSpace(widths=self.widths, layers=self.levels, task=task, dropout=self.decoder_dropout)
+
+    @property
+    def decoder_dropout(self) -> float:
+        """The decoder's dropout: as set, else pix2pix's 0.5 for translation and none for segmentation.
+
+        pix2pix (seed 002 builds on it) gives its generator noise only as dropout on the three inner
+        decoder layers, since a GAN's output should vary; a segmenter's should not, and the zoo's
+        U-Nets (``unet-small``, the tuned grid) have none. A departure from the paper for segmentation.
+        """
+        if self.dropout is not None:
+            return self.dropout
+        return 0.5 if self.task == "translation" else 0.0
 
     def most_evaluations(self) -> int:
         """The GA's evaluations at most: P_0, then K - 1 children and one elite re-scoring per generation."""

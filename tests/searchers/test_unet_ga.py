@@ -374,3 +374,15 @@ def test_auto_executor_sends_a_lone_candidate_to_this_process(defects: Path, tmp
     executor.map(None, [job, job, job])  # type: ignore[arg-type]
     executor.shutdown()
     assert calls == [("here", 1), ("pool", 3), ("pool", "shutdown")]
+
+
+def test_decoder_dropout_is_pix2pix_noise_for_translation_and_off_for_segmentation(tmp_path: Path) -> None:
+    from nasseg.searchers.configs import UNetGAConfig
+
+    task = dict(SEG_TASK)
+    segmentation = UNetGAConfig(data=str(tmp_path), widths=WIDTHS, layers=4, image_size=64)
+    translation = segmentation.model_copy(update={"task": "translation"})
+    assert segmentation.space(task).dropout == 0.0 and translation.space(task).dropout == 0.5
+    chosen = segmentation.model_copy(update={"dropout": 0.3})
+    assert chosen.space(task).dropout == 0.3
+    assert chosen.space(task).sample(random.Random(0)).arch.dropout == 0.3

@@ -61,3 +61,38 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["latency", "table", "--out", str(tmp_path / "t.json"), "--spaces", "darts"])
     assert result.exit_code == 2 and "unknown search space" in result.output
     assert not (tmp_path / "t.json").exists()
+
+
+def test_cli_table_covers_a_searchs_own_space_and_extends_a_table(tmp_path: Path) -> None:
+    """`--config` times the space a search explores (its widths and levels, not the defaults), so
+    its candidates are looked up, not estimated; `--extend` keeps a table's units and times the rest."""
+    from nasseg.searchers.configs import UNetGAConfig
+    from nasseg.searchers.space_samples import config_samples, sample_genotypes
+
+    config = UNetGAConfig(data=str(tmp_path), widths=(4, 8), layers=3, image_size=32)
+    settings = tmp_path / "search.json"
+    settings.write_text(config.model_dump_json())
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    common = ["--size", "32x32", "--threads", "1", "--repeats", "3", "--samples", "3", "--calibrate", "0"]
+    result = runner.invoke(app, ["latency", "table", "--out", str(first), "--config", str(settings), *common])
+    assert result.exit_code == 0, result.output
+    data = json.loads(first.read_text())
+    assert data["sources"]["spaces"] == [] and data["sources"]["configs"][0]["widths"] == [4, 8]
+    table = LatencyTable(data)
+    candidate = config_samples(config, 6, seed=9)[-1]  # another draw of the same space
+    assert all(width in (4, 8) for width in candidate.arch.channels)
+    assert table.predict(candidate, (32, 32)).estimated_share < 0.5
+    default = sample_genotypes("unet-ga", 1, (32, 32))[0]  # widths 64-512: not this search's space
+    assert table.predict(default, (32, 32)).estimated_share > 0.5
+    result = runner.invoke(app, ["latency", "table", "--out", str(second), "--extend", str(first), "--spaces",
+                                 "unet-ga", *common])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    extended = json.loads(second.read_text())
+    assert {k: v for k, v in extended["units"].items() if k in data["units"]} == data["units"]
+    assert len(extended["units"]) > len(data["units"]) and "new units" in result.output
+    assert extended["sources"]["extends"][0]["configs"] == data["sources"]["configs"]
+    assert LatencyTable(extended).predict(default, (32, 32)).estimated_share < 0.5
+    result = runner.invoke(app, ["latency", "table", "--out", str(second), "--extend", str(first), "--size",
+                                 "64x64", "--threads", "1"])  # fmt: skip
+    assert result.exit_code == 2 and "give the same options" in result.output and "\n" not in result.output.strip()
+    assert json.loads(second.read_text()) == extended  # a refused run writes nothing

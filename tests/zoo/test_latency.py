@@ -144,3 +144,15 @@ def test_latency_factor_is_a_constraint() -> None:
     assert latency_factor(40.0, 10.0, 0.5) < latency_factor(20.0, 10.0, 0.5) < 1
     with pytest.raises(ValueError, match="target"):
         latency_factor(1.0, 0.0, 0.5)
+
+
+def test_dropout_does_not_change_a_units_key() -> None:
+    """Inference skips dropout (ONNX export drops it): a decoder step with and without it is one row."""
+    genotype = zoo.resolve_genotype("unet-small")
+    with_dropout = genotype.replace(arch={**genotype.arch.model_dump(mode="json"), "dropout": 0.5})
+    plain, dropped = trace_genotype(genotype, (64, 64)), trace_genotype(with_dropout, (64, 64))
+    assert [c.key for c in plain] == [c.key for c in dropped]
+    with torch.device("meta"):
+        assert any(isinstance(m, torch.nn.Dropout) for m in zoo.build_model(with_dropout).modules())
+    wider = genotype.replace(arch={**genotype.arch.model_dump(mode="json"), "channels": [16, 32, 64, 96]})
+    assert [c.key for c in trace_genotype(wider, (64, 64))] != [c.key for c in plain]
