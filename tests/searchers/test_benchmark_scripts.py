@@ -54,6 +54,14 @@ def test_fidelity_summary_sees_rank_agreement_and_noise() -> None:
     assert clear["headroom_best_minus_mean"] == pytest.approx(0.1)
 
 
+def test_fidelity_rows_elsewhere_are_named_by_data_and_size() -> None:
+    """A space measured on its own data at the scale's size keeps its row; elsewhere it gets its own."""
+    assert search_fidelity.variant("nas-asdet", "synth-defects", 64, 64) == "nas-asdet"
+    assert search_fidelity.variant("autosegnet", "synth-membranes", 64, 64) == "autosegnet"
+    assert search_fidelity.variant("autosegnet", "synth-defects", 64, 64) == "autosegnet@synth-defects-64px"
+    assert search_fidelity.variant("nas-asdet", "synth-defects", 128, 64) == "nas-asdet@synth-defects-128px"
+
+
 def test_fidelity_summary_of_one_shot_rewards_ranks_by_the_supernets() -> None:
     truth = [[{"val": [t] * 16, "test_iou": t + d} for d in (-0.01, 0.01)] for t in (0.5, 0.6, 0.7)]
     agree = {"rewards": [[0.1, 0.2, 0.3]] * 7}
