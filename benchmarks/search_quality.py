@@ -54,7 +54,9 @@ from typing import Any
 import torch
 from search_quality_report import (  # noqa: F401
     CONTROLS,
+    ROWS,
     SEARCHERS,
+    VARIANTS,
     _finite,
     _jsonable,
     _mean_std,
@@ -179,6 +181,19 @@ SCALES: dict[str, dict[str, Any]] = {
 }
 DATA_OF = {"unet-ga": "synth-defects", "renas": "synth-defects", "nas-asdet": "synth-defects",
            "iac": "synth-membranes", "autosegnet": "synth-membranes"}  # fmt: skip
+
+
+def _add_variants() -> None:
+    """Each variant row searches as its searcher does, on its data, with its settings changed (and
+    its own units: ``unit`` names them for a search that reads its search arm's)."""
+    for variant, (searcher, changes) in VARIANTS.items():
+        for scale in SCALES.values():
+            scale[variant] = {**scale[searcher], **changes, "unit": variant}
+        DATA_OF[variant] = DATA_OF[searcher]
+        SEARCH[variant] = SEARCH[searcher]
+
+
+_add_variants()
 
 
 # -- Storage -----------------------------------------------------------------------------------
@@ -468,7 +483,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
-    parser.add_argument("--searchers", nargs="+", choices=SEARCHERS, default=list(SEARCHERS))
+    parser.add_argument("--searchers", nargs="+", choices=ROWS, default=list(SEARCHERS))
     parser.add_argument("--controls", nargs="*", choices=CONTROLS, default=list(CONTROLS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--retrain-seeds", nargs="+", type=int, default=[0, 1])

@@ -11,6 +11,10 @@ from pathlib import Path
 from typing import Any
 
 SEARCHERS = ("unet-ga", "renas", "nas-asdet", "iac", "autosegnet")
+#: rows of a searcher run with settings its own row did not have: (the searcher, what differs);
+#: ``unet-ga-d0``: the GA without pix2pix's decoder dropout, the segmentation default since issue 29
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"unet-ga-d0": ("unet-ga", {"dropout": 0.0})}
+ROWS = (*SEARCHERS[:1], *VARIANTS, *SEARCHERS[1:])  # the report's rows, a variant after its searcher
 CONTROLS = ("unet-small", "smp-unet-resnet18")
 
 
@@ -55,7 +59,7 @@ def markdown_table(report: dict[str, Any]) -> str:
     lines = ["| searcher (data) | search seeds x retrain seeds | searcher test IoU | random counterpart | difference "
              "(90 % CI) | controls (same recipe) | MACs searcher / random | minutes |",
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for name in SEARCHERS:
+    for name in ROWS:
         row = report.get("searchers", {}).get(name)
         if row is None:
             continue
@@ -85,7 +89,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [(n, report["searchers"][n]) for n in SEARCHERS if n in report.get("searchers", {})]
+    rows = [(n, report["searchers"][n]) for n in ROWS if n in report.get("searchers", {})]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for i, (_, row) in enumerate(rows):
         for seed_row in row["per_seed"]:

@@ -43,7 +43,7 @@ def run_searcher(config: SearchConfig, run_dir: Path, latency: Any = None) -> tu
 
 def search_unet_ga(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, Any], size: int, device: str,
                    units: Any) -> dict[str, Any]:  # fmt: skip
-    total = None if arm == "search" else units.get(f"unet-ga/search/s{seed}/search")["evaluations"]
+    total = None if arm == "search" else units.get(f"{s.get('unit', 'unet-ga')}/search/s{seed}/search")["evaluations"]
     # dropout: the committed rows ran with pix2pix's 0.5 on the inner decoder layers (now 0 by default)
     config = UNetGAConfig(**fidelity_settings(s, seed, data, size, device), epochs=1, widths=s["widths"],
                           layers=s["layers"], population=s["K"], generations=s["T"], gamma=s.get("gamma", 0.01),
