@@ -123,6 +123,7 @@ def test_a_search_is_warned_once_when_the_table_does_not_cover_it(tiny_latency_t
             objective.predict_ms(genotype)
     lines = [str(w.message) for w in caught if "does not cover this search" in str(w.message)]
     assert len(lines) == 1 and "nasseg latency table" in lines[0] and "--size 48x48" in lines[0]
+    assert f"--extend {tiny_latency_table}" in lines[0] and "--config RUN" in lines[0]  # covers *this* space
 
 
 def test_bad_tables_are_one_line_errors(tmp_path: Path) -> None:
