@@ -142,7 +142,15 @@ class FactorizedReduce(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
         odd = F.pad(x[:, :, 1::2, 1::2], (0, x.shape[-1] % 2, 0, x.shape[-2] % 2))
-        return self.bn(torch.cat([self.conv_1(x), F.conv2d(odd, self.conv_2.weight)], dim=1))
+        if torch.is_grad_enabled() and x.is_contiguous(memory_format=torch.channels_last):
+            # The same product on the even grid sliced first: PyTorch 2.14.1's oneDNN backward of a
+            # 1x1 stride-2 conv on a channels_last input of <= 8 channels from 64 px up corrupts
+            # the heap (a search with --stem-channels 4 aborted). Inference and export keep the
+            # strided conv (the graph issue 19 made fast on ONNX Runtime).
+            even = F.conv2d(x[:, :, ::2, ::2], self.conv_1.weight)
+        else:
+            even = self.conv_1(x)
+        return self.bn(torch.cat([even, F.conv2d(odd, self.conv_2.weight)], dim=1))
 
 
 def shape_adapter(C_in: int, C_out: int, stride: int, affine: bool = True) -> nn.Module:

@@ -51,6 +51,10 @@ class AutoSegNetSpace:
         cells_per_layer, ops_per_cell: cells (nodes) per layer, ops (edges) per cell.
         ops: the op set (default the paper's {sep_conv_3x3, sep_conv_5x5, hdc_3x3, skip_connect}).
         stem_channels, min_size, min_ratio: copied into the genotype's arch.
+        long_skips: ``searched`` (the paper: one bit per level) or ``all`` (every level keeps its
+            long skip, as a U-Net does, and the controller has no skip decision: a departure, issue
+            29, where the CPU-scale controller dropped every long skip in 2 of 5 searches, and no
+            uniform pick did).
     """
 
     name = "autosegnet"
@@ -67,6 +71,7 @@ class AutoSegNetSpace:
         min_size: int = 16,
         min_ratio: float = 1 / 32,
         genotype_name: str = "autosegnet-searched",
+        long_skips: Literal["searched", "all"] = "searched",
     ) -> None:
         if cells_per_layer < 1 or ops_per_cell < 1:
             raise SearchError(f"autosegnet space: cells per layer and ops per cell must be >= 1, got "
@@ -80,6 +85,9 @@ class AutoSegNetSpace:
         self.ops = tuple(ops)
         self.stem_channels, self.min_size, self.min_ratio = stem_channels, min_size, min_ratio
         self.genotype_name = genotype_name
+        if long_skips not in ("searched", "all"):
+            raise SearchError(f"autosegnet space: long_skips must be 'searched' or 'all', got {long_skips!r}")
+        self.long_skips = long_skips
         self.depth = autosegnet_depth(self.input_size, min_size, min_ratio)[0]
         self.decisions = self._decisions()
 
@@ -90,7 +98,8 @@ class AutoSegNetSpace:
                 for slot in range(self.ops_per_cell):
                     decisions.append(Decision("input", node + 2, layer, node, slot))
                     decisions.append(Decision("op", len(self.ops), layer, node, slot))
-        decisions += [Decision("skip", 2, "long_skips", level) for level in range(self.depth)]
+        if self.long_skips == "searched":
+            decisions += [Decision("skip", 2, "long_skips", level) for level in range(self.depth)]
         return decisions
 
     @property
@@ -102,7 +111,7 @@ class AutoSegNetSpace:
         return {"name": self.name, "input_size": list(self.input_size), "cells_per_layer": self.cells_per_layer,
                 "ops_per_cell": self.ops_per_cell, "ops": list(self.ops), "stem_channels": self.stem_channels,
                 "min_size": self.min_size, "min_ratio": self.min_ratio, "depth": self.depth,
-                "decisions": len(self.decisions)}  # fmt: skip
+                "long_skips": self.long_skips, "decisions": len(self.decisions)}  # fmt: skip
 
     # -- actions <-> genotype ------------------------------------------------------------------------
 
@@ -122,6 +131,8 @@ class AutoSegNetSpace:
                 cells[decision.layer][decision.node].append([self.ops[action], source])
             else:
                 skips.append(bool(action))
+        if self.long_skips == "all":
+            skips = [True] * self.depth
         arch: dict[str, Any] = {layer: {"nodes": nodes, "concat": "loose"} for layer, nodes in cells.items()}
         arch.update(long_skips=skips or [False], stem_channels=self.stem_channels, min_size=self.min_size,
                     min_ratio=self.min_ratio)  # fmt: skip

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+from pydantic import field_validator
+
 from nasseg.searchers.base import Budget
 from nasseg.searchers.configs.base import BuiltSearch, SearchConfig, option
+
+#: the paper's op set, as ``zoo.ops.AUTOSEGNET_OPS`` (written out: reading a config imports no torch)
+PAPER_OPS = ("sep_conv_3x3", "sep_conv_5x5", "hdc_3x3", "skip_connect")
 
 
 class AutoSegNetSearchConfig(SearchConfig):
@@ -38,6 +43,10 @@ downsampling); train the result at another size with `nasseg train RUN/best.json
     lr: float = option(0.5, "SGD lr of the shared weights (paper: 0.5).", ge=0)
     loss: str | None = option(None, "Shared-weight loss (default: cross-entropy, bce for one-channel nets).")
     clip: float = option(0.5, "Gradient-norm clip of the shared weights.", ge=0)
+    ops: tuple[str, ...] = option(PAPER_OPS, "The op set, comma-separated (paper: all four).")
+    long_skips: Literal["searched", "all"] = option(
+        "searched", "searched (the paper: one bit per level) or all (every level keeps its U-Net long skip)."
+    )
     stem_channels: int = option(32, "Stem width (widths double per level).", ge=1)
     min_size: int = option(16, "Minimum downsampled side (paper: 16).", ge=1)
     min_ratio: float = option(1 / 32, "Maximum downsampling ratio (paper: 1/32).", ge=0, le=1)
@@ -51,13 +60,27 @@ downsampling); train the result at another size with `nasseg train RUN/best.json
     name: str | None = option(None, "Name of the searched genotype (default: autosegnet-DATA-sSEED).")
     min_steps: int = option(20, "Optimiser steps per epoch at least (small sets are reused).", ge=1)
 
+    @field_validator("ops", mode="before")
+    @classmethod
+    def _comma_ops(cls, value: Any) -> Any:
+        return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
+
+    @field_validator("ops")
+    @classmethod
+    def _known_ops(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [op for op in value if op not in PAPER_OPS]
+        if not value or unknown or len(set(value)) != len(value):
+            raise ValueError(f"give distinct ops from {','.join(PAPER_OPS)}, got {','.join(value) or 'none'}")
+        return value
+
     def space(self, num_classes: int, size: tuple[int, int] | None = None) -> Any:
         """The AutoSegNet space these settings search (its depth follows ``size``, default the search size)."""
         from nasseg.searchers.autosegnet import AutoSegNetSpace
 
         size = size or (self.image_size, self.image_size)
         return AutoSegNetSpace(size, self.in_channels, num_classes, self.cells_per_layer, self.ops_per_cell,
-                               stem_channels=self.stem_channels, min_size=self.min_size, min_ratio=self.min_ratio,
+                               ops=self.ops, stem_channels=self.stem_channels, min_size=self.min_size,
+                               min_ratio=self.min_ratio, long_skips=self.long_skips,
                                genotype_name=self.name or f"autosegnet-{self.data.name}-s{self.seed}")  # fmt: skip
 
     def build(self) -> BuiltSearch:

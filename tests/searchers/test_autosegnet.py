@@ -22,6 +22,8 @@ from nasseg.searchers.autosegnet import (
     SharedAutoSegNet,
     UniformController,
 )
+from nasseg.searchers.configs import AutoSegNetSearchConfig
+from nasseg.searchers.configs.autosegnet import PAPER_OPS
 from nasseg.searchers.run_dir import RunDirectory
 from nasseg.zoo.families.autosegnet import autosegnet_depth
 from nasseg.zoo.ops import AUTOSEGNET_OPS
@@ -209,6 +211,33 @@ def test_the_answer_is_the_best_of_the_top_children_trained_alone(tiny_defects: 
     assert [r.key for r in result.history] == ["e001", "e002"] and result.best.key == "e002"
 
 
+def test_cli_op_set_and_fixed_long_skips(tiny_defects: Path, tmp_path: Path) -> None:
+    """``--ops`` narrows the op set the controller chooses from; ``--long-skips all`` keeps every
+    level's long skip and takes the skip bits out of the decisions."""
+    runner = CliRunner()
+    common = ["--data", str(tiny_defects), "--image-size", "64", "--min-size", "8", "--stem-channels", "4",
+              "--controller-steps", "2", "--derive-samples", "2", "--batch-size", "2", "--max-images", "4",
+              "--max-val-images", "2", "--max-steps", "2", "--epochs-max", "2", "--warmup-epochs", "1",
+              "--rerank-top", "0"]  # fmt: skip
+    result = runner.invoke(app, ["search", "autosegnet", *common, "--ops", "sep_conv_3x3,hdc_3x3", "--long-skips",
+                                 "all", "--out", str(tmp_path / "run")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    run_config = json.loads((tmp_path / "run" / "run.json").read_text())["config"]
+    assert run_config["ops"] == ["sep_conv_3x3", "hdc_3x3"] and run_config["long_skips"] == "all"
+    for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines():
+        arch = json.loads(line)["genotype"]["arch"]
+        edges = [op for layer in ("down", "bridge", "up") for node in arch[layer]["nodes"] for op, _ in node]
+        assert set(edges) <= {"sep_conv_3x3", "hdc_3x3"} and all(arch["long_skips"])
+    space = AutoSegNetSearchConfig(data=tiny_defects, image_size=64, min_size=8, long_skips="all").space(1)
+    assert space.depth == 2 and not [d for d in space.decisions if d.kind == "skip"]
+    searched = AutoSegNetSearchConfig(data=tiny_defects, image_size=64, min_size=8).space(1)
+    assert len(searched.decisions) == len(space.decisions) + 2
+    bad = runner.invoke(app, ["search", "autosegnet", *common, "--ops", "sep_conv_3x3,conv_7x7",
+                              "--out", str(tmp_path / "bad")])  # fmt: skip
+    assert bad.exit_code == 2 and "--ops" in bad.output and "conv_7x7" in bad.output
+    assert not (tmp_path / "bad").exists()
+
+
 def test_cli_search_then_train_export_and_size_transfer(tiny_defects: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     run = tmp_path / "run"
@@ -251,3 +280,7 @@ def test_cli_search_then_train_export_and_size_transfer(tiny_defects: Path, tmp_
     )
     assert exported.exit_code == 0, exported.output
     assert onnx.stat().st_size > 1000
+
+
+def test_the_configs_paper_ops_are_the_op_tables() -> None:
+    assert PAPER_OPS == AUTOSEGNET_OPS

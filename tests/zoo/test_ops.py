@@ -51,6 +51,37 @@ def test_nasnet_conventions() -> None:
     assert isinstance(create_op("skip_connect", 8, 8, 1), nn.Identity)
 
 
+@pytest.mark.parametrize("size", [(64, 64), (65, 63)])
+def test_factorized_reduce_trains_channels_last_as_it_infers(size: tuple[int, int]) -> None:
+    """Training in NHWC takes the even grid sliced first (see the op); outputs and gradients equal
+    the strided conv's, computed in NCHW."""
+    torch.manual_seed(0)
+    reduce = create_op("skip_connect", 4, 8, 2)
+    x = torch.randn(2, 4, *size)
+    grads = []
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        reduce.zero_grad()
+        y = reduce.to(memory_format=memory_format)(x.to(memory_format=memory_format))
+        y.pow(2).mean().backward()
+        grads.append((y.detach().contiguous(), reduce.conv_1.weight.grad.clone(), reduce.conv_2.weight.grad.clone()))
+    for plain, nhwc in zip(*grads, strict=True):
+        torch.testing.assert_close(nhwc, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_a_small_channels_last_reduction_trains_without_corrupting_memory() -> None:
+    """PyTorch 2.14.1 aborted (heap corruption) in the backward of a 1x1 stride-2 conv on a channels_last
+    input of <= 8 channels at 64 px; the op no longer takes that path. In a child: a crash kills it, not pytest."""
+    import subprocess
+    import sys
+
+    code = ("import torch\nfrom nasseg.zoo.ops import create_op\n"
+            "op = create_op('skip_connect', 4, 8, 2).to(memory_format=torch.channels_last)\n"
+            "x = torch.randn(2, 4, 128, 128).to(memory_format=torch.channels_last).requires_grad_()\n"
+            "for _ in range(8):\n    op(x).mean().backward()\nprint('ok')\n")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", (done.returncode, done.stderr[-500:])
+
+
 @pytest.mark.parametrize("size", [(32, 32), (33, 31), (1, 1), (2, 3)])
 def test_factorized_reduce_equals_the_darts_pad_and_slice(size: tuple[int, int]) -> None:
     """The odd grid sliced before the conv gives DARTS' ``conv_2(pad(x)[:, :, 1:, 1:])`` exactly."""
