@@ -12,9 +12,15 @@ from typing import Any
 
 SEARCHERS = ("unet-ga", "renas", "nas-asdet", "iac", "autosegnet")
 #: rows of a searcher run with settings its own row did not have: (the searcher, what differs);
-#: ``unet-ga-d0``: the GA without pix2pix's decoder dropout, the segmentation default since issue 29
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"unet-ga-d0": ("unet-ga", {"dropout": 0.0})}
-ROWS = (*SEARCHERS[:1], *VARIANTS, *SEARCHERS[1:])  # the report's rows, a variant after its searcher
+#: ``unet-ga-d0``: the GA without pix2pix's decoder dropout, the segmentation default since issue 29;
+#: ``autosegnet-unet``: AutoSegNet with every U-Net long skip kept and no ``skip_connect`` op (its
+#: controller settled on shallow, skip-heavy cells and dropped the long skips in 2 of 5 searches)
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "unet-ga-d0": ("unet-ga", {"dropout": 0.0}),
+    "autosegnet-unet": ("autosegnet", {"long_skips": "all", "ops": ("sep_conv_3x3", "sep_conv_5x5", "hdc_3x3")}),
+}
+#: the report's rows, each variant after its searcher
+ROWS = tuple(row for name in SEARCHERS for row in (name, *(v for v, (base, _) in VARIANTS.items() if base == name)))
 CONTROLS = ("unet-small", "smp-unet-resnet18")
 
 

@@ -24,6 +24,7 @@ from nasseg.searchers.configs import (
     UNetGAConfig,
     make_searcher,
 )
+from nasseg.searchers.configs.autosegnet import PAPER_OPS
 from nasseg.searchers.evaluators import search_task
 from nasseg.zoo.genotype import Genotype
 
@@ -116,8 +117,8 @@ def search_autosegnet(arm: str, seed: int, data: Path, run_dir: Path, s: dict[st
                                     controller="lstm" if arm == "search" else "uniform",
                                     controller_steps=s["controller_steps"], epochs_max=s["epochs"],
                                     warmup_epochs=s["warm"], rerank_top=s.get("rerank_top", 0),
-                                    rerank_steps=s.get("rerank_steps", 100),
-                                    name=f"autosegnet-{arm}-s{seed}")  # fmt: skip
+                                    rerank_steps=s.get("rerank_steps", 100), long_skips=s.get("long_skips", "searched"),
+                                    ops=s.get("ops", PAPER_OPS), name=f"autosegnet-{arm}-s{seed}")  # fmt: skip
     result, strategy = run_searcher(config, run_dir, s.get("latency"))
     return {"genotype": result.genotype.to_dict(), "curves": strategy.curves}
 
