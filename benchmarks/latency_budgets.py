@@ -65,11 +65,13 @@ SEARCH_OVERRIDES: dict[str, dict[str, Any]] = {"unet-ga": {"gamma": 0.0, "K": 12
 #: budgets the plain GA picked the same ~4-5 ms net, the one that learns fastest in 100 steps
 #: ``unet-ga-d0``: the GA without the decoder dropout (``unet-ga`` rows keep pix2pix's 0.5 on the 3
 #: inner decoder layers, which the grid's U-Nets do not have; 0 is now the segmentation default);
-#: ``unet-ga-d0-w128``: the same over widths up to 128, as the grid's 4-8 ms winners have
+#: ``unet-ga-d0-w128``: the same over widths up to 128, as the grid's 4-8 ms winners have;
+#: ``unet-ga-d0-l4``: and 4 levels, as those winners (``unet-w16-l4`` is a point of that space)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "unet-ga-halving": ("unet-ga", {"halving": 2, "widths": (8, 16, 32, 64, 128)}),
     "unet-ga-d0": ("unet-ga", {"dropout": 0.0}),
-    "unet-ga-d0-w128": ("unet-ga", {"dropout": 0.0, "widths": (8, 16, 32, 64, 128)})}
+    "unet-ga-d0-w128": ("unet-ga", {"dropout": 0.0, "widths": (8, 16, 32, 64, 128)}),
+    "unet-ga-d0-l4": ("unet-ga", {"dropout": 0.0, "widths": (8, 16, 32, 64, 128), "layers": 4})}
 SIZE_256 = (256, 256)
 DATA = "synth-defects"  # the default data set (its units keep the first runs' unprefixed ids)
 DATASETS = ("synth-defects", "synth-membranes")

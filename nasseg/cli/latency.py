@@ -94,7 +94,7 @@ def table(
     if nets:
         with progress_bar(f"calibrating on {len(nets)} whole nets", total=len(nets)) as advance:
             fresh = calibrate_table(data, nets, frame, progress=lambda done, total: advance())
-        data["calibration"] = {**data.get("calibration", {}), **fresh}
+        data["calibration"] = merged_calibration(data.get("calibration", {}), fresh)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(data, indent=1, sort_keys=True) + "\n")
     scales = ", ".join(f"{family} x{row['scale']:.2f}" for family, row in data.get("calibration", {}).items())
@@ -104,6 +104,17 @@ def table(
     console.print(f"timed {what} in {data['seconds']:.0f} s on {data['machine']} "
                   f"({runtime}, {threads} threads; per-call overhead {data['call_overhead_ms']:.3f} ms){skipped} "
                   f"-> {out}", highlight=False)  # fmt: skip
+
+
+def merged_calibration(kept: dict, fresh: dict) -> dict:
+    """Per family: the median ratio over the nets an extended table was calibrated on and this run's."""
+    import statistics
+
+    merged = dict(kept)
+    for family, row in fresh.items():
+        ratios = [*kept.get(family, {}).get("ratios", []), *row["ratios"]]
+        merged[family] = {"scale": round(statistics.median(ratios), 4), "nets": len(ratios), "ratios": ratios}
+    return merged
 
 
 def extended_table(path: Path, runtime: str, threads: int, frame: tuple[int, int]) -> dict:

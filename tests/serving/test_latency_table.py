@@ -96,3 +96,13 @@ def test_cli_table_covers_a_searchs_own_space_and_extends_a_table(tmp_path: Path
                                  "64x64", "--threads", "1"])  # fmt: skip
     assert result.exit_code == 2 and "give the same options" in result.output and "\n" not in result.output.strip()
     assert json.loads(second.read_text()) == extended  # a refused run writes nothing
+
+
+def test_an_extended_tables_calibration_counts_every_net_it_was_calibrated_on() -> None:
+    from nasseg.cli.latency import merged_calibration
+
+    kept = {"unet": {"scale": 1.0, "nets": 3, "ratios": [0.9, 1.0, 1.1]}, "cellnet": {"scale": 1.2, "nets": 1,
+                                                                                   "ratios": [1.2]}}  # fmt: skip
+    merged = merged_calibration(kept, {"unet": {"scale": 0.5, "nets": 2, "ratios": [0.4, 0.6]}})
+    assert merged["unet"] == {"scale": 0.9, "nets": 5, "ratios": [0.9, 1.0, 1.1, 0.4, 0.6]}
+    assert merged["cellnet"] == kept["cellnet"]
