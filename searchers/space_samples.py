@@ -33,11 +33,8 @@ def _config(space: str, size: tuple[int, int]) -> Any:
     return CONFIGS[space](data=".", image_size=size[0])
 
 
-def _unet_ga(config: Any, size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
-    return config.space(_task(size)).sample
-
-
-def _renas(config: Any, size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
+def _of_config_space(config: Any, size: tuple[int, int]) -> Callable[[random.Random], Genotype]:
+    """The U-Net GA's and RENAS' samplers: their config builds the space for a task."""
     return config.space(_task(size)).sample
 
 
@@ -79,7 +76,8 @@ def _autosegnet(config: Any, size: tuple[int, int]) -> Callable[[random.Random],
     return config.space(1, size).sample
 
 
-_SAMPLERS = {"unet-ga": _unet_ga, "renas": _renas, "nas-asdet": _nas_asdet, "iac": _iac, "autosegnet": _autosegnet}
+_SAMPLERS = {"unet-ga": _of_config_space, "renas": _of_config_space, "nas-asdet": _nas_asdet, "iac": _iac,
+             "autosegnet": _autosegnet}  # fmt: skip
 
 
 def space_ops(space: str) -> tuple[str, ...]:
