@@ -60,6 +60,7 @@ from search_quality_report import (  # noqa: F401
     _finite,
     _jsonable,
     _mean_std,
+    arm_unit,
     difference_interval,
     markdown_table,
     plot,
@@ -272,7 +273,7 @@ def cost(genotype: Genotype, size: int) -> dict[str, int]:
 def retrain_pick(name: str, pick: dict[str, Any], data: Path, recipe: Recipe, size: int, seed: int, device: str,
                  workdir: Path) -> dict[str, Any]:  # fmt: skip
     genotype = Genotype.from_dict(pick["genotype"])
-    if name != "iac":
+    if VARIANTS.get(name, (name,))[0] != "iac":
         return {**retrain(genotype, data, recipe, size, seed, device, workdir), **cost(genotype, size)}
     # The implant's base is the stage I base of its search (base.json beside it): a fresh cell on it, frozen.
     base_json = pick["base_json"]
@@ -311,7 +312,8 @@ def summarise(name: str, units: Units, seeds: list[int], retrain_seeds: list[int
     for seed in seeds:
         arms: dict[str, list[dict[str, Any]]] = {}
         for arm in ("search", "random"):
-            arms[arm] = [r for rs in retrain_seeds if (r := units.get(f"{name}/{arm}/s{seed}/r{rs}")) is not None]
+            unit = arm_unit(name, arm)
+            arms[arm] = [r for rs in retrain_seeds if (r := units.get(f"{unit}/{arm}/s{seed}/r{rs}")) is not None]
         if not arms["search"] and not arms["random"]:
             continue
         row = {"seed": seed}
@@ -320,9 +322,9 @@ def summarise(name: str, units: Units, seeds: list[int], retrain_seeds: list[int
                 row[f"{arm}_test_iou"] = [r["test_iou"] for r in results]
                 row[f"{arm}_test_dice"] = [r["test_dice"] for r in results]
                 row[f"{arm}_macs"], row[f"{arm}_params"] = results[0]["macs"], results[0]["params"]
-            search = units.get(f"{name}/{arm}/s{seed}/search") or {}
+            search = units.get(f"{arm_unit(name, arm)}/{arm}/s{seed}/search") or {}
             row[f"{arm}_search_seconds"] = search.get("seconds")
-        if name == "iac":
+        if VARIANTS.get(name, (name,))[0] == "iac":  # a variant shares the row's base
             controls = [c for rs in retrain_seeds if (c := units.get(f"iac/controls/s{seed}/r{rs}")) is not None]
             row["kept_base"] = [r.get("kept_base") for r in arms["search"]]
             if controls:
@@ -354,7 +356,7 @@ def summarise(name: str, units: Units, seeds: list[int], retrain_seeds: list[int
         "random_macs_mean": _mean_std([row["random_macs"] for row in rows if "random_macs" in row])[0],
         "minutes": round(minutes, 1),
     }  # fmt: skip
-    if name == "iac":
+    if VARIANTS.get(name, (name,))[0] == "iac":
         base = [row["base_test_iou"] for row in rows if "base_test_iou" in row]
         tuned = [v for row in rows for v in row.get("base_finetuned_test_iou", [])]
         out["base_iou_mean"] = _mean_std(base)[0]
@@ -462,12 +464,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for name in args.searchers:
         for seed in args.seeds:
             for arm in ("search", "random"):
-                run_dir = work / "runs" / f"{name}-{arm}-s{seed}"
-                pick = units.once(f"{name}/{arm}/s{seed}/search", lambda n=name, a=arm, s=seed, r=run_dir: SEARCH[n](
+                unit = arm_unit(name, arm)  # a shared random arm runs (once) as its searcher's
+                run_dir = work / "runs" / f"{unit}-{arm}-s{seed}"
+                pick = units.once(f"{unit}/{arm}/s{seed}/search", lambda n=unit, a=arm, s=seed, r=run_dir: SEARCH[n](
                     a, s, data[DATA_OF[n]], r, scale[n], size, args.device, units))  # fmt: skip
                 for rs in args.retrain_seeds:
-                    workdir = work / "retrain" / f"{name}-{arm}-s{seed}-r{rs}"
-                    units.once(f"{name}/{arm}/s{seed}/r{rs}", lambda p=pick, rs=rs, w=workdir, n=name: retrain_pick(
+                    workdir = work / "retrain" / f"{unit}-{arm}-s{seed}-r{rs}"
+                    units.once(f"{unit}/{arm}/s{seed}/r{rs}", lambda p=pick, rs=rs, w=workdir, n=unit: retrain_pick(
                         n, p, data[DATA_OF[n]], recipe, size, rs, args.device, w))  # fmt: skip
                     write()
             if name == "iac":

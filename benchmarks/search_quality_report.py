@@ -18,10 +18,18 @@ SEARCHERS = ("unet-ga", "renas", "nas-asdet", "iac", "autosegnet")
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "unet-ga-d0": ("unet-ga", {"dropout": 0.0}),
     "autosegnet-unet": ("autosegnet", {"long_skips": "all", "ops": ("sep_conv_3x3", "sep_conv_5x5", "hdc_3x3")}),
+    "iac-pt": ("iac", {"selection": "perturbation"}),
 }
+#: variants whose random arm is their searcher's, unit for unit (the change is in the search alone)
+SHARED_RANDOM = {"iac-pt": "iac"}
 #: the report's rows, each variant after its searcher
 ROWS = tuple(row for name in SEARCHERS for row in (name, *(v for v, (base, _) in VARIANTS.items() if base == name)))
 CONTROLS = ("unet-small", "smp-unet-resnet18")
+
+
+def arm_unit(name: str, arm: str) -> str:
+    """Whose units an arm of row ``name`` are: its own, or (a shared random arm) its searcher's."""
+    return SHARED_RANDOM.get(name, name) if arm == "random" else name
 
 
 def bootstrap_ci(values: list[float], level: float = 0.90, draws: int = 10_000, seed: int = 0) -> list[float]:
@@ -74,7 +82,7 @@ def markdown_table(report: dict[str, Any]) -> str:
         data = row["data"]
         ctrl = ", ".join(f"{m} {controls[f'{data}/{m}']['test_iou_mean']:.3f}" for m in CONTROLS
                          if f"{data}/{m}" in controls)  # fmt: skip
-        if name == "iac":
+        if VARIANTS.get(name, (name,))[0] == "iac":
             ctrl += f"; base {row.get('base_iou_mean', math.nan):.3f}, base fine-tuned "
             ctrl += f"{row.get('base_finetuned_iou_mean', math.nan):.3f}"
         lines.append(

@@ -94,15 +94,21 @@ def iac_config(s: dict[str, Any], seed: int, data: Path, size: int, device: str,
     return IacSearchConfig(**fidelity_settings(s, seed, data, size, device), base="iac-base-unet-small",
                            base_epochs=s["base_epochs"], warmup_epochs=s["warmup"], search_epochs=s["search"],
                            cell_epochs=s["cell_epochs"], cell_channels=s["cell_channels"], record_epochs=(),
-                           **extra)  # fmt: skip
+                           selection=s.get("selection", "alpha"), **extra)  # fmt: skip
 
 
 def search_iac(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, Any], size: int, device: str,
                units: Any) -> dict[str, Any]:  # fmt: skip
-    if arm == "search":
+    """IAC's search arm trains its stage I base; its random arm, and a variant's search arm, start
+    from that base (``iac-search-sSEED``), so every arm of a seed implants into the same net."""
+    base = run_dir.parent / f"iac-search-s{seed}" / "base.safetensors"
+    if arm == "search" and s.get("unit", "iac") == "iac":
         config = iac_config(s, seed, data, size, device)
+    elif arm == "search":  # a variant: stage II on the iac row's base
+        if not base.is_file():
+            raise FileNotFoundError(f"{base}: run the iac row's search of seed {seed} first")
+        config = iac_config(s, seed, data, size, device, from_stage=2, base_weights=base)
     else:  # the same stage I base as the search of this seed, a random cell, the same stage III
-        base = run_dir.parent / f"iac-search-s{seed}" / "base.safetensors"
         config = iac_config(s, seed, data, size, device, from_stage=2, base_weights=base, random_cell=True)
     result, _ = run_searcher(config, run_dir, s.get("latency"))
     implant = next(r for r in result.history if r.key == "implant")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -107,9 +108,11 @@ def derive_capped(
     edge_weights: torch.Tensor | Sequence[float] | None = None,
     max_skip: int | None = None,
     residual: bool = False,
+    edge_rank: Sequence[float] | None = None,
 ) -> CellGenotype:
     """:func:`zoo.supernet.derive_cell` (strongest non-``none`` op per edge, two strongest edges
-    per node, eq. 14) with at most ``max_skip`` ``skip_connect`` edges in the cell.
+    per node, eq. 14) with at most ``max_skip`` ``skip_connect`` edges in the cell (``edge_rank``:
+    see :func:`~zoo.supernet.derive_cell`).
 
     The collapse guard of P-DARTS (Chen et al. 2019, section 3.3): while the derived cell has too
     many skip connections, the weakest chosen one is forbidden on its edge and the cell re-derived
@@ -120,9 +123,9 @@ def derive_capped(
     rows = [list(map(float, row)) for row in weights]
     names = [list(n) for n in op_names]
     if max_skip is None:
-        return derive_cell(rows, names, steps, edge_weights, k=2, residual=residual)
+        return derive_cell(rows, names, steps, edge_weights, k=2, residual=residual, edge_rank=edge_rank)
     while True:
-        cell = derive_cell(rows, names, steps, edge_weights, k=2, residual=residual)
+        cell = derive_cell(rows, names, steps, edge_weights, k=2, residual=residual, edge_rank=edge_rank)
         chosen = []  # (strength, flat edge index, op position) of every chosen skip
         start = 0
         scale = [1.0] * len(rows) if edge_weights is None else [float(w) for w in edge_weights]
@@ -141,6 +144,35 @@ def derive_capped(
         _, flat, j = min(movable)
         rows[flat][j] = -math.inf
         names[flat] = [n if i != j else "none" for i, n in enumerate(names[flat])]  # forbidden on this edge
+
+
+def perturbation_scores(loss: Callable[[], float], op_mask: torch.Tensor, edge_mask: torch.Tensor,
+                        op_names: Sequence[Sequence[str]]) -> tuple[list[list[float]], list[float]]:  # fmt: skip
+    """DARTS-PT's strengths (Wang et al., ICLR 2021, "Rethinking architecture selection in
+    differentiable NAS", section 4): how much the trained supernet's validation loss rises when one
+    op of an edge is taken out (``op_mask[edge, op] = 0``), and when a whole edge is
+    (``edge_mask[edge] = 0``). The supernet multiplies its op and edge weights by the two masks;
+    ``loss()`` is its loss on fixed validation batches. ``none`` scores ``-inf``.
+
+    Returns (op scores per edge, edge scores): feed them to :func:`derive_capped` as the weights
+    and ``edge_rank``. Departure from the paper: every op and edge is scored once on the same
+    supernet, without the few epochs of supernet tuning DARTS-PT spends after each edge decision
+    (on a CPU those would cost more than the whole stage II search).
+    """
+    reference = loss()
+
+    def rise_without(mask: torch.Tensor, index: Any) -> float:
+        kept = float(mask[index])
+        mask[index] = 0.0
+        try:
+            return loss() - reference
+        finally:
+            mask[index] = kept
+
+    ops = [[-math.inf if name == "none" else rise_without(op_mask, (edge, j)) for j, name in enumerate(names)]
+           for edge, names in enumerate(op_names)]  # fmt: skip
+    edges = [rise_without(edge_mask, edge) for edge in range(len(op_names))]
+    return ops, edges
 
 
 def count_skips(cell: CellGenotype) -> int:
@@ -415,6 +447,22 @@ class DifferentiableStrategy(Strategy):
         if arch_step is not None:
             out.update(arch_step.summary())
         return out
+
+    def fixed_loss(self, dataset: SegmentationDataset, spec: LoaderSpec, batches: int) -> Callable[[], float]:
+        """The supernet's mean loss on the same ``batches`` batches of ``dataset`` at every call
+        (eval mode, no gradients): what :func:`perturbation_scores` compares."""
+        held = [batch for _, batch in zip(range(batches), epoch_loader(dataset, spec, 0, salt=3), strict=False)]
+
+        def loss() -> float:
+            was_training = self.supernet.training
+            self.supernet.eval()
+            try:
+                with torch.no_grad():
+                    return statistics.fmean(float(self._loss(batch[0], batch[1])) for batch in held)
+            finally:
+                self.supernet.train(was_training)
+
+        return loss
 
     def score(self, folder: SegmentationFolder) -> dict[str, float]:
         """Validation metrics of the supernet itself (the fitness of the derived genotype)."""

@@ -209,10 +209,12 @@ def derive_cell(
     k: int = 2,
     exclude: Sequence[str] = ("none",),
     residual: bool = False,
+    edge_rank: Sequence[float] | None = None,
 ) -> CellGenotype:
     """DARTS' discretisation: per edge the strongest op not in ``exclude``; per node the ``k``
     edges whose strongest op weighs most (times the edge weight, if given), strongest first;
-    all nodes concatenated."""
+    all nodes concatenated. ``edge_rank`` (one score per edge) ranks a node's edges instead
+    (perturbation-based selection scores edges apart from their ops)."""
     rows = [list(map(float, row)) for row in weights]
     per_edge_names = (
         [list(op_names)] * len(rows) if op_names and isinstance(op_names[0], str) else [list(n) for n in op_names]
@@ -227,7 +229,8 @@ def derive_cell(
             if not allowed:
                 continue
             best = max(allowed, key=lambda j: row[j])
-            candidates.append((row[best] * scale[start + source], names[best], source))
+            strength = row[best] * scale[start + source] if edge_rank is None else float(edge_rank[start + source])
+            candidates.append((strength, names[best], source))
         start += node + 2
         chosen = sorted(candidates, key=lambda c: -c[0])[:k]
         nodes.append([[name, source] for _, name, source in chosen])

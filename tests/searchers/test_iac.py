@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ from typer.testing import CliRunner
 from nasseg import zoo
 from nasseg.cli import app
 from nasseg.searchers import Budget, Searcher
+from nasseg.searchers.base import SearchError
+from nasseg.searchers.differentiable import derive_capped, perturbation_scores
 from nasseg.searchers.iac import IacConfig, IacStrategy, IacSupernet, cosine_power_lr
 from nasseg.zoo.ops import DARTS_OPS
 from nasseg.zoo.supernet import ArchitectureWeights, MixedOp, tan_capped_softmax
@@ -158,3 +161,41 @@ def test_resume_after_interruption_same_genotype(tiny_defects: Path, tmp_path: P
     assert [r.key for r in resumed.history] == [r.key for r in full.history]
     assert [r.genotype.arch_hash for r in resumed.history] == [r.genotype.arch_hash for r in full.history]
     assert [r.metrics["iou"] for r in resumed.history] == pytest.approx([r.metrics["iou"] for r in full.history])
+
+
+def test_perturbation_scores_measure_the_loss_rise_of_each_op_and_edge() -> None:
+    names = [("none", "skip_connect", "sep_conv_3x3")] * 2
+    op_mask, edge_mask = torch.ones(2, 3), torch.ones(2)
+    useful = torch.tensor([[0.0, 0.1, 2.0], [0.0, 0.5, 0.3]])  # what each op adds to a "loss" when taken out
+
+    def loss() -> float:
+        return float(((1 - op_mask) * useful).sum() + 3.0 * (1 - edge_mask[1]))
+
+    ops, edges = perturbation_scores(loss, op_mask, edge_mask, names)
+    assert ops[0][0] == -math.inf and ops[0][1:] == pytest.approx([0.1, 2.0])
+    assert ops[1][1:] == pytest.approx([0.5, 0.3])
+    assert edges == pytest.approx([0.0, 3.0])
+    assert torch.equal(op_mask, torch.ones(2, 3)) and torch.equal(edge_mask, torch.ones(2))  # masks restored
+    # one node over the two edges: the op whose removal hurts most, the edges ranked by edge_rank
+    cell = derive_capped(ops, names, 1, edge_rank=[5.0, 1.0])
+    assert cell.nodes == [[("sep_conv_3x3", 0), ("skip_connect", 1)]]
+    assert derive_capped(ops, names, 1, edge_rank=[1.0, 5.0]).nodes == [[("skip_connect", 1), ("sep_conv_3x3", 0)]]
+
+
+def test_perturbation_selection_picks_the_last_epochs_cell_by_loss_rise(tiny_defects: Path, tmp_path: Path) -> None:
+    strategy, result = _run(tiny_defects, tmp_path / "run", steps=4, selection="perturbation", implant="replace",
+                            perturbation_batches=1)  # fmt: skip
+    last = result.history[2]
+    assert last.extra["selection"] == "perturbation" and "alpha_cell" in last.extra
+    op_scores, edge_scores = last.extra["op_scores"], last.extra["edge_scores"]
+    assert len(op_scores) == 14 and len(edge_scores) == 14
+    # the derived cell is what the recorded scores give, and stage III trained exactly that cell
+    names = [DARTS_OPS] * 14
+    rows = [[-math.inf if v is None else v for v in row] for row in op_scores]
+    expected = derive_capped(rows, names, 4, edge_rank=edge_scores)
+    assert last.genotype.arch.cell == expected
+    implant = next(r for r in result.history if r.key == "implant")
+    assert implant.genotype.arch.cell == expected
+    assert strategy.supernet.masks is None  # scoring left the supernet as it was
+    with pytest.raises(SearchError, match="perturbation"):
+        IacConfig(**{**TINY, "selection": "perturbation", "select_epoch": 1})
