@@ -18,10 +18,11 @@ SEARCHERS = ("unet-ga", "renas", "nas-asdet", "iac", "autosegnet")
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "unet-ga-d0": ("unet-ga", {"dropout": 0.0}),
     "autosegnet-unet": ("autosegnet", {"long_skips": "all", "ops": ("sep_conv_3x3", "sep_conv_5x5", "hdc_3x3")}),
+    "nas-asdet-pt": ("nas-asdet", {"selection": "perturbation"}),
     "iac-pt": ("iac", {"selection": "perturbation"}),
 }
 #: variants whose random arm is their searcher's, unit for unit (the change is in the search alone)
-SHARED_RANDOM = {"iac-pt": "iac"}
+SHARED_RANDOM = {"nas-asdet-pt": "nas-asdet", "iac-pt": "iac"}
 #: the report's rows, each variant after its searcher
 ROWS = tuple(row for name in SEARCHERS for row in (name, *(v for v, (base, _) in VARIANTS.items() if base == name)))
 CONTROLS = ("unet-small", "smp-unet-resnet18")

@@ -73,7 +73,7 @@ def search_nas_asdet(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str
                      units: Any) -> dict[str, Any]:  # fmt: skip
     config = NasAsdetSearchConfig(**fidelity_settings(s, seed, data, size, device),
                                   epochs_per_stage=s["epochs_per_stage"], warmup_epochs=s["warmup"],
-                                  init_channels=s["init_channels"])  # fmt: skip
+                                  init_channels=s["init_channels"], selection=s.get("selection", "alpha"))  # fmt: skip
     if arm == "random":  # a random cell pair in the same space, the same net around it
         from nasseg.searchers.differentiable import random_cell
         from nasseg.searchers.nas_asdet import supernet_genotype

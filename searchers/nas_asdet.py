@@ -24,10 +24,18 @@ Search (section 3.3, 4.1.5):
   over every output by :func:`zoo.training.losses.total_loss`).
 
 Fitness of each epoch's derived genotype: the supernet's IoU on the validation split.
+
+``selection="perturbation"`` (an option, not the paper): the last epoch's cells are derived by
+DARTS-PT's perturbation-based selection (Wang et al., ICLR 2021;
+:func:`~searchers.differentiable.perturbation_scores`) over the ops that survived the pruning:
+per edge the op whose removal raises the architecture split's loss most, per node the two edges
+whose removal does, instead of eq. 14's largest alpha. The alpha ranking kept eq. 12-13's
+pruning; only the final discretisation changes.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,6 +55,7 @@ from nasseg.searchers.differentiable import (
     full_dag_cell,
     gather_weights,
     make_dataset,
+    perturbation_scores,
     plot_alpha_history,
     plot_genotype_picture,
     prune_mixed_op,
@@ -89,6 +98,8 @@ class NasAsdetConfig:
     max_skip: int | None = None
     derive_weights: str = "all"
     augment: dict[str, Any] = field(default_factory=lambda: {"flip": True})
+    selection: str = "alpha"
+    perturbation_batches: int = 8
 
     def __post_init__(self) -> None:
         self.keep = tuple(self.keep)
@@ -105,6 +116,8 @@ class NasAsdetConfig:
         if not 0 <= self.warmup_epochs < self.epochs_per_stage:
             raise SearchError(f"nas-asdet: warm-up epochs ({self.warmup_epochs}) must be fewer than the epochs per "
                               f"stage ({self.epochs_per_stage})")  # fmt: skip
+        if self.selection not in ("alpha", "perturbation"):
+            raise SearchError(f"nas-asdet: selection must be 'alpha' or 'perturbation', got {self.selection!r}")
         if self.derive_weights not in ("all", "active"):
             raise SearchError(f"nas-asdet: derive weights must be 'all' or 'active', got {self.derive_weights!r}")
         if self.image_size[0] % 32 or self.image_size[1] % 32:
@@ -146,6 +159,7 @@ class NasAsdetSupernet(nn.Module):
         self.net = CellFusionNet(genotype, cell_factory=self._make_cell)
         self.genotype = genotype
         self.divisor = genotype.arch.output_strides()[-1]
+        self.masks: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None  # (op, edge) masks while scoring
 
     def _make_cell(self, genotype: CellGenotype, C_pp: int, C_p: int, C: int, reduction: bool,
                    reduction_prev: bool) -> BoundMixedCell:  # fmt: skip
@@ -154,12 +168,20 @@ class NasAsdetSupernet(nn.Module):
         def ops(node: int, source: int) -> list[str]:
             return [NAS_ASDET_OPS[i] for i in self.active[kind][self.offsets[node] + source]]
 
-        return BoundMixedCell(lambda: (self.op_weights(kind), None), STEPS, C_pp, C_p, C, reduction, reduction_prev,
-                              ops, residual=True, affine=False)  # fmt: skip
+        return BoundMixedCell(lambda: (self.masked_weights(kind), None), STEPS, C_pp, C_p, C, reduction,
+                              reduction_prev, ops, residual=True, affine=False)  # fmt: skip
 
     def op_weights(self, kind: str) -> torch.Tensor:
         """(edges, active ops) softmax weights of one cell type (eq. 1 over the surviving ops)."""
         return gather_weights(self.arch.alphas[kind], self.active[kind])
+
+    def masked_weights(self, kind: str) -> torch.Tensor:
+        """:meth:`op_weights` times the scoring masks, if set (an edge's mask zeroes all its ops)."""
+        weights = self.op_weights(kind)
+        if self.masks is None:
+            return weights
+        op_mask, edge_mask = self.masks[kind]
+        return weights * op_mask * edge_mask[:, None]
 
     def cells(self) -> list[BoundMixedCell]:
         return list(self.net.stack.cells)
@@ -257,6 +279,25 @@ class NasAsdetStrategy(DifferentiableStrategy):
             cells[kind] = derive_capped(weights, names, STEPS, max_skip=self.max_skip, residual=True)
         return cells
 
+    def perturbation_cells(self) -> tuple[dict[str, CellGenotype], dict[str, Any]]:
+        """Both cell types derived by perturbation-based selection, and the scores used."""
+        loss = self.fixed_loss(self.arch_set, self.spec, self.config.perturbation_batches)
+        masks = {kind: (torch.ones_like(self.supernet.op_weights(kind).detach()),
+                        torch.ones(len(self.supernet.active[kind]), device=self.device)) for kind in KINDS}  # fmt: skip
+        cells, scores = {}, {}
+        self.supernet.masks = masks
+        try:
+            for kind in KINDS:
+                names = [[NAS_ASDET_OPS[i] for i in ops] for ops in self.supernet.active[kind]]
+                op_scores, edge_scores = perturbation_scores(loss, *masks[kind], names)
+                cells[kind] = derive_capped(op_scores, names, STEPS, max_skip=self.max_skip, residual=True,
+                                            edge_rank=edge_scores)  # fmt: skip
+                scores[kind] = {"op_scores": [[v if math.isfinite(v) else None for v in row] for row in op_scores],
+                                "edge_scores": edge_scores}  # fmt: skip
+        finally:
+            self.supernet.masks = None
+        return cells, scores
+
     def derive(self) -> Genotype:
         cells = self.derive_cells()
         name = f"nas-asdet-{_slug(self.data.name)}-s{self.seed}"
@@ -289,6 +330,11 @@ class NasAsdetStrategy(DifferentiableStrategy):
         metrics = self.score(self.folder)
         extra = {"stage": self.stage + 1, "ops_per_edge": len(self.supernet.active["normal"][0]),
                  "arch_updates": not warmup, **losses}  # fmt: skip
+        if c.selection == "perturbation" and self.epoch + 1 == c.total_epochs:
+            cells, scores = self.perturbation_cells()
+            extra.update(selection="perturbation", perturbation=scores,
+                         alpha_cells={k: v.model_dump(mode="json") for k, v in genotype.cells().items()})  # fmt: skip
+            genotype = supernet_genotype(self.task, c, cells["normal"], cells["reduce"], name=genotype.name)
         if self.max_skip is not None:
             extra["max_skip"] = self.max_skip
         result = self.record_epoch(context, genotype, metrics, start, extra)

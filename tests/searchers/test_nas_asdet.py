@@ -144,3 +144,29 @@ def test_cli_end_to_end_train_export(tiny_defects: Path, tmp_path: Path) -> None
                                    "--check", "--json", "--allow-random-weights"])  # fmt: skip
     assert exported.exit_code == 0, exported.output
     assert json.loads(exported.output[exported.output.index("{") :])["check"]["passed"]
+
+
+def test_perturbation_selection_derives_the_last_cells_from_loss_rises(tiny_defects: Path, tmp_path: Path) -> None:
+    config = NasAsdetConfig(epochs_per_stage=1, warmup_epochs=0, selection="perturbation", perturbation_batches=1,
+                            **TINY)  # fmt: skip
+    strategy = NasAsdetStrategy(tiny_defects, config, seed=3)
+    result = Searcher(strategy, None, Budget(steps=4), tmp_path / "run", seed=3, dataset=str(tiny_defects)).run()
+    assert all("selection" not in r.extra for r in result.history[:-1])  # only the last epoch's cells
+    last = result.history[-1]
+    assert last.extra["selection"] == "perturbation" and set(last.extra["alpha_cells"]) == set(KINDS)
+    for kind in KINDS:
+        scores = last.extra["perturbation"][kind]
+        names = [[NAS_ASDET_OPS[i] for i in ops] for ops in strategy.supernet.active[kind]]
+        assert [len(row) for row in scores["op_scores"]] == [len(n) for n in names] == [2] * 14
+        rows = [[-float("inf") if v is None else v for v in row] for row in scores["op_scores"]]
+        expected = derive_capped(rows, names, 4, residual=True, edge_rank=scores["edge_scores"])
+        assert result.genotype.cells()[kind] == expected  # the answer is the perturbation-derived pair
+    assert strategy.supernet.masks is None
+    # the masks act: an edge's mask zeroes every op weight of that edge, and nothing else
+    masks = {k: (torch.ones(14, 2), torch.ones(14)) for k in KINDS}
+    masks["normal"][1][3] = 0.0
+    strategy.supernet.masks = masks
+    masked = strategy.supernet.masked_weights("normal")
+    strategy.supernet.masks = None
+    plain = strategy.supernet.op_weights("normal")
+    assert torch.all(masked[3] == 0) and torch.equal(masked[:3], plain[:3]) and torch.equal(masked[4:], plain[4:])
