@@ -93,3 +93,24 @@ def test_benchmark_runs_at_tiny_scale_and_resumes(script: str, tmp_path: Path) -
         assert one_shot["fitness"].startswith("one-shot") and [b["steps"] for b in one_shot["budgets"]] == [3, 6]
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and " ..." not in again.stdout
+
+
+def test_latency_budget_verdicts_call_margins_within_the_seed_spread_ties() -> None:
+    import latency_budgets
+
+    assert [latency_budgets.verdict(m, 0.004) for m in (0.01, 0.004, 0.0, -0.003, -0.0041)] == [
+        "yes", "tie", "tie", "tie", "no"]  # fmt: skip
+    row = {"budget_ms": 4.0, "best_unet": "unet-w16-l4", "best_unet_iou": 0.714, "best_unet_ms": 3.8,
+           "best_searched": "unet-ga@4ms", "best_searched_iou": 0.708, "best_searched_ms": 3.3}  # fmt: skip
+    assert latency_budgets.markdown_table({"rows": [row], "tie_band": 0.003}).endswith("| no (-0.006) |")
+    assert latency_budgets.markdown_table({"rows": [row], "tie_band": 0.0065}).endswith("| tie (-0.006) |")
+
+
+def test_search_quality_variants_share_their_searchers_random_arm() -> None:
+    import search_quality_report as report
+
+    assert report.arm_unit("iac-pt", "random") == "iac" and report.arm_unit("iac-pt", "search") == "iac-pt"
+    assert report.arm_unit("nas-asdet-pt", "random") == "nas-asdet"
+    assert report.arm_unit("autosegnet-unet", "random") == "autosegnet-unet"  # a changed space: its own arm
+    for variant, searcher in report.SHARED_RANDOM.items():
+        assert report.VARIANTS[variant][0] == searcher
