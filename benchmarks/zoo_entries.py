@@ -42,7 +42,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -80,12 +80,32 @@ ENTRIES: dict[str, tuple[str, str]] = {
 LATENCY_TABLE = ROOT / "results" / "latency_table.json"
 LATENCY_ENTRIES: dict[str, dict[str, float]] = {"autosegnet-20ms-synth-defects": {"target_ms": 20.0, "weight": 0.5}}
 ENTRIES.update({name: ("autosegnet", "synth-defects") for name in LATENCY_ENTRIES})
-#: picks of ``latency_budgets.py`` that beat the tuned U-Net grid at their budget (issue 29 item 6):
-#: entry -> (searcher, budget in ms); the search is that benchmark's (its work folder's units), the
-#: training here the same recipe and seed as its retraining r0
-BUDGET_ENTRIES: dict[str, tuple[str, float]] = {"ga-unet-2ms-synth-defects": ("unet-ga", 2.0),
-                                                "autosegnet-16ms-synth-defects": ("autosegnet", 16.0)}  # fmt: skip
-ENTRIES.update({name: (searcher, "synth-defects") for name, (searcher, _) in BUDGET_ENTRIES.items()})
+
+
+class BudgetPick(NamedTuple):
+    """A pick of ``latency_budgets.py``: its searcher, the row it searched as (the searcher or one
+    of that benchmark's ``VARIANTS``), the budget in ms and the data set."""
+
+    searcher: str
+    row: str
+    budget: float
+    data: str
+
+    def unit(self, what: str) -> str:
+        """The id of this pick's ``what`` unit (``search``, ``r0``) in latency_budgets' work folder."""
+        name = f"{self.row}/{self.budget:g}/{what}"
+        return name if self.data == "synth-defects" else f"{self.data}:{name}"
+
+
+#: picks of ``latency_budgets.py`` that beat the tuned U-Net grid at their budget (issue 29 item 6);
+#: the search is that benchmark's (its work folder's units), the training here the same recipe and
+#: seed as the better (on val) of its two retrainings
+BUDGET_ENTRIES: dict[str, BudgetPick] = {
+    "ga-unet-2ms-synth-defects": BudgetPick("unet-ga", "unet-ga", 2.0, "synth-defects"),
+    "autosegnet-16ms-synth-defects": BudgetPick("autosegnet", "autosegnet", 16.0, "synth-defects"),
+    "ga-unet-2ms-synth-membranes": BudgetPick("unet-ga", "unet-ga-d0", 2.0, "synth-membranes"),
+}
+ENTRIES.update({name: (pick.searcher, pick.data) for name, pick in BUDGET_ENTRIES.items()})
 BASELINES = ("unet-small", "smp-unet-resnet18", "unet-pix2pix-256")
 SHIPPED_BASELINES = ("unet-small",)
 
@@ -127,13 +147,15 @@ def pick_for(entry: str, scale: dict[str, Any], work: Path, units: sq.Units, dev
     sq_work = ROOT / "work" / f"search_quality-{scale['search_scale']}"
     settings = search_scale[searcher]
     if entry in BUDGET_ENTRIES:
-        _, budget = BUDGET_ENTRIES[entry]
-        found = sq.Units(work / "latency_budgets_units.json").get(f"{searcher}/{budget:g}/search")
+        budget_pick = BUDGET_ENTRIES[entry]
+        found = sq.Units(work / "latency_budgets_units.json").get(budget_pick.unit("search"))
         if found is None:
-            raise SystemExit(f"{entry}: run `python benchmarks/latency_budgets.py --searchers {searcher} "
-                             f"--budgets {budget:g}` first (its pick is this entry's architecture)")  # fmt: skip
+            raise SystemExit(f"{entry}: run `python benchmarks/latency_budgets.py --data {data_name} --searchers "
+                             f"{budget_pick.row} --budgets {budget_pick.budget:g}` first (its pick is this entry's "
+                             "architecture)")  # fmt: skip
         return {**found, "seed": 0, "search_data": str(work / "search" / data_name), "run_dir": found["run_dir"],
-                "chosen_by": f"latency_budgets.py: the search at {budget:g} ms (seed 0)"}  # fmt: skip
+                "chosen_by": f"latency_budgets.py: the {budget_pick.row} search at {budget_pick.budget:g} ms "
+                             "(seed 0)"}  # fmt: skip
     if entry in LATENCY_ENTRIES:  # its own search, with the latency objective
         from nasseg.searchers.latency import LatencyObjective
 
@@ -171,9 +193,9 @@ def zoo_data_command(data_name: str, scale: dict[str, Any]) -> str:
 def budget_training_seed(entry: str, work: Path) -> int:
     """The training seed of ``latency_budgets.py``'s retrainings of ``entry``'s pick with the best
     val IoU (the recipe with that seed is reproduced here, so the shipped weights are that run's)."""
-    searcher, budget = BUDGET_ENTRIES[entry]
+    budget_pick = BUDGET_ENTRIES[entry]
     units = sq.Units(work / "latency_budgets_units.json")
-    trained = {seed: units.get(f"{searcher}/{budget:g}/r{seed}") for seed in (0, 1)}
+    trained = {seed: units.get(budget_pick.unit(f"r{seed}")) for seed in (0, 1)}
     return max((seed for seed in trained if trained[seed]), key=lambda seed: trained[seed]["val_iou"], default=0)
 
 
@@ -297,10 +319,12 @@ def build_entry(entry: str, scale: dict[str, Any], work: Path, data: dict[str, P
             settings["latency"] = {**LATENCY_ENTRIES[entry], "table": LATENCY_TABLE.name, "size": [256, 256],
                                    "form": "MnasNet soft constraint on the predicted latency"}  # fmt: skip
         if entry in BUDGET_ENTRIES:
-            from latency_budgets import SEARCH_OVERRIDES
+            from latency_budgets import SEARCH_OVERRIDES, VARIANTS
 
+            budget_pick = BUDGET_ENTRIES[entry]
             settings.update(sq._jsonable(SEARCH_OVERRIDES.get(searcher, {})))
-            settings["latency"] = {"target_ms": BUDGET_ENTRIES[entry][1], "weight": 2.0, "table": LATENCY_TABLE.name,
+            settings.update(sq._jsonable(VARIANTS.get(budget_pick.row, (searcher, {}))[1]))
+            settings["latency"] = {"target_ms": budget_pick.budget, "weight": 2.0, "table": LATENCY_TABLE.name,
                                    "size": [256, 256],
                                    "form": "MnasNet soft constraint on the predicted latency"}  # fmt: skip
         metrics = {"test_iou": out["test_iou"], "test_dice": out["test_dice"], "val_iou": out["val_iou_shipped"]}
