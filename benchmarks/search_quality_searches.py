@@ -94,7 +94,8 @@ def iac_config(s: dict[str, Any], seed: int, data: Path, size: int, device: str,
     return IacSearchConfig(**fidelity_settings(s, seed, data, size, device), base="iac-base-unet-small",
                            base_epochs=s["base_epochs"], warmup_epochs=s["warmup"], search_epochs=s["search"],
                            cell_epochs=s["cell_epochs"], cell_channels=s["cell_channels"], record_epochs=(),
-                           selection=s.get("selection", "alpha"), **extra)  # fmt: skip
+                           selection=s.get("selection", "alpha"), search_align=s.get("search_align", "zero"),
+                           **extra)  # fmt: skip
 
 
 def search_iac(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, Any], size: int, device: str,

@@ -54,6 +54,12 @@ Departures from the paper, each an option (chosen by what issue 14 measured at s
   rule picked cells of 7-8 pooling / skip edges out of 8 on 3 of 5 search-quality seeds (random
   cells: 3-5), the parameter-free collapse DARTS-PT describes, and the searched implants scored
   0.007 IoU below random cells.
+- ``search_align="random"`` (not the default): stage II's aligns start at PyTorch's default
+  (random) init instead of zero, so the continuous cells change the supernet's output from the
+  first step. With zero aligns (the residual implant's start) the search has almost no signal at
+  this scale: after stage II's 250 steps of issue 29's CPU search the aligns' mean weights were
+  2e-5 to 2e-3 and taking out any op or edge moved the val loss by at most 2e-4 (of 0.27), so
+  alpha, and any selection, sees noise. Stage III always starts from zero aligns (at the base).
 - ``random_cell=True`` is the random counterpart: no stage II, a uniformly random cell of the same
   8-op space goes through the same stage III.
 
@@ -142,6 +148,7 @@ class IacConfig:
     random_cell: bool = False
     selection: str = "alpha"
     perturbation_batches: int = 8
+    search_align: str = "zero"
 
     def __post_init__(self) -> None:
         self.image_size = tuple(self.image_size)
@@ -154,6 +161,8 @@ class IacConfig:
             raise SearchError(
                 f"iac: cell channels {self.cell_channels} are not divisible by K = {self.partial_channels}"
             )
+        if self.search_align not in ("zero", "random"):
+            raise SearchError(f"iac: --search-align must be zero or random, got {self.search_align!r}")
         if self.selection not in ("alpha", "perturbation"):
             raise SearchError(f"iac: --selection must be alpha or perturbation, got {self.selection!r}")
         if self.selection == "perturbation" and self.select_epoch not in (None, self.stage2_epochs):
@@ -194,6 +203,9 @@ class IacSupernet(nn.Module):
         self.implant = IACImplant(base, full_dag_cell(STEPS), config.cell_channels, levels, base_genotype,
                                   cell_factory=self._make_cell, residual=config.implant == "residual")  # fmt: skip
         self.implant.freeze_base()
+        if config.search_align == "random":  # the cells matter from the first step (see the module docstring)
+            for cell in self.implant.cells.values():
+                cell.align.reset_parameters()
         self.genotype = base_genotype
         self.divisor = getattr(base, "divisor", 1)
         self.masks: tuple[torch.Tensor, torch.Tensor] | None = None  # (op, edge) masks while scoring

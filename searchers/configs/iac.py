@@ -40,6 +40,9 @@ class IacSearchConfig(SearchConfig):
     cell_flips: bool = option(True, "Random flips in stage III (the paper: none).", "--cell-flips/--no-cell-flips")
     min_steps: int = option(20, "Optimiser steps per epoch at least (small sets are reused).", ge=1)
     random_cell: bool = option(False, "Random counterpart: no stage II, a random cell through stage III.", "--random")
+    search_align: Literal["zero", "random"] = option(
+        "zero", "Stage II's align init: zero (the supernet starts at the base) or random (its cells matter at once)."
+    )
     selection: Literal["alpha", "perturbation"] = option(
         "alpha", "How the final cell is chosen: alpha (the paper) or perturbation (DARTS-PT: the ops and edges "
         "whose removal hurts the supernet most)."
@@ -62,7 +65,7 @@ class IacSearchConfig(SearchConfig):
                          max_val_images=self.max_val_images, max_skip=self.max_skip, implant=self.implant,
                          keep_base=self.keep_base, cell_lr=self.cell_lr, cell_flips=self.cell_flips,
                          min_steps_per_epoch=self.min_steps, random_cell=self.random_cell,
-                         selection=self.selection)  # fmt: skip
+                         selection=self.selection, search_align=self.search_align)  # fmt: skip
 
     def build(self) -> BuiltSearch:
         from nasseg.searchers.iac import IacStrategy

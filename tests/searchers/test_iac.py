@@ -199,3 +199,19 @@ def test_perturbation_selection_picks_the_last_epochs_cell_by_loss_rise(tiny_def
     assert strategy.supernet.masks is None  # scoring left the supernet as it was
     with pytest.raises(SearchError, match="perturbation"):
         IacConfig(**{**TINY, "selection": "perturbation", "select_epoch": 1})
+
+
+def test_search_align_random_makes_stage_two_cells_matter_and_stage_three_starts_at_the_base() -> None:
+    base_genotype = zoo.resolve_genotype("iac-base-unet-small").replace(
+        task={"kind": "segmentation", "num_classes": 1, "in_channels": 3, "input_size": [32, 32]}
+    )
+    aligns = {}
+    for mode in ("zero", "random"):
+        torch.manual_seed(0)
+        base = zoo.build_model(base_genotype)
+        config = IacConfig(cell_channels=8, partial_channels=4, image_size=(32, 32), search_align=mode)
+        supernet = IacSupernet(base, base_genotype, config)
+        aligns[mode] = [float(c.align.weight.abs().sum()) for c in supernet.implant.cells.values()]
+    assert all(v == 0 for v in aligns["zero"]) and all(v > 0 for v in aligns["random"])
+    with pytest.raises(SearchError, match="search-align"):
+        IacConfig(search_align="ones")
