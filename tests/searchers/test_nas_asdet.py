@@ -147,10 +147,10 @@ def test_cli_end_to_end_train_export(tiny_defects: Path, tmp_path: Path) -> None
 
 
 def test_perturbation_selection_derives_the_last_cells_from_loss_rises(tiny_defects: Path, tmp_path: Path) -> None:
-    config = NasAsdetConfig(epochs_per_stage=1, warmup_epochs=0, selection="perturbation", perturbation_batches=1,
-                            **TINY)  # fmt: skip
+    config = NasAsdetConfig(keep=(2, 1), epochs_per_stage=1, warmup_epochs=0, selection="perturbation",
+                            perturbation_batches=1, **TINY)  # fmt: skip
     strategy = NasAsdetStrategy(tiny_defects, config, seed=3)
-    result = Searcher(strategy, None, Budget(steps=4), tmp_path / "run", seed=3, dataset=str(tiny_defects)).run()
+    result = Searcher(strategy, None, Budget(steps=2), tmp_path / "run", seed=3, dataset=str(tiny_defects)).run()
     assert all("selection" not in r.extra for r in result.history[:-1])  # only the last epoch's cells
     last = result.history[-1]
     assert last.extra["selection"] == "perturbation" and set(last.extra["alpha_cells"]) == set(KINDS)
