@@ -506,9 +506,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     report = run(args)
     plot(report, Path(args.out).with_suffix(".png"))
+    def number(value: Any, spec: str) -> str:  # a row with one arm only has no mean for the other
+        return "-" if value is None else format(value, spec)
+
     for name, row in report["searchers"].items():
-        print(f"{name}: searcher {row['searcher_iou_mean']:.4f} random {row['random_iou_mean']:.4f} "
-              f"diff {row['difference_mean']:+.4f} CI90 {row['difference_ci90']}", file=sys.stderr)  # fmt: skip
+        print(f"{name}: searcher {number(row['searcher_iou_mean'], '.4f')} random "
+              f"{number(row['random_iou_mean'], '.4f')} diff {number(row['difference_mean'], '+.4f')} "
+              f"CI90 {row['difference_ci90']}", file=sys.stderr)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -19,12 +19,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "unet-ga-d0": ("unet-ga", {"dropout": 0.0}),
     "autosegnet-unet": ("autosegnet", {"long_skips": "all", "ops": ("sep_conv_3x3", "sep_conv_5x5", "hdc_3x3")}),
     "nas-asdet-pt": ("nas-asdet", {"selection": "perturbation"}),
-    "iac-pt": ("iac", {"selection": "perturbation"}),
     "iac-live": ("iac", {"search_align": "random"}),
     "iac-live-pt": ("iac", {"search_align": "random", "selection": "perturbation"}),
 }
 #: variants whose random arm is their searcher's, unit for unit (the change is in the search alone)
-SHARED_RANDOM = {"nas-asdet-pt": "nas-asdet", "iac-pt": "iac", "iac-live": "iac", "iac-live-pt": "iac"}
+SHARED_RANDOM = {"nas-asdet-pt": "nas-asdet", "iac-live": "iac", "iac-live-pt": "iac"}
 #: the report's rows, each variant after its searcher
 ROWS = tuple(row for name in SEARCHERS for row in (name, *(v for v, (base, _) in VARIANTS.items() if base == name)))
 CONTROLS = ("unet-small", "smp-unet-resnet18")

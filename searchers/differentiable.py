@@ -449,16 +449,25 @@ class DifferentiableStrategy(Strategy):
         return out
 
     def fixed_loss(self, dataset: SegmentationDataset, spec: LoaderSpec, batches: int) -> Callable[[], float]:
-        """The supernet's mean loss on the same ``batches`` batches of ``dataset`` at every call
-        (eval mode, no gradients): what :func:`perturbation_scores` compares."""
+        """The search's objective on the same ``batches`` batches of ``dataset`` at every call (eval
+        mode, no gradients): the task loss plus, where a latency target is set, the latency term
+        the architecture steps descend (the expected latency of the op weights the forward uses, so
+        a masked op's time leaves it too). What :func:`perturbation_scores` compares."""
         held = [batch for _, batch in zip(range(batches), epoch_loader(dataset, spec, 0, salt=3), strict=False)]
+        expected = self._expected_latency()
+
+        def objective(images: torch.Tensor, masks: torch.Tensor) -> float:
+            value = self._loss(images, masks)
+            if expected is not None and (ms := expected.take()) is not None:
+                value = value + self.latency.loss(ms)
+            return float(value)
 
         def loss() -> float:
             was_training = self.supernet.training
             self.supernet.eval()
             try:
                 with torch.no_grad():
-                    return statistics.fmean(float(self._loss(batch[0], batch[1])) for batch in held)
+                    return statistics.fmean(objective(images, masks) for images, masks in held)
             finally:
                 self.supernet.train(was_training)
 

@@ -47,6 +47,9 @@ class IacSearchConfig(SearchConfig):
         "alpha", "How the final cell is chosen: alpha (the paper) or perturbation (DARTS-PT: the ops and edges "
         "whose removal hurts the supernet most)."
     )
+    perturbation_batches: int = option(
+        8, "Validation batches each perturbation score is measured on (cost: about 100 supernet passes each).", ge=1
+    )
 
     _record_epochs = field_validator("record_epochs", mode="before")(comma_ints)
 
@@ -65,7 +68,8 @@ class IacSearchConfig(SearchConfig):
                          max_val_images=self.max_val_images, max_skip=self.max_skip, implant=self.implant,
                          keep_base=self.keep_base, cell_lr=self.cell_lr, cell_flips=self.cell_flips,
                          min_steps_per_epoch=self.min_steps, random_cell=self.random_cell,
-                         selection=self.selection, search_align=self.search_align)  # fmt: skip
+                         selection=self.selection, perturbation_batches=self.perturbation_batches,
+                         search_align=self.search_align)  # fmt: skip
 
     def build(self) -> BuiltSearch:
         from nasseg.searchers.iac import IacStrategy

@@ -30,8 +30,11 @@ class NasAsdetSearchConfig(SearchConfig):
         "all", "Rank edges by op weights over all ops (eq. 14: all) or the survivors (active)."
     )
     selection: Literal["alpha", "perturbation"] = option(
-        "alpha", "How the final cells are chosen: alpha (eq. 14) or perturbation (DARTS-PT: the ops and edges "
-        "whose removal hurts the supernet most)."
+        "perturbation", "How the final cells are chosen: perturbation (DARTS-PT: the ops and edges whose removal "
+        "hurts the supernet most; measured better) or alpha (the paper's eq. 14)."
+    )
+    perturbation_batches: int = option(
+        8, "Validation batches each perturbation score is measured on (cost: about 100 supernet passes each).", ge=1
     )
 
     _keep = field_validator("keep", mode="before")(comma_ints)
@@ -46,7 +49,8 @@ class NasAsdetSearchConfig(SearchConfig):
                                 stem_multiplier=self.stem_multiplier, max_steps_per_epoch=self.max_steps,
                                 max_images=self.max_images, max_val_images=self.max_val_images,
                                 max_skip=self.max_skip, min_steps_per_epoch=self.min_steps,
-                                derive_weights=self.derive_weights, selection=self.selection)  # fmt: skip
+                                derive_weights=self.derive_weights, selection=self.selection,
+                                perturbation_batches=self.perturbation_batches)  # fmt: skip
 
     def build(self) -> BuiltSearch:
         from nasseg.searchers.nas_asdet import NasAsdetStrategy

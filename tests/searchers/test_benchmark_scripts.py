@@ -109,7 +109,8 @@ def test_latency_budget_verdicts_call_margins_within_the_seed_spread_ties() -> N
 def test_search_quality_variants_share_their_searchers_random_arm() -> None:
     import search_quality_report as report
 
-    assert report.arm_unit("iac-pt", "random") == "iac" and report.arm_unit("iac-pt", "search") == "iac-pt"
+    assert report.arm_unit("iac-live-pt", "random") == "iac"
+    assert report.arm_unit("iac-live-pt", "search") == "iac-live-pt"
     assert report.arm_unit("nas-asdet-pt", "random") == "nas-asdet"
     assert report.arm_unit("autosegnet-unet", "random") == "autosegnet-unet"  # a changed space: its own arm
     for variant, searcher in report.SHARED_RANDOM.items():

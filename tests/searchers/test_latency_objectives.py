@@ -126,7 +126,10 @@ def _differentiable_pick(strategy: str, data: Path, table: Path, out: Path, targ
         latency += ["--latency-target", target, "--latency-weight", "5"]
     sizes = ["--image-size", "32", "--batch-size", "2", "--max-steps", "1", "--max-val-images", "2"]
     if strategy == "nas-asdet":
-        options = ["--epochs-per-stage", "1", "--warmup-epochs", "0", "--init-channels", "4", "--stem-multiplier", "1"]
+        # the alpha rule: what the latency term of the architecture steps moved (the perturbation
+        # selection's objective is tested on its own below: at 1 step an epoch its loss part is noise)
+        options = ["--epochs-per-stage", "1", "--warmup-epochs", "0", "--init-channels", "4", "--stem-multiplier", "1",
+                   "--selection", "alpha"]
     else:
         options = ["--base", "iac-base-unet-small", "--base-epochs", "1", "--warmup-epochs", "0", "--search-epochs",
                    "4", "--cell-epochs", "1", "--cell-channels", "4", "--record-epochs", "1"]  # fmt: skip
@@ -248,3 +251,24 @@ def test_a_tight_target_changes_what_autosegnet_derives(tiny_defects: Path, tiny
     tight, _, _ = auto.derive(6)
     assert times[tuple(tight)] == min(times.values())
     assert times[tuple(tight)] < times[tuple(free)]  # the untargeted pick was a slower child
+
+
+def test_perturbation_selection_scores_the_objective_with_its_latency_term(tiny_defects: Path,
+                                                                         steady_latency_table: Path) -> None:
+    """With a target, a perturbation score is the rise of loss + latency term: taking an op out
+    can only lower the expected latency, so every score is at most the plain loss's score, and
+    strictly lower where the op costs time (one objective for selection, issue 29)."""
+    config = NasAsdetConfig(epochs_per_stage=1, warmup_epochs=0, batch_size=2, image_size=(32, 32), init_channels=4,
+                            stem_multiplier=1, max_steps_per_epoch=1, max_val_images=2,
+                            perturbation_batches=1)  # fmt: skip
+    strategy = NasAsdetStrategy(tiny_defects, config)
+    strategy._setup()
+    strategy.latency = None
+    plain = strategy.perturbation_cells()[1]["normal"]["op_scores"]
+    strategy.latency = LatencyObjective.from_options(steady_latency_table, 0.001, 5.0, (32, 32))
+    cells, scores = strategy.perturbation_cells()
+    timed = scores["normal"]["op_scores"]
+    pairs = [(t, p) for t_row, p_row in zip(timed, plain, strict=True) for t, p in zip(t_row, p_row, strict=True)
+             if t is not None]  # fmt: skip
+    assert all(t <= p + 1e-6 for t, p in pairs) and sum(t < p - 1e-4 for t, p in pairs) > len(pairs) // 2
+    assert strategy.supernet.masks is None and set(cells) == {"normal", "reduce"}

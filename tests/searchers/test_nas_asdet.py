@@ -21,7 +21,7 @@ from nasseg.zoo.training.trainer import TrainConfig, Trainer
 
 runner = CliRunner()
 TINY = dict(batch_size=2, image_size=(32, 32), init_channels=4, stem_multiplier=1, max_steps_per_epoch=1,
-            max_val_images=2)  # fmt: skip
+            max_val_images=2, perturbation_batches=1)  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -100,7 +100,8 @@ def test_skip_cap_is_honoured() -> None:
 
 ARGS = ["search", "nas-asdet", "--data", "DATA", "--image-size", "32", "--epochs-per-stage", "1",
             "--warmup-epochs", "0", "--batch-size", "2", "--init-channels", "4", "--stem-multiplier", "1",
-        "--max-steps", "1", "--max-val-images", "2", "--max-skip", "2", "--seed", "3", "--json"]  # fmt: skip
+        "--max-steps", "1", "--max-val-images", "2", "--max-skip", "2", "--seed", "3", "--perturbation-batches", "1",
+        "--json"]  # fmt: skip
 
 
 def _cli_run(data: Path, out: Path) -> list[dict]:
@@ -147,8 +148,7 @@ def test_cli_end_to_end_train_export(tiny_defects: Path, tmp_path: Path) -> None
 
 
 def test_perturbation_selection_derives_the_last_cells_from_loss_rises(tiny_defects: Path, tmp_path: Path) -> None:
-    config = NasAsdetConfig(keep=(2, 1), epochs_per_stage=1, warmup_epochs=0, selection="perturbation",
-                            perturbation_batches=1, **TINY)  # fmt: skip
+    config = NasAsdetConfig(keep=(2, 1), epochs_per_stage=1, warmup_epochs=0, selection="perturbation", **TINY)
     strategy = NasAsdetStrategy(tiny_defects, config, seed=3)
     result = Searcher(strategy, None, Budget(steps=2), tmp_path / "run", seed=3, dataset=str(tiny_defects)).run()
     assert all("selection" not in r.extra for r in result.history[:-1])  # only the last epoch's cells
