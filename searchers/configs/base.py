@@ -38,6 +38,18 @@ def option(default: Any, help: str, *flags: str, **constraints: Any) -> Any:
     return Field(default, description=help, json_schema_extra=extra, **constraints)
 
 
+def selection_option(default: str) -> Any:
+    """``--selection``, how a differentiable search derives its final cells (both DARTS-family searchers)."""
+    return option(default, "How the final cells are chosen: alpha (the paper's largest weight) or perturbation "
+                  "(DARTS-PT: the ops and edges whose removal hurts the supernet's objective most).")  # fmt: skip
+
+
+def perturbation_batches_option() -> Any:
+    """``--perturbation-batches``: the validation batches each perturbation score is measured on."""
+    return option(8, "Validation batches each perturbation score is measured on (cost: about 100 supernet passes "
+                  "each).", ge=1)  # fmt: skip
+
+
 def comma_ints(value: Any) -> Any:
     """``"7,4,2,1"`` -> (7, 4, 2, 1); sequences pass through (pydantic checks their items)."""
     if isinstance(value, str):

@@ -8,7 +8,14 @@ from typing import Any, ClassVar, Literal
 from pydantic import field_validator
 
 from nasseg.searchers.base import Budget
-from nasseg.searchers.configs.base import BuiltSearch, SearchConfig, comma_ints, option
+from nasseg.searchers.configs.base import (
+    BuiltSearch,
+    SearchConfig,
+    comma_ints,
+    option,
+    perturbation_batches_option,
+    selection_option,
+)
 
 
 class IacSearchConfig(SearchConfig):
@@ -43,13 +50,8 @@ class IacSearchConfig(SearchConfig):
     search_align: Literal["zero", "random"] = option(
         "zero", "Stage II's align init: zero (the supernet starts at the base) or random (its cells matter at once)."
     )
-    selection: Literal["alpha", "perturbation"] = option(
-        "alpha", "How the final cell is chosen: alpha (the paper) or perturbation (DARTS-PT: the ops and edges "
-        "whose removal hurts the supernet most)."
-    )
-    perturbation_batches: int = option(
-        8, "Validation batches each perturbation score is measured on (cost: about 100 supernet passes each).", ge=1
-    )
+    selection: Literal["alpha", "perturbation"] = selection_option("alpha")
+    perturbation_batches: int = perturbation_batches_option()
 
     _record_epochs = field_validator("record_epochs", mode="before")(comma_ints)
 

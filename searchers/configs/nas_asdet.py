@@ -7,7 +7,14 @@ from typing import Any, ClassVar, Literal
 from pydantic import field_validator
 
 from nasseg.searchers.base import Budget
-from nasseg.searchers.configs.base import BuiltSearch, SearchConfig, comma_ints, option
+from nasseg.searchers.configs.base import (
+    BuiltSearch,
+    SearchConfig,
+    comma_ints,
+    option,
+    perturbation_batches_option,
+    selection_option,
+)
 
 
 class NasAsdetSearchConfig(SearchConfig):
@@ -29,13 +36,8 @@ class NasAsdetSearchConfig(SearchConfig):
     derive_weights: Literal["all", "active"] = option(
         "all", "Rank edges by op weights over all ops (eq. 14: all) or the survivors (active)."
     )
-    selection: Literal["alpha", "perturbation"] = option(
-        "perturbation", "How the final cells are chosen: perturbation (DARTS-PT: the ops and edges whose removal "
-        "hurts the supernet most; measured better) or alpha (the paper's eq. 14)."
-    )
-    perturbation_batches: int = option(
-        8, "Validation batches each perturbation score is measured on (cost: about 100 supernet passes each).", ge=1
-    )
+    selection: Literal["alpha", "perturbation"] = selection_option("perturbation")
+    perturbation_batches: int = perturbation_batches_option()
 
     _keep = field_validator("keep", mode="before")(comma_ints)
 
