@@ -79,8 +79,13 @@ DATASETS = ("synth-defects", "synth-membranes")
 
 def key(args: argparse.Namespace, *parts: Any) -> str:
     """A unit's id, ``searcher/budget/what``; prefixed ``DATA:`` on a data set other than the default."""
+    return data_key(args.data, *parts)
+
+
+def data_key(data: str, *parts: Any) -> str:
+    """:func:`key` for data set ``data`` (``zoo_entries`` reads this benchmark's units by it)."""
     name = "/".join(str(part) for part in parts)
-    return name if args.data == DATA else f"{args.data}:{name}"
+    return name if data == DATA else f"{data}:{name}"
 
 
 def run_name(args: argparse.Namespace, name: str) -> str:
@@ -123,7 +128,7 @@ def measured_ms(genotype: Genotype) -> float:
     return measure_genotype_ms(genotype, SIZE_256, threads=2, repeats=30)
 
 
-def rows_for(units: sq.Units, args: argparse.Namespace) -> list[dict[str, Any]]:
+def rows_for(units: sq.Units, args: argparse.Namespace, band: float) -> list[dict[str, Any]]:
     grid = unet_grid.summarise(units_grid(args), unet_grid.grid_names(), [args.data], [0, 1]).get(args.data, [])
     timed_grid = [(r, (units.get(key(args, "latency", "grid", r["name"])) or {}).get("ms")) for r in grid]
     searched = []  # every pick: one searched at a tighter budget is a searched net under a looser one too
@@ -146,7 +151,7 @@ def rows_for(units: sq.Units, args: argparse.Namespace) -> list[dict[str, Any]]:
         retrained = [units.get(key(args, "zoo", r["name"], f"r{seed}")) for seed in args.seeds]
         iou = statistics.fmean(t["test_iou"] for t in retrained) if all(retrained) else r["test_iou"]
         shipped.append((r["name"], iou, r["p50_ms"]["onnx-fp32@2t"], len(args.seeds) if all(retrained) else 1))
-    rows, band = [], tie_band(args)
+    rows = []
     for budget in args.budgets:
         zoo_under = [entry for entry in shipped if entry[2] <= budget]
         best_zoo = max(zoo_under, key=lambda entry: entry[1]) if zoo_under else None
@@ -239,10 +244,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def write(units: sq.Units, args: argparse.Namespace) -> dict[str, Any]:
+    band = tie_band(args)  # a margin within it of the best grid U-Net is a tie
     report = {"benchmark": "latency_budgets", "scale": args.scale, "data": args.data, "seeds": args.seeds,
               "searchers": searchers_run(units, args), "weight": args.weight, "table": Path(args.table).name,
               "latency": "measured: ORT fp32 raw graph, batch 1, 256x256, 2 threads, p50 of 30",
-              "rows": rows_for(units, args), "tie_band": tie_band(args),
+              "rows": rows_for(units, args, band), "tie_band": band,
               "library_versions": library_versions()}  # fmt: skip
     out = Path(args.out or (RESULTS if args.data == DATA else RESULTS.with_name(f"latency_budgets-{args.data}.json")))
     atomic_write_bytes(out, (json.dumps(report, indent=1, sort_keys=True) + "\n").encode())

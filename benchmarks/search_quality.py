@@ -64,6 +64,7 @@ from search_quality_report import (  # noqa: F401
     difference_interval,
     markdown_table,
     plot,
+    searcher_of,
 )
 from search_quality_searches import SEARCH, iac_config, run_searcher  # noqa: F401 (benchmarks built on this one use them)
 
@@ -273,7 +274,7 @@ def cost(genotype: Genotype, size: int) -> dict[str, int]:
 def retrain_pick(name: str, pick: dict[str, Any], data: Path, recipe: Recipe, size: int, seed: int, device: str,
                  workdir: Path) -> dict[str, Any]:  # fmt: skip
     genotype = Genotype.from_dict(pick["genotype"])
-    if VARIANTS.get(name, (name,))[0] != "iac":
+    if searcher_of(name) != "iac":
         return {**retrain(genotype, data, recipe, size, seed, device, workdir), **cost(genotype, size)}
     # The implant's base is the stage I base of its search (base.json beside it): a fresh cell on it, frozen.
     base_json = pick["base_json"]
@@ -324,7 +325,7 @@ def summarise(name: str, units: Units, seeds: list[int], retrain_seeds: list[int
                 row[f"{arm}_macs"], row[f"{arm}_params"] = results[0]["macs"], results[0]["params"]
             search = units.get(f"{arm_unit(name, arm)}/{arm}/s{seed}/search") or {}
             row[f"{arm}_search_seconds"] = search.get("seconds")
-        if VARIANTS.get(name, (name,))[0] == "iac":  # a variant shares the row's base
+        if searcher_of(name) == "iac":  # a variant shares the row's base
             controls = [c for rs in retrain_seeds if (c := units.get(f"iac/controls/s{seed}/r{rs}")) is not None]
             row["kept_base"] = [r.get("kept_base") for r in arms["search"]]
             if controls:
@@ -356,7 +357,7 @@ def summarise(name: str, units: Units, seeds: list[int], retrain_seeds: list[int
         "random_macs_mean": _mean_std([row["random_macs"] for row in rows if "random_macs" in row])[0],
         "minutes": round(minutes, 1),
     }  # fmt: skip
-    if VARIANTS.get(name, (name,))[0] == "iac":
+    if searcher_of(name) == "iac":
         base = [row["base_test_iou"] for row in rows if "base_test_iou" in row]
         tuned = [v for row in rows for v in row.get("base_finetuned_test_iou", [])]
         out["base_iou_mean"] = _mean_std(base)[0]

@@ -29,6 +29,11 @@ ROWS = tuple(row for name in SEARCHERS for row in (name, *(v for v, (base, _) in
 CONTROLS = ("unet-small", "smp-unet-resnet18")
 
 
+def searcher_of(name: str) -> str:
+    """The searcher a row runs: its own name, or a variant's searcher."""
+    return VARIANTS[name][0] if name in VARIANTS else name
+
+
 def arm_unit(name: str, arm: str) -> str:
     """Whose units an arm of row ``name`` are: its own, or (a shared random arm) its searcher's."""
     return SHARED_RANDOM.get(name, name) if arm == "random" else name
@@ -84,7 +89,7 @@ def markdown_table(report: dict[str, Any]) -> str:
         data = row["data"]
         ctrl = ", ".join(f"{m} {controls[f'{data}/{m}']['test_iou_mean']:.3f}" for m in CONTROLS
                          if f"{data}/{m}" in controls)  # fmt: skip
-        if VARIANTS.get(name, (name,))[0] == "iac":
+        if searcher_of(name) == "iac":
             ctrl += f"; base {row.get('base_iou_mean', math.nan):.3f}, base fine-tuned "
             ctrl += f"{row.get('base_finetuned_iou_mean', math.nan):.3f}"
         lines.append(

@@ -93,8 +93,9 @@ class BudgetPick(NamedTuple):
 
     def unit(self, what: str) -> str:
         """The id of this pick's ``what`` unit (``search``, ``r0``) in latency_budgets' work folder."""
-        name = f"{self.row}/{self.budget:g}/{what}"
-        return name if self.data == "synth-defects" else f"{self.data}:{name}"
+        from latency_budgets import data_key  # it imports this module
+
+        return data_key(self.data, self.row, f"{self.budget:g}", what)
 
 
 #: picks of ``latency_budgets.py`` that beat the tuned U-Net grid at their budget (issue 29 item 6);

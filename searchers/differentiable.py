@@ -23,6 +23,7 @@ import statistics
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,27 @@ def perturbation_scores(loss: Callable[[], float], op_mask: torch.Tensor, edge_m
            for edge, names in enumerate(op_names)]  # fmt: skip
     edges = [rise_without(edge_mask, edge) for edge in range(len(op_names))]
     return ops, edges
+
+
+def perturbation_cell(loss: Callable[[], float], op_mask: torch.Tensor, edge_mask: torch.Tensor,
+                      op_names: Sequence[Sequence[str]], steps: int, max_skip: int | None = None,
+                      residual: bool = False) -> tuple[CellGenotype, dict[str, Any]]:  # fmt: skip
+    """The cell perturbation-based selection derives (:func:`perturbation_scores` ranked by
+    :func:`derive_capped`), and the scores it used, JSON-ready (``none`` ops as null)."""
+    op_scores, edge_scores = perturbation_scores(loss, op_mask, edge_mask, op_names)
+    cell = derive_capped(op_scores, op_names, steps, max_skip=max_skip, residual=residual, edge_rank=edge_scores)
+    return cell, {"op_scores": [[v if math.isfinite(v) else None for v in row] for row in op_scores],
+                  "edge_scores": edge_scores}  # fmt: skip
+
+
+@contextmanager
+def masks_applied(supernet: nn.Module, masks: Any) -> Iterator[None]:
+    """``supernet.masks`` (what its weights provider multiplies in) set for the block, unset after."""
+    supernet.masks = masks
+    try:
+        yield
+    finally:
+        supernet.masks = None
 
 
 def count_skips(cell: CellGenotype) -> int:

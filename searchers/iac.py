@@ -50,16 +50,20 @@ Departures from the paper, each an option (chosen by what issue 14 measured at s
 - ``selection="perturbation"`` (not the default): the last stage II epoch's cell is chosen by
   DARTS-PT's perturbation-based selection (Wang et al., ICLR 2021;
   :func:`~searchers.differentiable.perturbation_scores`): per edge the op whose removal raises the
-  supernet's ``val_search`` loss most, per node the two edges whose removal does. Why: the alpha
-  rule picked cells of 7-8 pooling / skip edges out of 8 on 3 of 5 search-quality seeds (random
-  cells: 3-5), the parameter-free collapse DARTS-PT describes, and the searched implants scored
-  0.007 IoU below random cells.
+  supernet's ``val_search`` loss most, per node the two edges whose removal does. Tried because
+  the alpha rule picked cells of 7-8 pooling / skip edges out of 8 on 3 of 5 search-quality seeds
+  (random cells: 3-5) and the searched implants scored 0.007 IoU below random cells. Not the
+  default: with zero aligns every score was below 2e-4 (no signal, see ``search_align``), and with
+  live aligns it measured -0.002 [-0.004, -0.001] against random cells, no better than alpha's
+  -0.001 [-0.003, +0.002] (``benchmarks/results/search_quality.json``, rows ``iac-live-pt`` and
+  ``iac-live``): the implant space is flat at that scale (random cells 0.850-0.858).
 - ``search_align="random"`` (not the default): stage II's aligns start at PyTorch's default
   (random) init instead of zero, so the continuous cells change the supernet's output from the
   first step. With zero aligns (the residual implant's start) the search has almost no signal at
   this scale: after stage II's 250 steps of issue 29's CPU search the aligns' mean weights were
   2e-5 to 2e-3 and taking out any op or edge moved the val loss by at most 2e-4 (of 0.27), so
-  alpha, and any selection, sees noise. Stage III always starts from zero aligns (at the base).
+  alpha, and any selection, sees noise. Live aligns moved the search from -0.007 to -0.001 IoU
+  against random cells (5 seeds). Stage III always starts from zero aligns (at the base).
 - ``random_cell=True`` is the random counterpart: no stage II, a uniformly random cell of the same
   8-op space goes through the same stage III.
 
@@ -88,7 +92,8 @@ from nasseg.searchers.differentiable import (
     derive_capped,
     full_dag_cell,
     make_dataset,
-    perturbation_scores,
+    masks_applied,
+    perturbation_cell,
     plot_alpha_history,
     plot_genotype_picture,
     random_cell,
@@ -358,14 +363,8 @@ class IacStrategy(DifferentiableStrategy):
         ops, edges = (w.detach() for w in self.supernet.weights())
         masks = (torch.ones_like(ops), torch.ones_like(edges))
         loss = self.fixed_loss(self.val_search, self.spec, self.config.perturbation_batches)
-        self.supernet.masks = masks
-        try:
-            op_scores, edge_scores = perturbation_scores(loss, *masks, [DARTS_OPS] * len(ops))
-        finally:
-            self.supernet.masks = None
-        cell = derive_capped(op_scores, [DARTS_OPS] * len(ops), STEPS, max_skip=self.max_skip, edge_rank=edge_scores)
-        return cell, {"op_scores": [[v if math.isfinite(v) else None for v in row] for row in op_scores],
-                      "edge_scores": edge_scores}  # fmt: skip
+        with masks_applied(self.supernet, masks):
+            return perturbation_cell(loss, *masks, [DARTS_OPS] * len(ops), STEPS, max_skip=self.max_skip)
 
     def implant_genotype(self, cell: CellGenotype, base_model: str = "base.json") -> Genotype:
         """A plain ``iac-unet`` implant genotype of ``cell`` on this run's base (``base.json`` beside it)."""

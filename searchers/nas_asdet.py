@@ -39,7 +39,6 @@ pruning; only the final discretisation changes. Why: on the same 5 supernets of
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,7 +58,8 @@ from nasseg.searchers.differentiable import (
     full_dag_cell,
     gather_weights,
     make_dataset,
-    perturbation_scores,
+    masks_applied,
+    perturbation_cell,
     plot_alpha_history,
     plot_genotype_picture,
     prune_mixed_op,
@@ -289,17 +289,11 @@ class NasAsdetStrategy(DifferentiableStrategy):
         masks = {kind: (torch.ones_like(self.supernet.op_weights(kind).detach()),
                         torch.ones(len(self.supernet.active[kind]), device=self.device)) for kind in KINDS}  # fmt: skip
         cells, scores = {}, {}
-        self.supernet.masks = masks
-        try:
+        with masks_applied(self.supernet, masks):
             for kind in KINDS:
                 names = [[NAS_ASDET_OPS[i] for i in ops] for ops in self.supernet.active[kind]]
-                op_scores, edge_scores = perturbation_scores(loss, *masks[kind], names)
-                cells[kind] = derive_capped(op_scores, names, STEPS, max_skip=self.max_skip, residual=True,
-                                            edge_rank=edge_scores)  # fmt: skip
-                scores[kind] = {"op_scores": [[v if math.isfinite(v) else None for v in row] for row in op_scores],
-                                "edge_scores": edge_scores}  # fmt: skip
-        finally:
-            self.supernet.masks = None
+                cells[kind], scores[kind] = perturbation_cell(loss, *masks[kind], names, STEPS, max_skip=self.max_skip,
+                                                              residual=True)  # fmt: skip
         return cells, scores
 
     def derive(self) -> Genotype:
