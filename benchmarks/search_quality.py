@@ -191,7 +191,7 @@ def _add_variants() -> None:
     for variant, (searcher, changes) in VARIANTS.items():
         for scale in SCALES.values():
             scale[variant] = {**scale[searcher], **changes, "unit": variant}
-        DATA_OF[variant] = DATA_OF[searcher]
+        DATA_OF[variant] = changes.get("data", DATA_OF[searcher])
         SEARCH[variant] = SEARCH[searcher]
 
 
@@ -202,11 +202,17 @@ _add_variants()
 
 
 class Units:
-    """Finished units (searches, retrainings) by id, in one atomically rewritten JSON file."""
+    """Finished units (searches, retrainings) by id, in one atomically rewritten JSON file.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    ``copy``: a second file kept equal to it (the committed ``results/search_quality_units-SCALE.json``),
+    read first, so a run continues from the units of a session whose work folder is gone."""
+
+    def __init__(self, path: Path, copy: Path | None = None) -> None:
+        self.path, self.copy = path, copy
+        self.data: dict[str, Any] = {}
+        for source in (copy, path):
+            if source is not None and source.is_file():
+                self.data.update(json.loads(source.read_text()))
 
     def get(self, key: str) -> Any:
         return self.data.get(key)
@@ -215,7 +221,9 @@ class Units:
         if self.path.is_file():  # another benchmark process may share the work folder: merge, then write
             self.data = {**json.loads(self.path.read_text()), **self.data}
         self.data[key] = value
-        atomic_write_bytes(self.path, json.dumps(self.data, indent=1, sort_keys=True).encode())
+        for target in (self.path, self.copy):
+            if target is not None:
+                atomic_write_bytes(target, json.dumps(self.data, indent=1, sort_keys=True).encode())
         return value
 
     def once(self, key: str, make: Callable[[], Any]) -> Any:
@@ -325,8 +333,9 @@ def summarise(name: str, units: Units, seeds: list[int], retrain_seeds: list[int
                 row[f"{arm}_macs"], row[f"{arm}_params"] = results[0]["macs"], results[0]["params"]
             search = units.get(f"{arm_unit(name, arm)}/{arm}/s{seed}/search") or {}
             row[f"{arm}_search_seconds"] = search.get("seconds")
-        if searcher_of(name) == "iac":  # a variant shares the row's base
-            controls = [c for rs in retrain_seeds if (c := units.get(f"iac/controls/s{seed}/r{rs}")) is not None]
+        if searcher_of(name) == "iac":  # a variant shares its base row's base (and so its controls)
+            base_row = arm_unit(name, "random")
+            controls = [c for rs in retrain_seeds if (c := units.get(f"{base_row}/controls/s{seed}/r{rs}")) is not None]
             row["kept_base"] = [r.get("kept_base") for r in arms["search"]]
             if controls:
                 row["base_test_iou"] = controls[0]["base_test_iou"]
@@ -415,7 +424,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     scale = SCALES[args.scale]
     work = Path(args.work or ROOT / "work" / f"search_quality-{args.scale}")
     work.mkdir(parents=True, exist_ok=True)
-    units = Units(work / "units.json")
+    # the default work folder is not committed: its units (small JSON) are, beside the results
+    units = Units(work / "units.json", RESULTS.parent / f"search_quality_units-{args.scale}.json" if args.work is None
+                  else None)  # fmt: skip
     data = prepare_data(work, scale)
     size, recipe = scale["size"], scale["recipe"]
     torch.set_num_threads(args.threads)
@@ -474,12 +485,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     units.once(f"{unit}/{arm}/s{seed}/r{rs}", lambda p=pick, rs=rs, w=workdir, n=unit: retrain_pick(
                         n, p, data[DATA_OF[n]], recipe, size, rs, args.device, w))  # fmt: skip
                     write()
-            if name == "iac":
-                pick = units.get(f"iac/search/s{seed}/search")
+            if searcher_of(name) == "iac" and arm_unit(name, "random") == name:  # a row with its own base
+                pick = units.get(f"{name}/search/s{seed}/search")
                 for rs in args.retrain_seeds:
-                    workdir = work / "retrain" / f"iac-base-finetune-s{seed}-r{rs}"
-                    units.once(f"iac/controls/s{seed}/r{rs}", lambda p=pick, rs=rs, w=workdir: iac_controls(
-                        p, data["synth-membranes"], recipe, size, rs, args.device, w))  # fmt: skip
+                    workdir = work / "retrain" / f"{name}-base-finetune-s{seed}-r{rs}"
+                    units.once(f"{name}/controls/s{seed}/r{rs}", lambda p=pick, rs=rs, w=workdir, d=DATA_OF[name]:
+                               iac_controls(p, data[d], recipe, size, rs, args.device, w))  # fmt: skip
                 write()
     return write()
 

@@ -11,9 +11,13 @@ from pathlib import Path
 from typing import Any
 
 SEARCHERS = ("unet-ga", "renas", "nas-asdet", "iac", "autosegnet")
-#: rows of a searcher run with settings its own row did not have: (the searcher, what differs);
+#: rows of a searcher run with settings its own row did not have: (the searcher, what differs; ``data``:
+#: another data set);
 #: ``unet-ga-d0``: the GA without pix2pix's decoder dropout, the segmentation default since issue 29;
-#: ``autosegnet-unet``: AutoSegNet with every U-Net long skip kept and no ``skip_connect`` op (its
+#: ``iac-defects``: IAC (live aligns) on synth-defects, where the base leaves more to gain than on
+#: synth-membranes; ``renas-scratch``: RENAS's children trained from scratch (no inheritance), so
+#: fitness compares architectures and not training age; ``autosegnet-unet``: AutoSegNet with every U-Net
+#: long skip kept and no ``skip_connect`` op (its
 #: controller settled on shallow, skip-heavy cells and dropped the long skips in 2 of 5 searches)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "unet-ga-d0": ("unet-ga", {"dropout": 0.0}),
@@ -21,9 +25,13 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "nas-asdet-pt": ("nas-asdet", {"selection": "perturbation"}),
     "iac-live": ("iac", {"search_align": "random"}),
     "iac-live-pt": ("iac", {"search_align": "random", "selection": "perturbation"}),
+    "iac-defects": ("iac", {"data": "synth-defects", "search_align": "random"}),
+    "iac-defects-pt": ("iac", {"data": "synth-defects", "search_align": "random", "selection": "perturbation"}),
+    "renas-scratch": ("renas", {"inherit": False}),
 }
 #: variants whose random arm is their searcher's, unit for unit (the change is in the search alone)
-SHARED_RANDOM = {"nas-asdet-pt": "nas-asdet", "iac-live": "iac", "iac-live-pt": "iac"}
+SHARED_RANDOM = {"nas-asdet-pt": "nas-asdet", "iac-live": "iac", "iac-live-pt": "iac", "iac-defects-pt": "iac-defects",
+                 "renas-scratch": "renas"}  # fmt: skip
 #: the report's rows, each variant after its searcher
 ROWS = tuple(row for name in SEARCHERS for row in (name, *(v for v, (base, _) in VARIANTS.items() if base == name)))
 CONTROLS = ("unet-small", "smp-unet-resnet18")

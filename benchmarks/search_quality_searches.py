@@ -15,6 +15,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+from search_quality_report import arm_unit
+
 from nasseg.searchers.configs import (
     AutoSegNetSearchConfig,
     IacSearchConfig,
@@ -63,7 +65,7 @@ def search_renas(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, An
                          filters=s["filters"], aspp_channels=32, population=s["P"], steps=s["E"],
                          mutation="controller" if arm == "search" else "sample", final_epochs=s["final_epochs"],
                          final_steps=s["steps"], final_val_images=s["val"], entropy_weight=None,
-                         workers=s.get("workers", 1))  # fmt: skip
+                         workers=s.get("workers", 1), inherit=s.get("inherit", True))  # fmt: skip
     result, _ = run_searcher(config, run_dir, s.get("latency"))
     return {"genotype": result.genotype.to_dict(), "evaluations": len(result.history),
             "search_fitness": result.best.fitness}  # fmt: skip
@@ -101,13 +103,16 @@ def iac_config(s: dict[str, Any], seed: int, data: Path, size: int, device: str,
 def search_iac(arm: str, seed: int, data: Path, run_dir: Path, s: dict[str, Any], size: int, device: str,
                units: Any) -> dict[str, Any]:  # fmt: skip
     """IAC's search arm trains its stage I base; its random arm, and a variant's search arm, start
-    from that base (``iac-search-sSEED``), so every arm of a seed implants into the same net."""
-    base = run_dir.parent / f"iac-search-s{seed}" / "base.safetensors"
-    if arm == "search" and s.get("unit", "iac") == "iac":
+    from that base (``BASE_ROW-search-sSEED``: the row whose random arm it shares, or its own), so
+    every arm of a seed implants into the same net."""
+    unit = s.get("unit", "iac")
+    base_row = arm_unit(unit, "random")
+    base = run_dir.parent / f"{base_row}-search-s{seed}" / "base.safetensors"
+    if arm == "search" and unit == base_row:
         config = iac_config(s, seed, data, size, device)
-    elif arm == "search":  # a variant: stage II on the iac row's base
+    elif arm == "search":  # a variant: stage II on its base row's base
         if not base.is_file():
-            raise FileNotFoundError(f"{base}: run the iac row's search of seed {seed} first")
+            raise FileNotFoundError(f"{base}: run the {base_row} row's search of seed {seed} first")
         config = iac_config(s, seed, data, size, device, from_stage=2, base_weights=base)
     else:  # the same stage I base as the search of this seed, a random cell, the same stage III
         config = iac_config(s, seed, data, size, device, from_stage=2, base_weights=base, random_cell=True)

@@ -113,5 +113,8 @@ def test_search_quality_variants_share_their_searchers_random_arm() -> None:
     assert report.arm_unit("iac-live-pt", "search") == "iac-live-pt"
     assert report.arm_unit("nas-asdet-pt", "random") == "nas-asdet"
     assert report.arm_unit("autosegnet-unet", "random") == "autosegnet-unet"  # a changed space: its own arm
-    for variant, searcher in report.SHARED_RANDOM.items():
-        assert report.VARIANTS[variant][0] == searcher
+    assert report.arm_unit("iac-defects-pt", "random") == "iac-defects"  # a variant's variant: the same data
+    for variant, shared in report.SHARED_RANDOM.items():
+        assert report.VARIANTS[variant][0] == report.searcher_of(shared)
+        data = report.VARIANTS[variant][1].get("data")
+        assert data == (report.VARIANTS[shared][1].get("data") if shared in report.VARIANTS else None)
