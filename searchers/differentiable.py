@@ -188,11 +188,28 @@ def perturbation_cell(loss: Callable[[], float], op_mask: torch.Tensor, edge_mas
 
 
 @contextmanager
-def masks_applied(supernet: nn.Module, masks: Any) -> Iterator[None]:
-    """``supernet.masks`` (what its weights provider multiplies in) set for the block, unset after."""
-    supernet.masks = masks
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode for the block, its mode restored after; a model already in eval
+    mode is left alone (switching a supernet's mode walks every module: on a tiny supernet that
+    walk cost more than the forward it wrapped)."""
+    was_training = model.training
+    if was_training:
+        model.eval()
     try:
         yield
+    finally:
+        if was_training:
+            model.train()
+
+
+@contextmanager
+def masks_applied(supernet: nn.Module, masks: Any) -> Iterator[None]:
+    """``supernet.masks`` (what its weights provider multiplies in) set for the block, unset after;
+    the supernet in eval mode meanwhile (what a perturbation score evaluates it in)."""
+    supernet.masks = masks
+    try:
+        with evaluating(supernet):
+            yield
     finally:
         supernet.masks = None
 
@@ -485,13 +502,8 @@ class DifferentiableStrategy(Strategy):
             return float(value)
 
         def loss() -> float:
-            was_training = self.supernet.training
-            self.supernet.eval()
-            try:
-                with torch.no_grad():
-                    return statistics.fmean(objective(images, masks) for images, masks in held)
-            finally:
-                self.supernet.train(was_training)
+            with torch.no_grad(), evaluating(self.supernet):
+                return statistics.fmean(objective(images, masks) for images, masks in held)
 
         return loss
 

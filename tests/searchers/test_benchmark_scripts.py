@@ -75,7 +75,7 @@ def test_fidelity_summary_of_one_shot_rewards_ranks_by_the_supernets() -> None:
     assert short["fitness"].startswith("one-shot")
 
 
-@pytest.mark.parametrize("script", ["iac_stage3.py", "search_fidelity.py"])
+@pytest.mark.parametrize("script", [pytest.param("iac_stage3.py", marks=pytest.mark.slow), "search_fidelity.py"])
 def test_benchmark_runs_at_tiny_scale_and_resumes(script: str, tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     extra = (["--seeds", "0", "--lrs", "1e-3"] if script == "iac_stage3.py" else

@@ -39,6 +39,12 @@ def _history(run: Path) -> list[tuple[str, str]]:
     return [(line["key"], line["genotype"]["name"] if line.get("genotype") else "") for line in lines]
 
 
+#: searches that take 10-40 s twice even at 32 px (nas-asdet's supernet has 11 ops on every edge):
+#: replayed in the slow run; the default run replays the others (the replay is the shared
+#: ``Searcher``'s, and every searcher's config round trip is tested below)
+SLOW_REPLAYS = {"nas-asdet", "iac", "renas", "autosegnet"}
+
+
 def _best_hash(run: Path) -> str:
     from nasseg import zoo
 
@@ -47,8 +53,8 @@ def _best_hash(run: Path) -> str:
 
 @pytest.mark.parametrize(
     "strategy",
-    [pytest.param(name, marks=pytest.mark.slow) if name == "nas-asdet" else name for name in sorted(TINY)],
-)  # nas-asdet's supernet (11 ops on every edge) takes ~40 s twice even at 32 px: in the slow run
+    [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_REPLAYS else name for name in sorted(TINY)],
+)
 def test_a_search_replays_from_its_run_json(strategy: str, tiny_defects: Path, tmp_path: Path) -> None:
     first, again = tmp_path / "first", tmp_path / "again"
     result = runner.invoke(app, ["search", strategy, "--data", str(tiny_defects), *TINY[strategy], "--out", str(first)])
