@@ -63,6 +63,7 @@ from search_quality_report import (  # noqa: F401
     arm_unit,
     difference_interval,
     markdown_table,
+    number,
     plot,
     searcher_of,
 )
@@ -518,9 +519,6 @@ def main(argv: list[str] | None = None) -> None:
         return
     report = run(args)
     plot(report, Path(args.out).with_suffix(".png"))
-    def number(value: Any, spec: str) -> str:  # a row with one arm only has no mean for the other
-        return "-" if value is None else format(value, spec)
-
     for name, row in report["searchers"].items():
         print(f"{name}: searcher {number(row['searcher_iou_mean'], '.4f')} random "
               f"{number(row['random_iou_mean'], '.4f')} diff {number(row['difference_mean'], '+.4f')} "

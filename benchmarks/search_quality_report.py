@@ -82,6 +82,11 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def number(value: float | None, spec: str) -> str:
+    """``value`` formatted, or ``-`` where a row has no such number yet (one arm only: null or NaN)."""
+    return "-" if value is None or not math.isfinite(value) else format(value, spec)
+
+
 def markdown_table(report: dict[str, Any]) -> str:
     """The README's table: searcher, random counterpart, paired difference, controls, MACs, minutes."""
     controls = report.get("controls", {})
@@ -93,19 +98,21 @@ def markdown_table(report: dict[str, Any]) -> str:
         if row is None:
             continue
         low, high = (math.nan if v is None else v for v in row["difference_ci90"])
-        interval = f"[{low:+.3f}, {high:+.3f}]" if math.isfinite(low) else "(one seed: no interval)"
+        interval = f"[{low:+.3f}, {high:+.3f}]" if math.isfinite(low) else "(under two seeds: no interval)"
         data = row["data"]
         ctrl = ", ".join(f"{m} {controls[f'{data}/{m}']['test_iou_mean']:.3f}" for m in CONTROLS
                          if f"{data}/{m}" in controls)  # fmt: skip
         if searcher_of(name) == "iac":
             ctrl += f"; base {row.get('base_iou_mean', math.nan):.3f}, base fine-tuned "
             ctrl += f"{row.get('base_finetuned_iou_mean', math.nan):.3f}"
+        mega = {arm: None if row[f"{arm}_macs_mean"] is None else row[f"{arm}_macs_mean"] / 1e6
+                for arm in ("searcher", "random")}  # fmt: skip
         lines.append(
             f"| {name} ({data}) | {row['complete_seeds']} x {len(row['retrain_seeds'])} | "
-            f"{row['searcher_iou_mean']:.3f} +- {row['searcher_iou_std']:.3f} | "
-            f"{row['random_iou_mean']:.3f} +- {row['random_iou_std']:.3f} | "
-            f"{row['difference_mean']:+.3f} {interval} | {ctrl} | "
-            f"{row['searcher_macs_mean'] / 1e6:.1f} M / {row['random_macs_mean'] / 1e6:.1f} M | {row['minutes']:.0f} |"
+            f"{number(row['searcher_iou_mean'], '.3f')} +- {number(row['searcher_iou_std'], '.3f')} | "
+            f"{number(row['random_iou_mean'], '.3f')} +- {number(row['random_iou_std'], '.3f')} | "
+            f"{number(row['difference_mean'], '+.3f')} {interval} | {ctrl} | "
+            f"{number(mega['searcher'], '.1f')} M / {number(mega['random'], '.1f')} M | {row['minutes']:.0f} |"
         )
     return "\n".join(lines)
 

@@ -63,7 +63,10 @@ Departures from the paper, each an option (chosen by what issue 14 measured at s
   this scale: after stage II's 250 steps of issue 29's CPU search the aligns' mean weights were
   2e-5 to 2e-3 and taking out any op or edge moved the val loss by at most 2e-4 (of 0.27), so
   alpha, and any selection, sees noise. Live aligns moved the search from -0.007 to -0.001 IoU
-  against random cells (5 seeds). Stage III always starts from zero aligns (at the base).
+  against random cells (5 seeds). Stage III always starts from zero aligns (at the base). On
+  synth-defects, where any implant lifts the base by about 0.06 IoU, live aligns with the alpha
+  rule measured -0.003 [-0.010, +0.005] against random cells (row ``iac-defects``): there too the
+  cell the search picks does not matter more than a random one, and fine-tuning the base beats both.
 - ``random_cell=True`` is the random counterpart: no stage II, a uniformly random cell of the same
   8-op space goes through the same stage III.
 
