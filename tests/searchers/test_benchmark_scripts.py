@@ -118,3 +118,26 @@ def test_search_quality_variants_share_their_searchers_random_arm() -> None:
         assert report.VARIANTS[variant][0] == report.searcher_of(shared)
         data = report.VARIANTS[variant][1].get("data")
         assert data == (report.VARIANTS[shared][1].get("data") if shared in report.VARIANTS else None)
+
+
+def test_search_quality_units_continue_from_their_committed_copy(tmp_path: Path) -> None:
+    """A session whose work folder is gone continues from the committed copy of the units; every
+    finished unit lands in both files; a unit in the work file wins over the copy's."""
+    import search_quality
+
+    work, copy = tmp_path / "work" / "units.json", tmp_path / "results" / "units-copy.json"
+    work.parent.mkdir()
+    copy.parent.mkdir()
+    first = search_quality.Units(work, copy)
+    first.put("renas/search/s0/search", {"genotype": {}, "seconds": 1.0})
+    assert json.loads(copy.read_text()) == json.loads(work.read_text())
+    work.unlink()  # the next session: a fresh work folder
+    again = search_quality.Units(work, copy)
+    made = []
+    assert again.once("renas/search/s0/search", lambda: made.append(1) or {"seconds": 2.0})["seconds"] == 1.0
+    assert made == []  # not run again
+    again.put("renas/random/s0/search", {"seconds": 3.0})
+    assert set(json.loads(copy.read_text())) == set(json.loads(work.read_text())) == {
+        "renas/search/s0/search", "renas/random/s0/search"}  # fmt: skip
+    work.write_text(json.dumps({"renas/search/s0/search": {"seconds": 9.0}}))
+    assert search_quality.Units(work, copy).get("renas/search/s0/search")["seconds"] == 9.0
