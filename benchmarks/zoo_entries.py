@@ -80,6 +80,9 @@ ENTRIES: dict[str, tuple[str, str]] = {
 LATENCY_TABLE = ROOT / "results" / "latency_table.json"
 LATENCY_ENTRIES: dict[str, dict[str, float]] = {"autosegnet-20ms-synth-defects": {"target_ms": 20.0, "weight": 0.5}}
 ENTRIES.update({name: ("autosegnet", "synth-defects") for name in LATENCY_ENTRIES})
+#: entries whose pick is a search-quality variant row's (its settings and units), not the searcher's row:
+#: NAS-ASDet's default selection is perturbation since issue 29, and its row is ``nas-asdet-pt``
+ENTRY_ROWS: dict[str, str] = {"asdet-synth-defects": "nas-asdet-pt"}
 
 
 class BudgetPick(NamedTuple):
@@ -141,12 +144,15 @@ def best_seed(units: sq.Units, searcher: str, seeds: list[int], retrain_seeds: l
     return max(scored, key=scored.get) if scored else None
 
 
-def pick_for(entry: str, scale: dict[str, Any], work: Path, units: sq.Units, device: str) -> dict[str, Any]:
-    """The search that produced ``entry``'s architecture: from search quality, or run here."""
+def pick_for(entry: str, scale: dict[str, Any], work: Path, units: sq.Units, device: str,
+             sq_work: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """The search that produced ``entry``'s architecture: from search quality (``sq_work``, its work
+    folder; the row of :data:`ENTRY_ROWS` where one is named), or run here."""
     searcher, data_name = ENTRIES[entry]
+    row = ENTRY_ROWS.get(entry, searcher)
     search_scale = sq.SCALES[scale["search_scale"]]
-    sq_work = ROOT / "work" / f"search_quality-{scale['search_scale']}"
-    settings = search_scale[searcher]
+    sq_work = sq_work or ROOT / "work" / f"search_quality-{scale['search_scale']}"
+    settings = search_scale[row]
     if entry in BUDGET_ENTRIES:
         budget_pick = BUDGET_ENTRIES[entry]
         found = sq.Units(work / "latency_budgets_units.json").get(budget_pick.unit("search"))
@@ -163,16 +169,17 @@ def pick_for(entry: str, scale: dict[str, Any], work: Path, units: sq.Units, dev
         spec = LATENCY_ENTRIES[entry]
         settings = {**settings, "latency": LatencyObjective.from_options(LATENCY_TABLE, spec["target_ms"],
                                                                           spec["weight"], (256, 256))}  # fmt: skip
-    elif sq.DATA_OF[searcher] == data_name and (sq_work / "units.json").is_file():
+    elif sq.DATA_OF[row] == data_name and (sq_work / "units.json").is_file():
         sq_units = sq.Units(sq_work / "units.json")
-        seed = best_seed(sq_units, searcher, [0, 1, 2], [0, 1])
+        seed = best_seed(sq_units, row, [0, 1, 2], [0, 1])
         if seed is not None:
-            found = sq_units.get(f"{searcher}/search/s{seed}/search")
+            found = sq_units.get(f"{row}/search/s{seed}/search")
             return {**found, "seed": seed, "search_data": str(sq_work / "data" / data_name),
-                    "run_dir": str(sq_work / "runs" / f"{searcher}-search-s{seed}"),
-                    "chosen_by": "best mean val IoU of the retrained picks over search seeds 0-2"}  # fmt: skip
+                    "run_dir": str(sq_work / "runs" / f"{row}-search-s{seed}"),
+                    "chosen_by": f"best mean val IoU of the retrained picks over search seeds 0-2 (search_quality "
+                                 f"row {row})"}  # fmt: skip
     data = sq.prepare_data(work / "search", search_scale)[data_name]
-    run_dir = work / "runs" / f"{searcher}-{data_name}-s0"
+    run_dir = work / "runs" / f"{row}-{data_name}-s0"
     run_dir = work / "runs" / f"{entry}-s0" if entry in LATENCY_ENTRIES else run_dir
     found = units.once(f"search/{entry}", lambda: sq.SEARCH[searcher](
         "search", 0, data, run_dir, settings, search_scale["size"], device, units))  # fmt: skip
@@ -315,7 +322,8 @@ def build_entry(entry: str, scale: dict[str, Any], work: Path, data: dict[str, P
                    "training_seed": seed}  # fmt: skip
         train_seconds = time.perf_counter() - start
         out = finish(model, genotype, data[data_name], Path(args.genotypes), size, args.device)
-        settings = sq._jsonable(sq.SCALES[scale["search_scale"]][searcher])
+        settings = sq._jsonable(sq.SCALES[scale["search_scale"]][ENTRY_ROWS.get(entry, searcher)])
+        settings.pop("unit", None)  # a variant row's bookkeeping, not a search setting
         if entry in LATENCY_ENTRIES:
             settings["latency"] = {**LATENCY_ENTRIES[entry], "table": LATENCY_TABLE.name, "size": [256, 256],
                                    "form": "MnasNet soft constraint on the predicted latency"}  # fmt: skip

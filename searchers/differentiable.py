@@ -44,6 +44,7 @@ from nasseg.zoo.errors import NassegError
 from nasseg.zoo.genotype import Cell as CellGenotype
 from nasseg.zoo.genotype import Genotype
 from nasseg.zoo.io import save_figure
+from nasseg.zoo.modes import evaluating
 from nasseg.zoo.supernet import MixedCell, MixedOp, derive_cell, full_dag_edges
 from nasseg.zoo.training.batches import passes
 from nasseg.zoo.training.losses import total_loss
@@ -185,21 +186,6 @@ def perturbation_cell(loss: Callable[[], float], op_mask: torch.Tensor, edge_mas
     cell = derive_capped(op_scores, op_names, steps, max_skip=max_skip, residual=residual, edge_rank=edge_scores)
     return cell, {"op_scores": [[v if math.isfinite(v) else None for v in row] for row in op_scores],
                   "edge_scores": edge_scores}  # fmt: skip
-
-
-@contextmanager
-def evaluating(model: nn.Module) -> Iterator[None]:
-    """``model`` in eval mode for the block, its mode restored after; a model already in eval
-    mode is left alone (switching a supernet's mode walks every module: on a tiny supernet that
-    walk cost more than the forward it wrapped)."""
-    was_training = model.training
-    if was_training:
-        model.eval()
-    try:
-        yield
-    finally:
-        if was_training:
-            model.train()
 
 
 @contextmanager

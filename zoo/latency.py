@@ -44,6 +44,7 @@ from torch import nn
 
 from nasseg.zoo.errors import NassegError
 from nasseg.zoo.genotype import Genotype
+from nasseg.zoo.modes import evaluating
 
 TABLE_SCHEMA = "nasseg.latency-table/1"
 RUNTIMES = ("onnx-fp32", "onnx-int8")
@@ -178,11 +179,8 @@ def trace_module(model: nn.Module, example: torch.Tensor, keep_modules: bool = F
         for unit in units.values():
             handles.append(unit.register_forward_pre_hook(pre))
             handles.append(unit.register_forward_hook(post))
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), evaluating(model):
             model(example)
-        model.train(was_training)
     finally:
         for handle in handles:
             handle.remove()

@@ -22,6 +22,7 @@ from nasseg.zoo.data.augment import Augment
 from nasseg.zoo.data.dataset import SegmentationDataset
 from nasseg.zoo.data.folder import SegmentationFolder
 from nasseg.zoo.errors import NassegError
+from nasseg.zoo.modes import evaluating
 from nasseg.zoo.training.trainer import TrainConfig
 
 CLASSIFICATION_METRICS = ("balanced_accuracy", "accuracy", "loss")
@@ -62,18 +63,16 @@ def train_classifier_epoch(model: nn.Module, folder: SegmentationFolder, config:
 @torch.no_grad()
 def evaluate_classifier(model: nn.Module, folder: SegmentationFolder, split: str = "val") -> dict[str, float]:
     """Accuracy, balanced accuracy and cross-entropy of whole images of ``split`` (image-level labels)."""
-    was_training = model.training
-    model.eval()
     dataset = SegmentationDataset(folder.splits[split], folder.num_classes, model.genotype.task.in_channels)
     correct: dict[int, list[bool]] = {0: [], 1: []}
     losses = []
-    for index in range(len(dataset)):
-        image, mask = dataset[index]
-        label = defect_labels(mask.unsqueeze(0))
-        logits = model(image.unsqueeze(0))
-        losses.append(float(F.cross_entropy(logits, label)))
-        correct[int(label)].append(bool(logits.argmax(dim=1) == label))
-    model.train(was_training)
+    with evaluating(model):
+        for index in range(len(dataset)):
+            image, mask = dataset[index]
+            label = defect_labels(mask.unsqueeze(0))
+            logits = model(image.unsqueeze(0))
+            losses.append(float(F.cross_entropy(logits, label)))
+            correct[int(label)].append(bool(logits.argmax(dim=1) == label))
     recalls = [sum(v) / len(v) for v in correct.values() if v]
     total = [c for v in correct.values() for c in v]
     return {"balanced_accuracy": sum(recalls) / max(len(recalls), 1), "accuracy": sum(total) / max(len(total), 1),

@@ -141,3 +141,22 @@ def test_search_quality_units_continue_from_their_committed_copy(tmp_path: Path)
         "renas/search/s0/search", "renas/random/s0/search"}  # fmt: skip
     work.write_text(json.dumps({"renas/search/s0/search": {"seconds": 9.0}}))
     assert search_quality.Units(work, copy).get("renas/search/s0/search")["seconds"] == 9.0
+
+
+def test_a_zoo_entry_takes_its_pick_from_the_row_it_names(tmp_path: Path) -> None:
+    """``asdet-synth-defects`` ships NAS-ASDet's default (perturbation) pick: the ``nas-asdet-pt``
+    row's best seed on val, not the alpha-rule row's, and the row's settings."""
+    import search_quality
+    import zoo_entries
+
+    units = search_quality.Units(tmp_path / "units.json")
+    for row, val in (("nas-asdet", 0.9), ("nas-asdet-pt", 0.5)):
+        for seed in (0, 1, 2):
+            units.put(f"{row}/search/s{seed}/search", {"genotype": {"row": row, "seed": seed}, "seconds": 1.0})
+            for retrain in (0, 1):
+                units.put(f"{row}/search/s{seed}/r{retrain}", {"val_iou": val + 0.01 * (seed == 1), "seconds": 1.0})
+    pick = zoo_entries.pick_for("asdet-synth-defects", zoo_entries.SCALES["cpu"], tmp_path / "zoo", units, "cpu",
+                                sq_work=tmp_path)  # fmt: skip
+    assert pick["genotype"] == {"row": "nas-asdet-pt", "seed": 1} and pick["seed"] == 1
+    assert pick["run_dir"].endswith("nas-asdet-pt-search-s1") and "nas-asdet-pt" in pick["chosen_by"]
+    assert zoo_entries.sq.SCALES["cpu"][zoo_entries.ENTRY_ROWS["asdet-synth-defects"]]["selection"] == "perturbation"

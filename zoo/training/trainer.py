@@ -28,6 +28,7 @@ from nasseg.zoo.data.dataset import SegmentationDataset
 from nasseg.zoo.data.folder import SegmentationFolder
 from nasseg.zoo.errors import NassegError
 from nasseg.zoo.io import atomic_write_bytes
+from nasseg.zoo.modes import evaluating
 from nasseg.zoo.sizing import crop_to_original, pad_to_multiple
 from nasseg.zoo.training.batches import passes, planned_steps
 from nasseg.zoo.training.losses import default_loss, flatten_outputs, predict_classes, segmentation_loss, total_loss
@@ -413,8 +414,6 @@ def evaluate(model: nn.Module, data: SegmentationFolder, split: str = "test", de
     ``metrics["loss"]`` (the U-Net GA's fitness needs it).
     """
     device = torch.device(device)
-    was_training = model.training
-    model.eval()
     dataset = SegmentationDataset(data.splits[split], data.num_classes, model.genotype.task.in_channels)
     matrix = ConfusionMatrix(data.num_classes)
     divisor = getattr(model, "divisor", 1)
@@ -434,14 +433,14 @@ def evaluate(model: nn.Module, data: SegmentationFolder, split: str = "test", de
                           for i in range(len(pending)))  # fmt: skip
         pending.clear()
 
-    for index in range(len(dataset)):
-        image, mask = dataset[index]
-        room = max(1, min(batch_size, EVAL_BATCH_PIXELS // (image.shape[-1] * image.shape[-2])))
-        if pending and (pending[0][0].shape != image.unsqueeze(0).shape or len(pending) >= room):
-            flush()
-        pending.append((image.unsqueeze(0), mask))
-    flush()
-    model.train(was_training)
+    with evaluating(model):
+        for index in range(len(dataset)):
+            image, mask = dataset[index]
+            room = max(1, min(batch_size, EVAL_BATCH_PIXELS // (image.shape[-1] * image.shape[-2])))
+            if pending and (pending[0][0].shape != image.unsqueeze(0).shape or len(pending) >= room):
+                flush()
+            pending.append((image.unsqueeze(0), mask))
+        flush()
     metrics = matrix.compute(data.classes)
     if loss is not None:
         metrics["loss"] = sum(losses) / max(len(losses), 1)
