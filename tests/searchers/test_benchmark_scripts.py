@@ -144,7 +144,7 @@ def test_search_quality_units_continue_from_their_committed_copy(tmp_path: Path)
 
 
 def test_a_zoo_entry_takes_its_pick_from_the_row_it_names(tmp_path: Path) -> None:
-    """``asdet-synth-defects`` ships NAS-ASDet's default (perturbation) pick: the ``nas-asdet-pt``
+    """``asdet-pt-synth-defects`` ships NAS-ASDet's default (perturbation) pick: the ``nas-asdet-pt``
     row's best seed on val, not the alpha-rule row's, and the row's settings."""
     import search_quality
     import zoo_entries
@@ -155,8 +155,8 @@ def test_a_zoo_entry_takes_its_pick_from_the_row_it_names(tmp_path: Path) -> Non
             units.put(f"{row}/search/s{seed}/search", {"genotype": {"row": row, "seed": seed}, "seconds": 1.0})
             for retrain in (0, 1):
                 units.put(f"{row}/search/s{seed}/r{retrain}", {"val_iou": val + 0.01 * (seed == 1), "seconds": 1.0})
-    pick = zoo_entries.pick_for("asdet-synth-defects", zoo_entries.SCALES["cpu"], tmp_path / "zoo", units, "cpu",
+    pick = zoo_entries.pick_for("asdet-pt-synth-defects", zoo_entries.SCALES["cpu"], tmp_path / "zoo", units, "cpu",
                                 sq_work=tmp_path)  # fmt: skip
     assert pick["genotype"] == {"row": "nas-asdet-pt", "seed": 1} and pick["seed"] == 1
     assert pick["run_dir"].endswith("nas-asdet-pt-search-s1") and "nas-asdet-pt" in pick["chosen_by"]
-    assert zoo_entries.sq.SCALES["cpu"][zoo_entries.ENTRY_ROWS["asdet-synth-defects"]]["selection"] == "perturbation"
+    assert zoo_entries.sq.SCALES["cpu"][zoo_entries.ENTRY_ROWS["asdet-pt-synth-defects"]]["selection"] == "perturbation"
