@@ -215,7 +215,11 @@ def main(argv: list[str] | None = None) -> None:
     size, recipe = args.size or scale["size"], scale["recipe"]
     work = Path(args.work or sq.ROOT / "work" / f"search_fidelity-{args.scale}")
     work.mkdir(parents=True, exist_ok=True)
-    units = sq.Units(work / "units.json")
+    # units also kept in a committed copy (as search_quality does), so a cut-off run continues across sessions
+    units = sq.Units(
+        work / "units.json",
+        RESULTS.parent / f"search_fidelity_units-{args.scale}.json" if args.work is None else None,
+    )
     data_of = {space: args.data or DATA.get(space, "synth-defects") for space in args.spaces}
     datasets = prepare_data(work, scale, set(data_of.values()), size)
     start = time.perf_counter()
