@@ -80,8 +80,36 @@ def measure(name: str, row: dict[str, Any], data: Path, args: argparse.Namespace
             "params": row["params"], "macs_256": bench["macs"]["256x256"], "p50_ms": latency,
             "int8_iou_delta": comparison.iou_delta, "int8_mask_agreement": comparison.mask_agreement,
             "file_bytes": file_bytes, "weights_dtype": stored_dtype(spec.parent / weights.file) if weights else None,
-            "train_size": row.get("train_size", 64),
+            "train_size": row.get("train_size", 64), "cpu": bench_system()["cpu"],
             "measured": f"{time.strftime('%Y-%m-%d')}, fixed-shape sessions"}  # fmt: skip
+
+
+def same_run_references(names: list[str] | None, rows: dict[str, Any], rows_in: dict[str, Any],
+                        args: argparse.Namespace, work: Path) -> dict[str, Any]:  # fmt: skip
+    """Rows timed on another box than the others are not comparable by their times alone: the
+    ``names`` (rows already in the file) are timed again in this run, their rows left as they are,
+    and each row measured now records both numbers (``same_run_references``: fp32 p50 at 2 threads
+    here and in the reference's row) so the table can say how this box compares."""
+    if not names:
+        return {}
+    missing = [n for n in names if n not in rows or n not in rows_in]
+    if missing:
+        raise SystemExit(f"--reference {' '.join(missing)}: not a measured leaderboard row with weights here")
+    measured = {}
+    for name in names:
+        print(f"[{time.strftime('%H:%M:%S')}] {name} (reference, row kept) ...", flush=True)
+        row_in = rows_in[name]
+        data = Path(args.data) if args.data else zoo_data(row_in["data"], row_in.get("train_size", 64))
+        here = measure(name, row_in, data, args, work)["p50_ms"][BUDGET_KEY]
+        measured[name] = {"here_ms": here, "row_ms": rows[name]["p50_ms"][BUDGET_KEY]}
+    return {"same_run_references": measured}
+
+
+def speed_ratio(row: dict[str, Any]) -> float | None:
+    """How much slower the box that timed ``row`` was than its references' rows (median ratio), or None."""
+    refs = row.get("same_run_references") or {}
+    ratios = sorted(r["here_ms"] / r["row_ms"] for r in refs.values())
+    return ratios[len(ratios) // 2] if ratios else None
 
 
 def stored_dtype(path: Path) -> str:
@@ -102,15 +130,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report.setdefault("rows", {})
     torch.set_num_threads(2)
     work = ROOT / "work" / "leaderboard"
+    references = same_run_references(args.reference, report["rows"], rows_in, args, work)
     for name in names:
         if name in report["rows"] and not args.fresh:
             continue
         row = rows_in[name]
         data = Path(args.data) if args.data else zoo_data(row["data"], row.get("train_size", 64))
         print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
-        report["rows"][name] = measure(name, row, data, args, work)
+        report["rows"][name] = {**measure(name, row, data, args, work), **references}
         report.update(benchmark="leaderboard", size=list(SIZE), library_versions=library_versions(),
-                      system=bench_system(), recipe=entries.get("recipe"))  # fmt: skip
+                      recipe=entries.get("recipe"))  # fmt: skip
+        report.setdefault("system", bench_system())  # the box most rows were timed on; a row names its own cpu
         report["goal"] = goal(report["rows"])
         report["goal_vs_pix2pix"] = goal(report["rows"], "unet-pix2pix-256")  # the GA paper's hand-designed U-Net
         report["under_latency_budget"] = under_budget(report["rows"])
@@ -178,7 +208,7 @@ def markdown_table(report: dict[str, Any]) -> str:
         size = f"{r['file_bytes'] / 1e6:.1f} MB{' fp16' if r['weights_dtype'] == 'float16' else ''}"
         shipped = size if r["shipped"] else f"not shipped ({size})"
         fits = "**best**" if budget[r["data"]]["best"] == r["name"] else ("over" if p[BUDGET_KEY] > BUDGET_MS else "")
-        earlier = " †" if "shape-free" in r.get("measured", "") else ""
+        earlier = " †" if "shape-free" in r.get("measured", "") else (" ‡" if speed_ratio(r) else "")
         lines.append(
             f"| `{r['name']}`{earlier} | {r['searcher'] or 'hand-designed'} | {r['data']} | {r['test_iou']:.3f} | "
             f"{r['test_dice']:.3f} | {r['params'] / 1e6:.2f} M | {r['macs_256'] / 1e9:.2f} G | "
@@ -189,6 +219,12 @@ def markdown_table(report: dict[str, Any]) -> str:
         )
     earlier = sorted({r["measured"] for r in rows if "shape-free" in r.get("measured", "")})
     lines += [f"\n† measured {when}" for when in earlier]
+    for r in rows:
+        if speed_ratio(r):
+            refs = ", ".join(f"`{n}` {v['here_ms']:.1f} ms (row {v['row_ms']:.1f})"
+                             for n, v in r["same_run_references"].items())  # fmt: skip
+            lines.append(f"\n‡ `{r['name']}` timed on another box ({r['cpu']}), {speed_ratio(r):.2f}x the other rows' "
+                         f"times: in the same run {refs}, fp32 at 2 threads")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -269,6 +305,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--fresh", action="store_true", help="measure the models again (rows of others are kept)")
+    parser.add_argument("--reference", nargs="+", default=None,
+                        help="rows to time again in this run as references (their rows kept): for a box other "
+                             "than the one the other rows were timed on")  # fmt: skip
     parser.add_argument("--table", action="store_true", help="print the README table of --out and stop")
     parser.add_argument("--plot", action="store_true", help="redraw the plot from --out and stop")
     args = parser.parse_args(argv)

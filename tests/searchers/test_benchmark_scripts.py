@@ -160,3 +160,23 @@ def test_a_zoo_entry_takes_its_pick_from_the_row_it_names(tmp_path: Path) -> Non
     assert pick["genotype"] == {"row": "nas-asdet-pt", "seed": 1} and pick["seed"] == 1
     assert pick["run_dir"].endswith("nas-asdet-pt-search-s1") and "nas-asdet-pt" in pick["chosen_by"]
     assert zoo_entries.sq.SCALES["cpu"][zoo_entries.ENTRY_ROWS["asdet-pt-synth-defects"]]["selection"] == "perturbation"
+
+
+def test_a_leaderboard_row_timed_on_another_box_says_how_that_box_compares() -> None:
+    """A row measured with ``--reference`` carries the references' times of the same run, and the
+    table marks it and gives the ratio (the median over the references), not a bare number."""
+    import leaderboard
+
+    def row(name: str, ms: float, **extra: object) -> dict[str, object]:
+        p50 = {key: ms for key in ("onnx-fp32@1t", "onnx-fp32@2t", "onnx-int8@1t", "onnx-int8@2t")}
+        return {"name": name, "kind": "searched", "searcher": "nas-asdet", "data": "synth-defects", "test_iou": 0.7,
+                "test_dice": 0.8, "params": 1e6, "macs_256": 2e8, "p50_ms": p50, "int8_iou_delta": 0.0,
+                "file_bytes": 1e6, "weights_dtype": "float32", "shipped": True, **extra}  # fmt: skip
+
+    refs = {"a": {"here_ms": 20.0, "row_ms": 10.0}, "b": {"here_ms": 9.0, "row_ms": 3.0},
+            "c": {"here_ms": 5.0, "row_ms": 2.0}}  # fmt: skip
+    rows = {"a": row("a", 10.0), "new": row("new", 18.0, same_run_references=refs, cpu="Other CPU")}
+    assert leaderboard.speed_ratio(rows["new"]) == pytest.approx(2.5) and leaderboard.speed_ratio(rows["a"]) is None
+    table = leaderboard.markdown_table({"rows": rows})
+    assert "| `new` ‡ |" in table and "| `a` |" in table
+    assert "‡ `new` timed on another box (Other CPU), 2.50x the other rows' times" in table
