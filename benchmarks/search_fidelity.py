@@ -194,6 +194,17 @@ def prepare_data(work: Path, scale: dict[str, Any], names: set[str], size: int) 
     return sq.prepare_data(folder, {**scale, "size": size, "data": {name: scale["data"][name] for name in names}})
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``I/N`` -> (I, N), 0 <= I < N: which share of a row's trainings this process runs."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard {text!r}: expected I/N, e.g. 0/2") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"--shard {text!r}: need 0 <= I < N")
+    return index, count
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", type=int, default=8)
@@ -207,6 +218,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", choices=("synth-defects", "synth-membranes"), default=None,
                         help="measure every space on this data set (default: each space's own)")  # fmt: skip
     parser.add_argument("--size", type=int, default=None, help="image size (default: the scale's)")
+    parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="I/N",
+                        help="train only units I, I+N, ... of each row (run N processes, one per core), the "
+                             "others' units read when done; the row is written once all are done")  # fmt: skip
     parser.add_argument("--work", default=None)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
@@ -242,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.one_shot_only:
             supernets()
             continue
+        shard, shards = args.shard
         for index, genotype in enumerate(genotypes):
             folder = work / "train" / f"{row_name}-a{index}"
             runs = [
@@ -251,9 +266,14 @@ def main(argv: list[str] | None = None) -> None:
                         g, d, recipe, size, seed, f.with_name(f"{f.name}-s{seed}")
                     ),
                 )
+                if (index * args.seeds + seed) % shards == shard
+                else units.fresh(f"{row_name}/a{index}/s{seed}")
                 for seed in range(args.seeds)
             ]
             curves.append(runs)
+        if any(run is None for runs in curves for run in runs):  # another shard's units still running
+            print(f"{row_name}: shard {shard}/{shards} done; rerun without --shard once all shards finish")
+            continue
         one_shot = supernets() if space == "autosegnet" and not args.truth_only else None
         row = summarise(curves, scale[space]["steps"] if one_shot else recipe.steps, one_shot)
         report["spaces"][row_name] = {**row, "data": data_of[space], "image_size": size}

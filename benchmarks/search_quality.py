@@ -227,6 +227,12 @@ class Units:
                 atomic_write_bytes(target, json.dumps(self.data, indent=1, sort_keys=True).encode())
         return value
 
+    def fresh(self, key: str) -> Any:
+        """The value of ``key`` as the file has it now (another process may have stored it)."""
+        if self.path.is_file():
+            self.data = {**self.data, **json.loads(self.path.read_text())}
+        return self.get(key)
+
     def once(self, key: str, make: Callable[[], Any]) -> Any:
         """The stored value of ``key``, or ``make()`` stored under it."""
         done = self.get(key)

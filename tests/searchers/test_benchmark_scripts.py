@@ -95,6 +95,24 @@ def test_benchmark_runs_at_tiny_scale_and_resumes(script: str, tmp_path: Path) -
     assert again.returncode == 0 and " ..." not in again.stdout
 
 
+def test_fidelity_shards_split_the_trainings_and_the_last_run_writes_the_row(tmp_path: Path) -> None:
+    """Two ``--shard`` processes train disjoint units; a run without it then trains nothing and writes the row."""
+    out = tmp_path / "out.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "search_fidelity.py"), "--scale", "tiny", "--work",
+               str(tmp_path / "w"), "--out", str(out), "--archs", "2", "--spaces", "unet-ga"]  # fmt: skip
+    first = subprocess.run([*command, "--shard", "1/2"], capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert first.stdout.count(" ...") == 2 and "/s1 ..." in first.stdout and "/s0 ..." not in first.stdout
+    assert "shard 1/2 done" in first.stdout and not out.exists()  # no row from half the units
+    second = subprocess.run([*command, "--shard", "0/2"], capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0 and second.stdout.count("/s0 ...") == 2 and "/s1 ..." not in second.stdout
+    assert json.loads(out.read_text())["spaces"]["unet-ga"]["archs"] == 2  # the last shard found all units done
+    final = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0 and " ..." not in final.stdout
+    bad = subprocess.run([*command, "--shard", "2/2"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "--shard '2/2': need 0 <= I < N" in bad.stderr
+
+
 def test_latency_budget_verdicts_call_margins_within_the_seed_spread_ties() -> None:
     import latency_budgets
 
