@@ -271,6 +271,10 @@ def main(argv: list[str] | None = None) -> None:
                 for seed in range(args.seeds)
             ]
             curves.append(runs)
+        curves = [  # the other shards' units, as they are now (one may have finished while this one trained)
+            [run if run is not None else units.fresh(f"{row_name}/a{index}/s{seed}") for seed, run in enumerate(runs)]
+            for index, runs in enumerate(curves)
+        ]
         if any(run is None for runs in curves for run in runs):  # another shard's units still running
             print(f"{row_name}: shard {shard}/{shards} done; rerun without --shard once all shards finish")
             continue
