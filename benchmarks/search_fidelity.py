@@ -267,11 +267,11 @@ def main(argv: list[str] | None = None) -> None:
                     ),
                 )
                 if (index * args.seeds + seed) % shards == shard
-                else units.fresh(f"{row_name}/a{index}/s{seed}")
+                else None  # another shard's: read below, once this shard's trainings are done
                 for seed in range(args.seeds)
             ]
             curves.append(runs)
-        curves = [  # the other shards' units, as they are now (one may have finished while this one trained)
+        curves = [  # the other shards' units, as the shared units file has them now
             [run if run is not None else units.fresh(f"{row_name}/a{index}/s{seed}") for seed, run in enumerate(runs)]
             for index, runs in enumerate(curves)
         ]

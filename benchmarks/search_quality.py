@@ -218,9 +218,13 @@ class Units:
     def get(self, key: str) -> Any:
         return self.data.get(key)
 
-    def put(self, key: str, value: Any) -> Any:
-        if self.path.is_file():  # another benchmark process may share the work folder: merge, then write
+    def _merge(self) -> None:
+        """Add the units another benchmark process sharing the work folder has stored since."""
+        if self.path.is_file():
             self.data = {**json.loads(self.path.read_text()), **self.data}
+
+    def put(self, key: str, value: Any) -> Any:
+        self._merge()  # merge, then write: another process's units are kept
         self.data[key] = value
         for target in (self.path, self.copy):
             if target is not None:
@@ -228,9 +232,8 @@ class Units:
         return value
 
     def fresh(self, key: str) -> Any:
-        """The value of ``key`` as the file has it now (another process may have stored it)."""
-        if self.path.is_file():
-            self.data = {**self.data, **json.loads(self.path.read_text())}
+        """The value of ``key``, looking in the file too (another process may have stored it since)."""
+        self._merge()
         return self.get(key)
 
     def once(self, key: str, make: Callable[[], Any]) -> Any:
